@@ -1,0 +1,167 @@
+"""Structured logging, configured once at the edge.
+
+All output, ours and the libraries' (python-telegram-bot, httpx, aiohttp), goes
+through structlog's ``ProcessorFormatter`` so that one redaction processor sees
+every line. In a terminal the console format looks like the seed's
+``2025-09-23 15:18:20 [info     ] initializing_redis_auto_start``; elsewhere, or
+with ``LOG_FORMAT=json``, one JSON object per line.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import re
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from vechnost_bot.config import LogFormat, LogLevel
+
+__all__ = ["add_secret", "configure_logging", "redact", "redact_secrets"]
+
+_MASK = "***"
+# A Telegram bot token: "<bot id>:<35 url-safe chars>".
+_TOKEN_RE = re.compile(r"(?<![0-9])\d{5,}:[A-Za-z0-9_-]{30,}")
+# user:password@ inside any URL (redis://:pw@host, https://u:p@host).
+_URL_CREDENTIALS_RE = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@")
+# requirepass / --requirepass lines (config files, command lines).
+_REQUIREPASS_RE = re.compile(r"(?i)(requirepass\s+)\S+")
+
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+
+
+def add_secret(value: str | None) -> None:
+    """Remember a secret so that it is masked wherever it appears in a log line."""
+    if value and len(value) >= 4:
+        with _secrets_lock:
+            _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Mask known secrets, bot tokens, URL passwords and ``requirepass`` values."""
+    with _secrets_lock:
+        known = sorted(_secrets, key=len, reverse=True)
+    for secret in known:
+        if secret in text:
+            text = text.replace(secret, _MASK)
+    text = _TOKEN_RE.sub(_MASK, text)
+    text = _URL_CREDENTIALS_RE.sub(lambda m: f"{m['scheme']}{m['user']}:{_MASK}@", text)
+    return _REQUIREPASS_RE.sub(rf"\g<1>{_MASK}", text)
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redact_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_redact_value(item) for item in value)
+    if isinstance(value, BaseException):
+        return redact(str(value))
+    return value
+
+
+def redact_secrets(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: mask secrets in every value of the event."""
+    for key, value in list(event_dict.items()):
+        if key in {"password", "token", "requirepass"} and value:
+            event_dict[key] = _MASK
+        else:
+            event_dict[key] = _redact_value(value)
+    return event_dict
+
+
+def _render_exception_then_redact(
+    logger: WrappedLogger, name: str, event_dict: EventDict
+) -> EventDict:
+    event_dict = structlog.processors.format_exc_info(logger, name, event_dict)
+    return redact_secrets(logger, name, event_dict)
+
+
+def _want_json(log_format: LogFormat) -> bool:
+    if log_format == "json":
+        return True
+    if log_format == "console":
+        return False
+    return not sys.stderr.isatty()
+
+
+def configure_logging(
+    level: LogLevel = "INFO",
+    log_format: LogFormat = "auto",
+    log_file: Path | None = None,
+) -> None:
+    """Configure structlog and stdlib logging once, for the whole process."""
+    timestamper = structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False)
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        timestamper,
+    ]
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+    def formatter(json_output: bool, colors: bool) -> logging.Formatter:
+        renderer: Processor
+        if json_output:
+            renderer = structlog.processors.JSONRenderer()
+        else:
+            renderer = structlog.dev.ConsoleRenderer(colors=colors, pad_event_to=0)
+        return structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                _drop_logger_name_for_console(json_output),
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _render_exception_then_redact,
+                renderer,
+            ],
+        )
+
+    handlers: list[logging.Handler] = []
+    console = logging.StreamHandler(sys.stderr)
+    json_output = _want_json(log_format)
+    console.setFormatter(formatter(json_output, colors=not json_output and sys.stderr.isatty()))
+    handlers.append(console)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        rotating = logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8"
+        )
+        rotating.setFormatter(formatter(json_output=log_format == "json", colors=False))
+        handlers.append(rotating)
+
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+    # httpx logs every request URL at INFO, and the Bot API URL holds the token.
+    for noisy in ("httpx", "httpcore", "aiohttp.access", "apscheduler"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def _drop_logger_name_for_console(json_output: bool) -> Processor:
+    def processor(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+        if not json_output:
+            event_dict.pop("logger", None)
+        return event_dict
+
+    return processor

@@ -1,0 +1,81 @@
+"""Prometheus metrics, on a registry of our own.
+
+Defining a metric starts nothing; ``/metrics`` (ops.health) serves ``REGISTRY``.
+Every component increments these directly: they are the program's counters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = [
+    "CARDS_RENDERED",
+    "ERRORS",
+    "FILE_ID_REUSED",
+    "JOURNAL_SIZE",
+    "RECORDS_RECONCILED",
+    "REDIS_RESTARTS",
+    "REDIS_STATE_CHANGES",
+    "REDIS_UP",
+    "REGISTRY",
+    "STORAGE_FAILBACKS",
+    "STORAGE_FAILOVERS",
+    "STORAGE_LATENCY",
+    "STORAGE_MODE",
+    "UPDATES_HANDLED",
+]
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+STORAGE_MODE = Gauge(
+    "vechnost_storage_mode",
+    "1 for the storage mode in use (redis or memory), 0 for the other",
+    ["mode"],
+    registry=REGISTRY,
+)
+REDIS_UP = Gauge("vechnost_redis_up", "1 when Redis answers PING", registry=REGISTRY)
+REDIS_RESTARTS = Counter(
+    "vechnost_redis_restarts_total", "Restarts of the Redis server we own", registry=REGISTRY
+)
+REDIS_STATE_CHANGES = Counter(
+    "vechnost_redis_state_changes_total",
+    "Changes of the Redis lifecycle state, by the state entered",
+    ["state"],
+    registry=REGISTRY,
+)
+STORAGE_FAILOVERS = Counter(
+    "vechnost_storage_failovers_total", "Switches from Redis to memory", registry=REGISTRY
+)
+STORAGE_FAILBACKS = Counter(
+    "vechnost_storage_failbacks_total", "Switches from memory back to Redis", registry=REGISTRY
+)
+RECORDS_RECONCILED = Counter(
+    "vechnost_storage_records_reconciled_total",
+    "Journaled memory-mode writes replayed into Redis on failback",
+    registry=REGISTRY,
+)
+JOURNAL_SIZE = Gauge(
+    "vechnost_storage_journal_size", "Memory-mode writes waiting for Redis", registry=REGISTRY
+)
+STORAGE_LATENCY = Histogram(
+    "vechnost_storage_call_seconds",
+    "Latency of storage calls as the bot sees them",
+    ["op"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0),
+    registry=REGISTRY,
+)
+UPDATES_HANDLED = Counter(
+    "vechnost_updates_handled_total", "Telegram updates handled, by kind", ["kind"],
+    registry=REGISTRY,
+)
+ERRORS = Counter(
+    "vechnost_errors_total", "Errors caught and answered, by where", ["where"], registry=REGISTRY
+)
+CARDS_RENDERED = Counter(
+    "vechnost_cards_rendered_total", "Card images rendered (cache misses)", registry=REGISTRY
+)
+FILE_ID_REUSED = Counter(
+    "vechnost_card_file_id_reused_total",
+    "Card photos sent by a stored Telegram file_id instead of an upload",
+    registry=REGISTRY,
+)

@@ -1,0 +1,24 @@
+"""Storage: one contract (``Storage``), three backends (memory, Redis, hybrid)."""
+
+from vechnost_bot.storage.base import Storage, StorageMode
+from vechnost_bot.storage.models import (
+    SCHEMA_VERSION,
+    ContentType,
+    Language,
+    Record,
+    Session,
+    ThemeId,
+    UserStats,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ContentType",
+    "Language",
+    "Record",
+    "Session",
+    "Storage",
+    "StorageMode",
+    "ThemeId",
+    "UserStats",
+]
