@@ -1,0 +1,79 @@
+"""Logging: the seed's console format, JSON elsewhere, and secrets masked everywhere."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+
+from vechnost_bot.log import add_secret, configure_logging, redact
+
+TOKEN = "123456789:AAHk3bQ-very-secret-token-value_XYZ12"
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """configure_logging replaces the root handlers; put pytest's back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        if handler not in handlers:
+            handler.close()
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def test_redact_masks_tokens_url_passwords_and_requirepass() -> None:
+    """Bot tokens, URL passwords and requirepass values never survive redaction."""
+    text = (
+        f"GET https://api.telegram.org/bot{TOKEN}/getMe "
+        "redis://:hunter2pass@127.0.0.1:6379/0 requirepass s3cr3tvalue"
+    )
+    masked = redact(text)
+    assert TOKEN not in masked
+    assert "hunter2pass" not in masked
+    assert "s3cr3tvalue" not in masked
+    assert "redis://:***@127.0.0.1:6379/0" in masked
+
+
+def test_registered_secret_is_masked_anywhere() -> None:
+    """A secret added at runtime (a generated Redis password) is masked in free text."""
+    add_secret("generated-password-42")
+    assert "generated-password-42" not in redact("auth failed for generated-password-42!")
+
+
+def test_console_format_matches_the_seed(capsys: pytest.CaptureFixture[str]) -> None:
+    """Console lines look like '2025-09-23 15:18:20 [info     ] event key=value'."""
+    configure_logging("INFO", "console")
+    structlog.get_logger("t").info("redis_startup_attempt", attempt=1, max_attempts=3)
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line[19:] == " [info     ] redis_startup_attempt attempt=1 max_attempts=3"
+
+
+def test_json_format_and_redaction_of_foreign_logs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """JSON lines carry the event; a library's log line with a token is masked too,
+    on the console and in the rotating log file."""
+    log_file = tmp_path / "logs" / "vechnost.log"
+    configure_logging("INFO", "json", log_file)
+    structlog.get_logger("t").warning("redis_connection_failed", url="redis://:pw1234@h:1/0")
+    logging.getLogger("telegram.ext").error("POST https://api.telegram.org/bot%s/getMe", TOKEN)
+    lines = [json.loads(line) for line in capsys.readouterr().err.strip().splitlines()]
+    assert lines[0]["event"] == "redis_connection_failed"
+    assert lines[0]["level"] == "warning"
+    assert lines[0]["url"] == "redis://:***@h:1/0"
+    assert TOKEN not in lines[1]["event"]
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    written = log_file.read_text()
+    assert "redis_connection_failed" in written
+    assert TOKEN not in written
+    assert "pw1234" not in written
