@@ -1,6 +1,7 @@
 """Storage: one contract (``Storage``), three backends (memory, Redis, hybrid)."""
 
 from vechnost_bot.storage.base import Storage, StorageMode
+from vechnost_bot.storage.memory import InMemoryStorage
 from vechnost_bot.storage.models import (
     SCHEMA_VERSION,
     ContentType,
@@ -14,6 +15,7 @@ from vechnost_bot.storage.models import (
 __all__ = [
     "SCHEMA_VERSION",
     "ContentType",
+    "InMemoryStorage",
     "Language",
     "Record",
     "Session",
