@@ -11,6 +11,7 @@ from vechnost_bot.storage.models import (
     ThemeId,
     UserStats,
 )
+from vechnost_bot.storage.redis import RedisStorage, connect_redis
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -18,9 +19,11 @@ __all__ = [
     "InMemoryStorage",
     "Language",
     "Record",
+    "RedisStorage",
     "Session",
     "Storage",
     "StorageMode",
     "ThemeId",
     "UserStats",
+    "connect_redis",
 ]

@@ -1,0 +1,406 @@
+"""Redis Mode: the storage contract on redis.asyncio, one round trip per call.
+
+Key layout: ``vechnost:v{SCHEMA_VERSION}:<kind>:<key>``. A record is a hash
+``{s: schema, v: version, t: updated_at, d: JSON body}``; an empty ``d`` is a
+tombstone (a deleted record that remembers its last version for a while, so that
+"newer wins" holds across deletes). Every write that must be atomic is a Lua
+script run with EVALSHA. Values that are corrupt, of the wrong type or of another
+schema are logged as ``storage_corrupt_value`` and treated as absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Final, cast
+
+import redis.asyncio as aioredis
+import structlog
+from pydantic import ValidationError
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, ResponseError
+
+from vechnost_bot.errors import VersionConflictError
+from vechnost_bot.redis.events import RedisEndpoint
+from vechnost_bot.storage.base import R, Storage
+from vechnost_bot.storage.models import SCHEMA_VERSION, Record
+
+__all__ = ["KEY_PREFIX", "RedisStorage", "StoredRecord", "connect_redis"]
+
+log = structlog.get_logger(__name__)
+
+KEY_PREFIX: Final = f"vechnost:v{SCHEMA_VERSION}"
+_SCHEMA: Final = str(SCHEMA_VERSION).encode()
+_BODY_EXCLUDE: Final[set[str]] = {"version", "updated_at"}
+
+# A record's hash: TYPE-check first so that a foreign value is replaced, not fatal.
+_LUA_READ_STATE = """
+local function state(key, schema)
+  local kind = redis.call('TYPE', key)['ok']
+  if kind == 'none' then return false, 0, 0, false end
+  if kind ~= 'hash' then redis.call('DEL', key) return false, 0, 0, false end
+  local cur = redis.call('HMGET', key, 's', 'v', 't', 'd')
+  if cur[1] ~= schema then redis.call('DEL', key) return false, 0, 0, false end
+  local live = cur[4] ~= false and cur[4] ~= ''
+  return true, tonumber(cur[2]) or 0, tonumber(cur[3]) or 0, live
+end
+"""
+
+# KEYS[1]; ARGV: expected (-1 = none), record version, updated_at, schema, body
+_LUA_PUT = (
+    _LUA_READ_STATE
+    + """
+local exists, sv, st, live = state(KEYS[1], ARGV[4])
+local found = 0
+if live then found = sv end
+local expected = tonumber(ARGV[1])
+if expected >= 0 and found ~= expected then return {0, found} end
+local v = math.max(sv, tonumber(ARGV[2])) + 1
+redis.call('HSET', KEYS[1], 's', ARGV[4], 'v', v, 't', ARGV[3], 'd', ARGV[5])
+redis.call('PERSIST', KEYS[1])
+return {1, v}
+"""
+)
+
+# KEYS[1]; ARGV: version, updated_at, schema, body, rebase ('1' = the writer did not
+# know the stored version: the later write wins and continues the stored sequence)
+_LUA_PUT_IF_NEWER = (
+    _LUA_READ_STATE
+    + """
+local exists, sv, st = state(KEYS[1], ARGV[3])
+local rv, rt = tonumber(ARGV[1]), tonumber(ARGV[2])
+if ARGV[5] == '1' then
+  if exists and st >= rt then return 0 end
+  if exists and sv >= rv then rv = sv + 1 end
+elseif exists and (sv > rv or (sv == rv and st >= rt)) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 's', ARGV[3], 'v', rv, 't', ARGV[2], 'd', ARGV[4])
+redis.call('PERSIST', KEYS[1])
+return rv
+"""
+)
+
+# KEYS[1]; ARGV: updated_at, schema, tombstone ttl ms -> {deleted, version}
+_LUA_DELETE = (
+    _LUA_READ_STATE
+    + """
+local exists, sv, st, live = state(KEYS[1], ARGV[2])
+if not live then return {0, sv} end
+redis.call('HSET', KEYS[1], 't', ARGV[1], 'd', '')
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {1, sv}
+"""
+)
+
+# KEYS[1]; ARGV: version, updated_at, schema, tombstone ttl ms
+_LUA_DELETE_IF_NOT_NEWER = (
+    _LUA_READ_STATE
+    + """
+local exists, sv, st = state(KEYS[1], ARGV[3])
+local rv, rt = tonumber(ARGV[1]), tonumber(ARGV[2])
+if exists and (sv > rv or (sv == rv and st > rt)) then return 0 end
+redis.call('HSET', KEYS[1], 's', ARGV[3], 'v', math.max(sv, rv), 't', ARGV[2], 'd', '')
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+)
+
+# KEYS[1]; ARGV: corrupt body -> turn the record into a tombstone if it is unchanged
+_LUA_DISCARD_IF_SAME = """
+if redis.call('TYPE', KEYS[1])['ok'] == 'hash' and redis.call('HGET', KEYS[1], 'd') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'd', '')
+end
+return 1
+"""
+
+# Sliding window on a sorted set. KEYS[1]; ARGV: now ms, window ms, limit, member
+_LUA_RATE = """
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'zset' and kind ~= 'none' then redis.call('DEL', KEYS[1]) end
+local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window) + 1)
+  return 1
+end
+return 0
+"""
+
+
+def connect_redis(
+    endpoint: RedisEndpoint, *, socket_timeout: float = 0.25, client_name: str | None = None
+) -> aioredis.Redis:
+    """One pooled client with short timeouts and no retries: a dead server fails fast.
+
+    Nothing connects until the first command.
+    """
+    return aioredis.Redis(
+        host=endpoint.host,
+        port=endpoint.port,
+        db=endpoint.db,
+        username=endpoint.username,
+        password=endpoint.password,
+        ssl=endpoint.tls,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_timeout,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+        client_name=client_name,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """A record as Redis holds it: version, time and JSON body (None = tombstone)."""
+
+    version: int
+    updated_at: float
+    body: bytes | None
+
+    def load(self, model: type[R]) -> R | None:
+        """The record, or None for a tombstone; raises ValidationError on a bad body."""
+        if self.body is None:
+            return None
+        record = model.model_validate_json(self.body)
+        record.version = self.version
+        record.updated_at = self.updated_at
+        return record
+
+
+def dump_body(record: Record) -> bytes:
+    """The JSON body stored for ``record`` (version and time are kept beside it)."""
+    return record.model_dump_json(exclude=_BODY_EXCLUDE).encode()
+
+
+class _Script:
+    """A Lua script called by EVALSHA, loaded again after a server restart."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    async def __call__(self, client: aioredis.Redis, key: str, *args: Any) -> Any:
+        try:
+            return await client.evalsha(self.sha, 1, key, *args)
+        except NoScriptError:
+            return await client.eval(self.source, 1, key, *args)
+
+
+_PUT = _Script(_LUA_PUT)
+_PUT_IF_NEWER = _Script(_LUA_PUT_IF_NEWER)
+_DELETE = _Script(_LUA_DELETE)
+_DELETE_IF_NOT_NEWER = _Script(_LUA_DELETE_IF_NOT_NEWER)
+_DISCARD_IF_SAME = _Script(_LUA_DISCARD_IF_SAME)
+_RATE = _Script(_LUA_RATE)
+
+
+def _is_data_error(error: ResponseError) -> bool:
+    message = str(error)
+    return message.startswith(("WRONGTYPE", "ERR value is not an integer", "value is not an"))
+
+
+class RedisStorage(Storage):
+    """The contract on a ready ``redis.asyncio.Redis`` client (built by :func:`connect_redis`).
+
+    Redis errors (connection, timeout, READONLY, MISCONF, OOM …) propagate: deciding
+    what to do about them is :class:`~vechnost_bot.storage.hybrid.HybridStorage`'s job.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        prefix: str = KEY_PREFIX,
+        tombstone_ttl: float = 7 * 24 * 3600.0,
+        owns_client: bool = True,
+    ) -> None:
+        self.client = client
+        self._prefix = prefix
+        self._tombstone_ms = int(tombstone_ttl * 1000)
+        self._owns_client = owns_client
+        self._member = itertools.count()
+        self._instance = uuid.uuid4().hex[:12]
+
+    def record_key(self, kind: str, key: str) -> str:
+        """The Redis key of record ``kind:key``."""
+        return f"{self._prefix}:{kind}:{key}"
+
+    # -- records ---------------------------------------------------------------------
+    async def get_record(self, model: type[R], key: str) -> R | None:
+        """The stored record, or None (absent, tombstone, corrupt, foreign)."""
+        record, _ = await self.fetch(model, key)
+        return record
+
+    async def fetch(self, model: type[R], key: str) -> tuple[R | None, StoredRecord | None]:
+        """The record and its stored form (None when absent or unusable)."""
+        rkey = f"{self._prefix}:{model.KIND}:{key}"
+        try:
+            raw = cast("list[bytes | None]", await self.client.hmget(rkey, ("s", "v", "t", "d")))
+        except ResponseError as error:
+            if not _is_data_error(error):
+                raise
+            log.warning("storage_corrupt_value", key=rkey, reason="wrong_type")
+            return None, None
+        schema, version, updated_at, body = raw
+        if schema is None and version is None:
+            return None, None
+        if schema != _SCHEMA:
+            log.warning("storage_corrupt_value", key=rkey, reason="schema", schema=schema)
+            return None, None
+        try:
+            stored = StoredRecord(int(version or b""), float(updated_at or b""), body or None)
+            return stored.load(model), stored
+        except (TypeError, ValueError, ValidationError) as error:
+            log.warning(
+                "storage_corrupt_value", key=rkey, reason="invalid", error=type(error).__name__
+            )
+            if body:
+                await _DISCARD_IF_SAME(self.client, rkey, body)
+            return None, None
+
+    async def put_record(self, record: R, *, expected_version: int | None = None) -> R:
+        """Store with the next version; with ``expected_version`` a server-side CAS."""
+        stored, _ = await self.store(record, expected_version=expected_version)
+        return stored
+
+    async def store(
+        self, record: R, *, expected_version: int | None = None
+    ) -> tuple[R, StoredRecord]:
+        """Like :meth:`put_record`, also returning the stored form."""
+        rkey = f"{self._prefix}:{record.KIND}:{record.key}"
+        body = record.model_dump_json(exclude=_BODY_EXCLUDE).encode()
+        now = time.time()
+        expected = -1 if expected_version is None else expected_version
+        ok, version = await _PUT(
+            self.client, rkey, expected, record.version, repr(now), _SCHEMA, body
+        )
+        if not ok:
+            raise VersionConflictError(f"{record.KIND}:{record.key}", expected, int(version))
+        stored = record.model_copy(update={"version": int(version), "updated_at": now})
+        return stored, StoredRecord(int(version), now, body)
+
+    async def delete_record(self, model: type[Record], key: str) -> None:
+        """Delete (leaving a tombstone that expires); absent is fine."""
+        await self.remove(model, key)
+
+    async def remove(self, model: type[Record], key: str) -> StoredRecord | None:
+        """Delete and return the tombstone written, or None when nothing was live."""
+        now = time.time()
+        deleted, version = await _DELETE(
+            self.client, self.record_key(model.KIND, key), repr(now), _SCHEMA, self._tombstone_ms
+        )
+        return StoredRecord(int(version), now, None) if deleted else None
+
+    async def put_if_newer(self, record: Record, *, rebase: bool = False) -> int:
+        """Reconciliation CAS: write ``record`` as-is when nothing newer is stored.
+
+        Returns the version written, or 0 when the stored record won. With
+        ``rebase`` the writer did not know the stored version: the later
+        ``updated_at`` wins and the version continues the stored sequence.
+        """
+        written = await _PUT_IF_NEWER(
+            self.client,
+            self.record_key(record.KIND, record.key),
+            record.version,
+            repr(record.updated_at),
+            _SCHEMA,
+            dump_body(record),
+            "1" if rebase else "0",
+        )
+        return int(written)
+
+    async def delete_if_not_newer(
+        self, model: type[Record], key: str, version: int, updated_at: float
+    ) -> bool:
+        """Reconciliation of a delete: tombstone the record unless a newer one is stored."""
+        done = await _DELETE_IF_NOT_NEWER(
+            self.client,
+            self.record_key(model.KIND, key),
+            version,
+            repr(updated_at),
+            _SCHEMA,
+            self._tombstone_ms,
+        )
+        return bool(done)
+
+    # -- counters, limits, cache -------------------------------------------------------
+    async def incr(self, name: str, amount: int = 1) -> int:
+        """INCRBY; a foreign value under the key is logged and replaced."""
+        rkey = f"{self._prefix}:counter:{name}"
+        try:
+            return int(await self.client.incrby(rkey, amount))
+        except ResponseError as error:
+            if not _is_data_error(error):
+                raise
+            log.warning("storage_corrupt_value", key=rkey, reason="not_a_counter")
+            await self.client.delete(rkey)
+            return int(await self.client.incrby(rkey, amount))
+
+    async def get_counter(self, name: str) -> int:
+        """The counter's value; 0 when absent or not a number."""
+        rkey = f"{self._prefix}:counter:{name}"
+        try:
+            raw = await self.client.get(rkey)
+        except ResponseError as error:
+            if not _is_data_error(error):
+                raise
+            log.warning("storage_corrupt_value", key=rkey, reason="wrong_type")
+            return 0
+        if raw is None:
+            return 0
+        try:
+            return int(raw)
+        except ValueError:
+            log.warning("storage_corrupt_value", key=rkey, reason="not_a_counter")
+            return 0
+
+    async def hit_rate_limit(self, key: str, limit: int, window: float) -> bool:
+        """Atomic sliding window (a sorted set of hit times, trimmed by a Lua script)."""
+        now_ms = time.time() * 1000.0
+        member = f"{self._instance}:{next(self._member)}"
+        allowed = await _RATE(
+            self.client,
+            f"{self._prefix}:rate:{key}",
+            repr(now_ms),
+            repr(window * 1000.0),
+            limit,
+            member,
+        )
+        return bool(allowed)
+
+    async def cache_get(self, key: str) -> bytes | None:
+        """GET; a foreign value under the key counts as absent."""
+        rkey = f"{self._prefix}:cache:{key}"
+        try:
+            return cast("bytes | None", await self.client.get(rkey))
+        except ResponseError as error:
+            if not _is_data_error(error):
+                raise
+            log.warning("storage_corrupt_value", key=rkey, reason="wrong_type")
+            return None
+
+    async def cache_set(self, key: str, value: bytes, ttl: float) -> None:
+        """SET PX (a non-positive ttl removes the entry)."""
+        rkey = f"{self._prefix}:cache:{key}"
+        if ttl <= 0:
+            await self.client.delete(rkey)
+            return
+        await self.client.set(rkey, value, px=max(1, int(ttl * 1000)))
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def ping(self) -> bool:
+        """True when the server answers PING."""
+        return bool(await self.client.ping())
+
+    async def close(self) -> None:
+        """Close the client's pool when this storage owns it; safe twice."""
+        if self._owns_client:
+            await self.client.aclose()
