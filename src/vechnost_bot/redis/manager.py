@@ -1,0 +1,927 @@
+"""One local ``redis-server`` process: configure, spawn, wait for PING, stop, adopt.
+
+Files in the data dir (the dir itself is 0700; secrets and config are 0600):
+
+``redis.conf``      generated config (loopback, port, ``requirepass``, AOF + RDB)
+``redis.password``  the generated password, reused by every later start
+``redis.pid``       pid of the running server (written by redis-server itself)
+``redis.json``      what was started: port, pid, binary, version, who started it
+``redis.log``       the server's own log; ``redis-launch.log`` its early stderr
+``redis.lock``      the file lock that lets one process on the host start it
+``appendonlydir/``, ``dump.rdb``  the data (never deleted by us)
+
+On POSIX the server is started with ``daemonize yes`` from a launcher spawned in
+its own session: the server is re-parented away from us, so it survives the bot
+(other bot processes, or the next run, adopt it) and no asyncio transport can
+kill it when it is garbage-collected. On Windows it is a direct child in a new
+process group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, BusyLoadingError, ResponseError
+from redis.exceptions import RedisError as RedisClientError
+
+from vechnost_bot.config import Settings
+from vechnost_bot.errors import RedisError, RedisStartError
+from vechnost_bot.log import add_secret
+from vechnost_bot.redis.discovery import RedisBinary, discover
+from vechnost_bot.redis.events import RedisEndpoint
+
+__all__ = [
+    "LOOPBACK",
+    "DataDirFiles",
+    "RedisDataDirError",
+    "RedisManager",
+    "StartedBy",
+    "build_config",
+    "client_name",
+    "ensure_data_dir",
+    "is_port_free",
+    "make_client",
+    "pick_free_port",
+    "pid_alive",
+    "spawn_arguments",
+]
+
+log = structlog.get_logger(__name__)
+
+LOOPBACK = "127.0.0.1"
+StartedBy = Literal["bot", "cli"]
+
+_STOP_SHUTDOWN_WAIT = 10.0
+_STOP_TERM_WAIT = 5.0
+_STOP_KILL_WAIT = 3.0
+_BACKOFF_BASE = 0.25
+_BACKOFF_CAP = 5.0
+# Lines of redis-server's own log that mean "this start is failing".
+_FATAL_RE = re.compile(
+    r"Address already in use|FATAL|Fatal error|Aborting|Can't|Could not create|"
+    r"Failed opening|Permission denied|Bad directive|Wrong number of arguments|"
+    r"Invalid argument|Unrecoverable error|Bad file format"
+)
+_CREATE_NEW_PROCESS_GROUP = 0x00000200
+_DETACHED_PROCESS = 0x00000008
+
+
+class RedisDataDirError(RedisError):
+    """The data dir cannot be created or written."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(
+            f"Redis data dir {path} is not usable ({problem}); "
+            "set REDIS_DATA_DIR to a folder this user can write"
+        )
+        self.path = path
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class DataDirFiles:
+    """Paths of everything the manager keeps in the data dir."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "redis.conf"
+
+    @property
+    def password(self) -> Path:
+        return self.root / "redis.password"
+
+    @property
+    def pid(self) -> Path:
+        return self.root / "redis.pid"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "redis.json"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "redis.log"
+
+    @property
+    def launch_log(self) -> Path:
+        return self.root / "redis-launch.log"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "redis.lock"
+
+
+def client_name(pid: int | None = None) -> str:
+    """The CLIENT SETNAME of every connection a Vechnost process opens (``vechnost-<pid>``)."""
+    return f"vechnost-{os.getpid() if pid is None else pid}"
+
+
+def make_client(
+    endpoint: RedisEndpoint, *, timeout: float = 1.0, name: str | None = None
+) -> aioredis.Redis:
+    """A redis.asyncio client for ``endpoint`` that fails fast: no retries, short timeouts."""
+    return aioredis.Redis(
+        host=endpoint.host,
+        port=endpoint.port,
+        db=endpoint.db,
+        username=endpoint.username,
+        password=endpoint.password,
+        ssl=endpoint.tls,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        client_name=name or client_name(),
+    )
+
+
+def _is_windows(platform: str) -> bool:
+    return platform.startswith(("win32", "cygwin", "msys"))
+
+
+def ensure_data_dir(path: Path) -> Path:
+    """Create the data dir (0700) or tighten it; raise :class:`RedisDataDirError` if unusable."""
+    path = path.expanduser().absolute()
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise RedisDataDirError(path, "a file is in the way of the folder") from None
+    except OSError as error:
+        raise RedisDataDirError(path, error.strerror or str(error)) from None
+    if not path.is_dir():
+        raise RedisDataDirError(path, "not a folder")
+    if os.name == "posix" and path.stat().st_mode & 0o077:
+        try:
+            path.chmod(0o700)
+        except OSError as error:
+            log.warning("redis_data_dir_permissions", path=str(path), error=str(error))
+    probe = path / f".write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise RedisDataDirError(path, f"cannot write: {error.strerror or error}") from None
+    return path
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600 (atomically replaced)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        if os.name == "posix":
+            temporary.chmod(0o600)
+        temporary.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+
+
+def is_port_free(port: int, host: str = LOOPBACK) -> bool:
+    """True when nothing listens on ``host:port`` (a bind test, like redis-server's own)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        if os.name == "posix":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_free_port(host: str = LOOPBACK) -> int:
+    """A port on ``host`` that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def pid_alive(pid: int) -> bool:
+    """True when process ``pid`` exists and is not a zombie."""
+    if pid <= 0:
+        return False
+    if _is_windows(sys.platform):
+        # os.kill(pid, 0) would terminate the process on Windows; PING decides there.
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return True
+    return fields[0] not in {"Z", "X"}
+
+
+def _linux_process(pid: int) -> tuple[str, str | None] | None:
+    """(command line, cwd) of ``pid`` from /proc, or None where /proc is missing."""
+    proc = Path(f"/proc/{pid}")
+    if not proc.is_dir():
+        return None
+    try:
+        cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
+    try:
+        cwd: str | None = str((proc / "cwd").readlink())
+    except OSError:
+        cwd = None
+    return cmdline.strip(), cwd
+
+
+def is_our_redis_process(pid: int, data_dir: Path, port: int | None) -> bool | None:
+    """Is ``pid`` a redis-server working in ``data_dir``? None when the OS cannot tell.
+
+    redis-server changes into its ``dir`` and shows ``<binary> 127.0.0.1:<port>``
+    as its title, so /proc says whether a pid from a pid file is still ours.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    info = _linux_process(pid)
+    if info is None:
+        return None
+    cmdline, cwd = info
+    if not re.search(r"(redis|valkey|memurai|keydb)[-\w.]*", cmdline.split(" ", 1)[0]):
+        return False
+    if cwd is not None and Path(cwd) != data_dir:
+        return False
+    return not (port is not None and f":{port}" not in cmdline and "--" not in cmdline)
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def build_config(
+    *,
+    data_dir: Path,
+    port: int,
+    password: str,
+    max_memory: str | None,
+    platform: str,
+    host: str = LOOPBACK,
+) -> str:
+    """The redis.conf text: loopback only, password, protected mode, AOF + RDB in ``data_dir``."""
+    files = DataDirFiles(data_dir)
+    lines = [
+        "# Written by vechnost; regenerated on every start. Do not edit.",
+        f"bind {host}",
+        f"port {port}",
+        "protected-mode yes",
+        f"requirepass {_quote(password)}",
+        f"dir {_quote(str(data_dir))}",
+        'dbfilename "dump.rdb"',
+        "appendonly yes",
+        "appendfsync everysec",
+        "save 3600 1 300 100 60 10000",
+        f"logfile {_quote(str(files.log))}",
+        f"pidfile {_quote(str(files.pid))}",
+        "loglevel notice",
+        "tcp-keepalive 60",
+    ]
+    if not _is_windows(platform):
+        lines.append("daemonize yes")
+    if max_memory:
+        lines.append(f"maxmemory {max_memory}")
+    return "\n".join(lines) + "\n"
+
+
+def spawn_arguments(platform: str, binary: str, config: Path) -> tuple[list[str], dict[str, Any]]:
+    """argv and the extra ``create_subprocess_exec`` keywords for ``platform``.
+
+    POSIX: a new session, so no signal meant for the bot's group reaches Redis.
+    Windows: a new process group with no console, the equivalent there.
+    """
+    argv = [binary, str(config)]
+    if _is_windows(platform):
+        return argv, {"creationflags": _CREATE_NEW_PROCESS_GROUP | _DETACHED_PROCESS}
+    return argv, {"start_new_session": True}
+
+
+def _read_tail(path: Path, offset: int = 0, limit: int = 8192) -> str:
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(offset, size - limit) if size > offset else size)
+            return handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _reason_from(text: str) -> str | None:
+    """The most telling line of a redis-server log excerpt, without its prefix."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if _FATAL_RE.search(line):
+            # "123:M 01 Jan 2026 10:00:00.000 # message" -> "message"
+            return re.sub(r"^\d+:[A-Z] [^#*.-]*?\d\d:\d\d:\d\d\.\d+ [#*.-] ", "", line)[:300]
+    if lines:
+        return re.sub(r"^\d+:[A-Z] [^#*.-]*?\d\d:\d\d:\d\d\.\d+ [#*.-] ", "", lines[-1])[:300]
+    return None
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+class RedisManager:
+    """One local redis-server in the data dir: start, adopt, health check, stop.
+
+    ``owned`` is True when this manager started the server, False when it
+    adopted one already running. ``cleanup()`` (the seed's name) stops the
+    server only when owned; ``stop()`` stops whatever server it manages.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        port: int | None = None,
+        binary: RedisBinary | None = None,
+        started_by: StartedBy = "bot",
+        platform: str | None = None,
+    ) -> None:
+        self._settings = settings
+        self._data_dir = settings.redis_data_dir.expanduser().absolute()
+        self._files = DataDirFiles(self._data_dir)
+        self._preferred_port = port if port is not None else _port_from_url(settings.redis_url)
+        self._binary = binary
+        self._started_by: StartedBy = started_by
+        self._platform = sys.platform if platform is None else platform
+        self._password: str | None = None
+        self._port: int | None = None
+        self._pid: int | None = None
+        self._owned = False
+        self._started_monotonic: float | None = None
+        self._client: aioredis.Redis | None = None
+        self._child: asyncio.subprocess.Process | None = None
+        self._last_error: str | None = None
+
+    # -- public facts ---------------------------------------------------------------
+
+    @property
+    def data_dir(self) -> Path:
+        return self._data_dir
+
+    @property
+    def files(self) -> DataDirFiles:
+        return self._files
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    @property
+    def port(self) -> int | None:
+        return self._port
+
+    @property
+    def owned(self) -> bool:
+        return self._owned
+
+    @property
+    def binary(self) -> RedisBinary | None:
+        return self._binary
+
+    @property
+    def last_error(self) -> str | None:
+        return self._last_error
+
+    @property
+    def running(self) -> bool:
+        """True while a server is managed (started or adopted) and its pid is alive."""
+        return self._pid is not None and pid_alive(self._pid)
+
+    @property
+    def endpoint(self) -> RedisEndpoint | None:
+        """How to reach the managed server, or None when none is managed."""
+        if self._port is None or self._pid is None:
+            return None
+        return RedisEndpoint(host=LOOPBACK, port=self._port, password=self._password)
+
+    def state_file(self) -> dict[str, Any]:
+        """The contents of ``redis.json`` (empty when missing or unreadable)."""
+        try:
+            data = json.loads(self._files.state.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    # -- seed API ---------------------------------------------------------------------
+
+    async def start_redis(self) -> bool:
+        """Start Redis with retry logic; False (and the reason logged) when it fails."""
+        try:
+            await self.start()
+        except RedisError as error:
+            self._last_error = str(error)
+            log.error(  # noqa: TRY400 - the message says what to do; no traceback
+                "redis_start_failed", error=str(error), data_dir=str(self._data_dir)
+            )
+            return False
+        return True
+
+    async def health_check(self, within: float = 1.0) -> bool:
+        """True when the managed server answers PING within ``within`` seconds."""
+        endpoint = self.endpoint
+        if endpoint is None:
+            return False
+        if self._client is None:
+            self._client = make_client(endpoint, timeout=within)
+        try:
+            return bool(await asyncio.wait_for(self._client.ping(), within))
+        except (RedisClientError, OSError, TimeoutError) as error:
+            self._last_error = f"PING failed: {error or type(error).__name__}"
+            await self._drop_client()
+            return False
+
+    async def cleanup(self) -> None:
+        """Stop the server if this manager started it; leave an adopted one running."""
+        if self._owned:
+            await self.stop()
+        else:
+            await self.detach()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start a server, up to ``redis_max_startup_attempts`` tries with backoff.
+
+        Raises :class:`RedisStartError`, :class:`RedisDataDirError`, or the
+        discovery errors (binary missing or not Redis).
+        """
+        if self.running and self._port is not None:
+            return
+        ensure_data_dir(self._data_dir)
+        password = self._load_or_create_password()
+        if self._binary is None or self._binary.version is None:
+            self._binary = await discover(self._settings.redis_server_bin)
+        attempts = self._settings.redis_max_startup_attempts
+        preferred = self._port or self._preferred_port
+        last: RedisStartError | None = None
+        for attempt in range(1, attempts + 1):
+            log.info("redis_startup_attempt", attempt=attempt, max_attempts=attempts)
+            port = self._choose_port(preferred)
+            try:
+                await self._spawn_and_wait(port, password)
+            except RedisStartError as error:
+                last = error
+                self._last_error = str(error)
+                log.warning(
+                    "redis_startup_attempt_failed",
+                    attempt=attempt,
+                    max_attempts=attempts,
+                    port=port,
+                    reason=error.reason or str(error),
+                )
+                if error.reason and "Address already in use" in error.reason:
+                    preferred = None  # somebody else got the port: take any free one
+                if attempt < attempts:
+                    await asyncio.sleep(_backoff(attempt))
+                continue
+            return
+        assert last is not None
+        raise last
+
+    async def adopt(self) -> bool:
+        """Adopt a server that a Vechnost process started earlier in this data dir.
+
+        Needs the pid file, the stored password and port, a live pid that is
+        really a redis-server in this data dir (checked through /proc on Linux),
+        and a PING with the stored password whose INFO reports that same pid. A
+        stale pid file is removed; its process is never signalled.
+        """
+        if self.running and self._port is not None:
+            return True
+        pid = _read_int(self._files.pid)
+        state = self.state_file()
+        port = state.get("port")
+        password = self._read_password()
+        if pid is None or password is None or not isinstance(port, int):
+            return False
+        if not pid_alive(pid):
+            log.info("redis_stale_pid_file", pid=pid, reason="process not running")
+            self._remove_pid_file(pid)
+            return False
+        ours = is_our_redis_process(pid, self._data_dir, port)
+        if ours is False:
+            log.warning(
+                "redis_stale_pid_file",
+                pid=pid,
+                reason="pid belongs to another program; not adopted, not signalled",
+            )
+            self._remove_pid_file(pid)
+            return False
+        endpoint = RedisEndpoint(host=LOOPBACK, port=port, password=password)
+        deadline = time.monotonic() + self._settings.redis_startup_timeout
+        client = make_client(endpoint, timeout=1.0)
+        try:
+            while True:
+                try:
+                    info = await client.info("server")
+                except BusyLoadingError:
+                    if time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.1)
+                    continue
+                except (RedisClientError, OSError, TimeoutError) as error:
+                    log.info("redis_adopt_ping_failed", pid=pid, port=port, error=str(error))
+                    break
+                if int(info.get("process_id", -1)) != pid:
+                    log.warning(
+                        "redis_stale_pid_file",
+                        pid=pid,
+                        reason="server on the stored port reports another pid; not adopted",
+                    )
+                    return False
+                self._adopted(pid, port, password, str(info.get("redis_version", "")) or None)
+                return True
+        finally:
+            await client.aclose()
+        if ours:
+            # Our own server, alive but not answering: hung. Kill it so it can be replaced.
+            log.warning("redis_adopt_hung_server_killed", pid=pid, port=port)
+            await self._terminate(pid, graceful=False)
+            self._remove_pid_file(pid)
+        return False
+
+    async def restart(self) -> None:
+        """Kill the managed server (dead, hung or alive) and start a new one on the same port."""
+        await self.kill()
+        await self.start()
+
+    async def kill(self) -> None:
+        """SIGKILL the managed server (a hung one ignores everything else)."""
+        await self._drop_client()
+        pid = self._pid
+        if pid is not None and pid_alive(pid):
+            await self._terminate(pid, graceful=False)
+        if pid is not None:
+            self._remove_pid_file(pid)
+        self._pid = None
+
+    async def stop(self) -> None:
+        """SHUTDOWN SAVE, then SIGTERM, then SIGKILL after bounded waits. Safe twice.
+
+        The pid file is removed; the data files are never touched.
+        """
+        pid = self._pid
+        endpoint = self.endpoint
+        await self._drop_client()
+        self._pid = None
+        self._owned = False
+        if pid is None or endpoint is None:
+            return
+        how = "already-exited"
+        if pid_alive(pid):
+            how = await self._shutdown(pid, endpoint)
+        exit_code = await self._reap_child()
+        self._remove_pid_file(pid)
+        log.info(
+            "redis_server_stopped",
+            pid=pid,
+            port=endpoint.port,
+            how=how,
+            exit_code=exit_code,
+            data_dir=str(self._data_dir),
+        )
+
+    async def detach(self) -> None:
+        """Forget the server without stopping it (it keeps running for others)."""
+        await self._drop_client()
+        if self._pid is not None:
+            log.info("redis_server_left_running", pid=self._pid, port=self._port)
+        self._pid = None
+        self._owned = False
+        self._child = None
+
+    async def version(self) -> str | None:
+        """The server's version from INFO, or the binary's when it does not answer."""
+        info = await self.info("server")
+        if info and info.get("redis_version"):
+            return str(info["redis_version"])
+        return self._binary.version if self._binary else None
+
+    async def info(self, section: str = "server") -> dict[str, Any] | None:
+        """INFO ``section`` from the managed server, or None when it does not answer."""
+        endpoint = self.endpoint
+        if endpoint is None:
+            return None
+        if self._client is None:
+            self._client = make_client(endpoint, timeout=1.0)
+        try:
+            result: dict[str, Any] = await self._client.info(section)
+        except (RedisClientError, OSError, TimeoutError):
+            await self._drop_client()
+            return None
+        return result
+
+    async def __aenter__(self) -> Self:
+        if not await self.adopt():
+            await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.cleanup()
+
+    # -- internals --------------------------------------------------------------------
+
+    def _adopted(self, pid: int, port: int, password: str, version: str | None) -> None:
+        add_secret(password)
+        self._pid = pid
+        self._port = port
+        self._password = password
+        self._owned = False
+        if self._binary is None and version:
+            self._binary = RedisBinary(path="", origin="PATH", version=version)
+        log.info("redis_adopted", pid=pid, port=port, data_dir=str(self._data_dir))
+
+    def _read_password(self) -> str | None:
+        try:
+            text = self._files.password.read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+        if text:
+            add_secret(text)
+        return text or None
+
+    def _load_or_create_password(self) -> str:
+        password = self._read_password()
+        if password is None:
+            password = secrets.token_urlsafe(32)
+            add_secret(password)
+            _write_private(self._files.password, password + "\n")
+            log.info("redis_password_generated", path=str(self._files.password))
+        elif os.name == "posix" and self._files.password.stat().st_mode & 0o077:
+            self._files.password.chmod(0o600)
+        self._password = password
+        return password
+
+    def _choose_port(self, preferred: int | None) -> int:
+        if preferred is not None and 0 < preferred < 65536 and is_port_free(preferred):
+            return preferred
+        port = pick_free_port()
+        if preferred is not None:
+            log.info("redis_port_in_use_using_free_port", wanted=preferred, port=port)
+        return port
+
+    async def _spawn_and_wait(self, port: int, password: str) -> None:
+        assert self._binary is not None
+        config = build_config(
+            data_dir=self._data_dir,
+            port=port,
+            password=password,
+            max_memory=self._settings.redis_max_memory,
+            platform=self._platform,
+        )
+        _write_private(self._files.config, config)
+        with contextlib.suppress(OSError):
+            self._files.pid.unlink()
+        log_offset = _size(self._files.log)
+        argv, extra = spawn_arguments(self._platform, self._binary.path, self._files.config)
+        started = time.monotonic()
+        deadline = started + self._settings.redis_startup_timeout
+        launch_log = os.open(self._files.launch_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=launch_log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self._data_dir,
+                    **extra,
+                )
+            except OSError as error:
+                raise RedisStartError(
+                    f"cannot run {self._binary.path}", reason=error.strerror or str(error)
+                ) from None
+        finally:
+            os.close(launch_log)
+        daemonized = not _is_windows(self._platform)
+        if daemonized:
+            try:
+                code = await asyncio.wait_for(process.wait(), max(0.1, deadline - started))
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+                raise RedisStartError(
+                    "redis-server did not detach in time", reason=self._reason(log_offset)
+                ) from None
+            if code != 0:
+                raise RedisStartError(
+                    f"redis-server exited with code {code} while starting",
+                    reason=self._reason(log_offset),
+                )
+        else:
+            self._child = process
+        endpoint = RedisEndpoint(host=LOOPBACK, port=port, password=password)
+        client = make_client(endpoint, timeout=0.5)
+        fatal_since: float | None = None
+        try:
+            while True:
+                try:
+                    info = await client.info("server")
+                except BusyLoadingError:
+                    info = None
+                except AuthenticationError:
+                    raise RedisStartError(
+                        f"port {port} is served by another program", reason="wrong password"
+                    ) from None
+                except ResponseError as error:
+                    if "NOAUTH" in str(error) or "WRONGPASS" in str(error):
+                        raise RedisStartError(
+                            f"port {port} is served by another program", reason=str(error)
+                        ) from None
+                    raise
+                except (RedisClientError, OSError, TimeoutError):
+                    info = None
+                if info is not None:
+                    pid = int(info.get("process_id", 0)) or _read_int(self._files.pid)
+                    if pid:
+                        self._ready(pid, port, password, started, started_by=self._started_by)
+                        return
+                now = time.monotonic()
+                if not daemonized and process.returncode is not None:
+                    raise RedisStartError(
+                        f"redis-server exited with code {process.returncode} while starting",
+                        reason=self._reason(log_offset),
+                    )
+                if _FATAL_RE.search(_read_tail(self._files.log, log_offset)):
+                    fatal_since = fatal_since or now
+                    if now - fatal_since > 0.3:
+                        raise RedisStartError(
+                            "redis-server failed to start", reason=self._reason(log_offset)
+                        )
+                if now > deadline:
+                    await self._kill_unready(port)
+                    raise RedisStartError(
+                        "redis-server did not answer PING within "
+                        f"{self._settings.redis_startup_timeout:g} s",
+                        reason=self._reason(log_offset),
+                    )
+                await asyncio.sleep(0.01 if now - started < 0.5 else 0.05)
+        finally:
+            await client.aclose()
+
+    async def _kill_unready(self, port: int) -> None:
+        pid = _read_int(self._files.pid)
+        if pid is not None and is_our_redis_process(pid, self._data_dir, port) is not False:
+            await self._terminate(pid, graceful=False)
+        if self._child is not None and self._child.returncode is None:
+            self._child.kill()
+            await self._child.wait()
+
+    def _ready(
+        self, pid: int, port: int, password: str, started: float, *, started_by: StartedBy
+    ) -> None:
+        self._pid = pid
+        self._port = port
+        self._password = password
+        self._owned = True
+        self._started_monotonic = started
+        self._last_error = None
+        binary = self._binary
+        state = {
+            "pid": pid,
+            "port": port,
+            "host": LOOPBACK,
+            "started_by": started_by,
+            "started_at": time.time(),
+            "binary": binary.path if binary else None,
+            "version": binary.version if binary else None,
+        }
+        _write_private(self._files.state, json.dumps(state, indent=2) + "\n")
+        if not self._files.pid.exists():
+            _write_private(self._files.pid, f"{pid}\n")
+        log.info(
+            "redis_server_ready",
+            pid=pid,
+            port=port,
+            seconds=round(time.monotonic() - started, 3),
+            data_dir=str(self._data_dir),
+        )
+
+    def _reason(self, log_offset: int) -> str | None:
+        text = _read_tail(self._files.launch_log) + "\n" + _read_tail(self._files.log, log_offset)
+        return _reason_from(text)
+
+    async def _shutdown(self, pid: int, endpoint: RedisEndpoint) -> str:
+        client = make_client(endpoint, timeout=_STOP_SHUTDOWN_WAIT)
+        try:
+            await client.shutdown(save=True)
+        except (RedisClientError, OSError, TimeoutError) as error:
+            # The connection drops as the server exits: that is the expected answer.
+            log.debug("redis_shutdown_reply", error=str(error))
+        finally:
+            await client.aclose()
+        if await _wait_gone(pid, _STOP_SHUTDOWN_WAIT):
+            return "shutdown-save"
+        return await self._terminate(pid, graceful=True)
+
+    async def _terminate(self, pid: int, *, graceful: bool) -> str:
+        """SIGTERM (when graceful) then SIGKILL, each with a bounded wait."""
+        if _is_windows(self._platform):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+            await _wait_gone(pid, _STOP_KILL_WAIT)
+            return "terminate"
+        if graceful:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+                os.kill(pid, signal.SIGTERM)
+            if await _wait_gone(pid, _STOP_TERM_WAIT):
+                return "sigterm"
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        await _wait_gone(pid, _STOP_KILL_WAIT)
+        return "sigkill"
+
+    async def _reap_child(self) -> int | None:
+        child, self._child = self._child, None
+        if child is None:
+            return None
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(child.wait(), _STOP_KILL_WAIT)
+        return None
+
+    def _remove_pid_file(self, pid: int) -> None:
+        if _read_int(self._files.pid) == pid:
+            with contextlib.suppress(OSError):
+                self._files.pid.unlink()
+
+    async def _drop_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(RedisClientError, OSError, RuntimeError):
+                await client.aclose()
+
+
+async def _wait_gone(pid: int, within: float) -> bool:
+    """Wait up to ``within`` seconds for ``pid`` to exit; True when it did."""
+    deadline = time.monotonic() + within
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+def _backoff(attempt: int) -> float:
+    """Exponential backoff with jitter: 0.25 s, 0.5 s, 1 s … capped at 5 s, plus up to 50 %."""
+    base = min(_BACKOFF_CAP, _BACKOFF_BASE * float(2 ** (attempt - 1)))
+    return base * (1 + random.random() / 2)
+
+
+def _port_from_url(url: str) -> int | None:
+    parts = urlsplit(url)
+    if parts.scheme not in {"redis", "rediss"}:
+        return None
+    try:
+        return parts.port or 6379
+    except ValueError:
+        return None
