@@ -176,7 +176,7 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
         if getattr(args, "json", False):
             print(json.dumps({"status": "not_running", "url": url, "error": str(error)}))
         else:
-            Console(stderr=True, highlight=False).print(
+            Console(stderr=True, highlight=False, soft_wrap=True).print(
                 f"[red]vechnost is not running[/red]: {escape(str(error))}.\n"
                 "Start it with `./deploy.sh auto` (or `vechnost run`); check HEALTH_HOST/"
                 "HEALTH_PORT if it runs elsewhere.",
