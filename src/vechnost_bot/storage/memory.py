@@ -107,6 +107,10 @@ class InMemoryStorage(Storage):
         record = None if state.record is None else state.record.model_copy(deep=True)
         return RecordState(record, state.version, state.updated_at)
 
+    def knows(self, kind: str, key: str) -> bool:
+        """True when a record or a tombstone for ``kind:key`` is held."""
+        return (kind, key) in self._records
+
     def restore(self, kind: str, key: str, state: RecordState) -> None:
         """Put ``state`` in place as-is (no version bump); the store takes ownership."""
         self._set_state((kind, key), state)

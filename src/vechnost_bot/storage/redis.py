@@ -97,13 +97,17 @@ return {1, sv}
 """
 )
 
-# KEYS[1]; ARGV: version, updated_at, schema, tombstone ttl ms
+# KEYS[1]; ARGV: version, updated_at, schema, tombstone ttl ms, rebase
 _LUA_DELETE_IF_NOT_NEWER = (
     _LUA_READ_STATE
     + """
 local exists, sv, st = state(KEYS[1], ARGV[3])
 local rv, rt = tonumber(ARGV[1]), tonumber(ARGV[2])
-if exists and (sv > rv or (sv == rv and st > rt)) then return 0 end
+if ARGV[5] == '1' then
+  if exists and st > rt then return 0 end
+elseif exists and (sv > rv or (sv == rv and st > rt)) then
+  return 0
+end
 redis.call('HSET', KEYS[1], 's', ARGV[3], 'v', math.max(sv, rv), 't', ARGV[2], 'd', '')
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
@@ -116,6 +120,21 @@ if redis.call('TYPE', KEYS[1])['ok'] == 'hash' and redis.call('HGET', KEYS[1], '
   redis.call('HSET', KEYS[1], 'd', '')
 end
 return 1
+"""
+
+# An increment applied at most once per token (a call whose reply was lost may be
+# replayed from the journal). KEYS[1] counter, KEYS[2] marker; ARGV: amount, ttl ms
+_LUA_INCR_ONCE = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then
+  if redis.call('TYPE', KEYS[1])['ok'] ~= 'string' then redis.call('DEL', KEYS[1]) end
+  local ok, value = pcall(redis.call, 'INCRBY', KEYS[1], ARGV[1])
+  if not ok then
+    redis.call('DEL', KEYS[1])
+    value = redis.call('INCRBY', KEYS[1], ARGV[1])
+  end
+  return value
+end
+return tonumber(redis.call('GET', KEYS[1])) or 0
 """
 
 # Sliding window on a sorted set. KEYS[1]; ARGV: now ms, window ms, limit, member
@@ -193,6 +212,13 @@ class _Script:
         except NoScriptError:
             return await client.eval(self.source, 1, key, *args)
 
+    async def keys(self, client: aioredis.Redis, keys: tuple[str, ...], *args: Any) -> Any:
+        """Run with several keys."""
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await client.eval(self.source, len(keys), *keys, *args)
+
 
 _PUT = _Script(_LUA_PUT)
 _PUT_IF_NEWER = _Script(_LUA_PUT_IF_NEWER)
@@ -200,6 +226,7 @@ _DELETE = _Script(_LUA_DELETE)
 _DELETE_IF_NOT_NEWER = _Script(_LUA_DELETE_IF_NOT_NEWER)
 _DISCARD_IF_SAME = _Script(_LUA_DISCARD_IF_SAME)
 _RATE = _Script(_LUA_RATE)
+_INCR_ONCE = _Script(_LUA_INCR_ONCE)
 
 
 def _is_data_error(error: ResponseError) -> bool:
@@ -318,9 +345,18 @@ class RedisStorage(Storage):
         return int(written)
 
     async def delete_if_not_newer(
-        self, model: type[Record], key: str, version: int, updated_at: float
+        self,
+        model: type[Record],
+        key: str,
+        version: int,
+        updated_at: float,
+        *,
+        rebase: bool = False,
     ) -> bool:
-        """Reconciliation of a delete: tombstone the record unless a newer one is stored."""
+        """Reconciliation of a delete: tombstone the record unless a newer one is stored.
+
+        With ``rebase`` (the deleter did not know the stored version) the later time wins.
+        """
         done = await _DELETE_IF_NOT_NEWER(
             self.client,
             self.record_key(model.KIND, key),
@@ -328,6 +364,7 @@ class RedisStorage(Storage):
             repr(updated_at),
             _SCHEMA,
             self._tombstone_ms,
+            "1" if rebase else "0",
         )
         return bool(done)
 
@@ -343,6 +380,19 @@ class RedisStorage(Storage):
             log.warning("storage_corrupt_value", key=rkey, reason="not_a_counter")
             await self.client.delete(rkey)
             return int(await self.client.incrby(rkey, amount))
+
+    async def incr_once(self, name: str, amount: int, token: str, *, ttl: float = 3600.0) -> int:
+        """INCRBY that applies ``token`` at most once (for replays of uncertain increments).
+
+        The marker lives ``ttl`` seconds; a replay after that would count again.
+        """
+        result = await _INCR_ONCE.keys(
+            self.client,
+            (f"{self._prefix}:counter:{name}", f"{self._prefix}:applied:{token}"),
+            amount,
+            int(ttl * 1000),
+        )
+        return int(result)
 
     async def get_counter(self, name: str) -> int:
         """The counter's value; 0 when absent or not a number."""
