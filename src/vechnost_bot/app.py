@@ -1,0 +1,336 @@
+"""The composition root: ``vechnost run``.
+
+Builds and connects everything, in order: the Redis lifecycle, the storage, the
+Telegram bot (python-telegram-bot's manual lifecycle: initialize → start →
+polling), and the health server. SIGTERM or Ctrl-C sets an event; the pieces then
+stop in reverse order, each within its own time limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import re
+import signal
+import time
+from collections.abc import Awaitable, Mapping
+from typing import Any, Final
+
+import structlog
+from telegram.error import InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.ext import Application, ApplicationBuilder
+from telegram.request import HTTPXRequest
+
+from vechnost_bot import __version__
+from vechnost_bot.bot.cards import CardSender
+from vechnost_bot.bot.handlers import GameBot, set_commands
+from vechnost_bot.config import Settings
+from vechnost_bot.errors import TelegramTokenError
+from vechnost_bot.game.content import Library, load_library
+from vechnost_bot.ops.health import HealthServer
+from vechnost_bot.redis.autostart import RedisAutoStartManager
+from vechnost_bot.storage.hybrid import HybridStorage
+from vechnost_bot.storage.memory import InMemoryStorage
+from vechnost_bot.storage.redis import connect_redis
+
+__all__ = ["VechnostApp", "build_application", "check_token", "command"]
+
+log = structlog.get_logger(__name__)
+
+AnyApplication = Application[Any, Any, Any, Any, Any, Any]
+
+_TOKEN_RE: Final = re.compile(r"\d{5,}:[A-Za-z0-9_-]{30,}")
+POLL_TIMEOUT: Final = 10.0
+_RETRY_FIRST: Final = 1.0
+_RETRY_MAX: Final = 30.0
+# Seconds each step may take when stopping, in stop order.
+_STOP_TIMEOUTS: Final = {
+    "health": 5.0,
+    "polling": 15.0,
+    "bot": 10.0,
+    "bot_shutdown": 10.0,
+    "storage": 10.0,
+    "redis": 20.0,
+}
+
+
+def check_token(token: str | None) -> str:
+    """The token when it looks like a Telegram bot token; else :class:`TelegramTokenError`."""
+    if token is None:
+        raise TelegramTokenError(
+            "TELEGRAM_BOT_TOKEN is not set: put the token from @BotFather in the environment "
+            "or in .env",
+            variable="TELEGRAM_BOT_TOKEN",
+        )
+    if not _TOKEN_RE.fullmatch(token):
+        raise TelegramTokenError(
+            "TELEGRAM_BOT_TOKEN is malformed: it should look like 123456789:AAE… "
+            "(digits, a colon, then 35 letters); copy it again from @BotFather",
+            variable="TELEGRAM_BOT_TOKEN",
+        )
+    return token
+
+
+def build_application(
+    token: str,
+    game: GameBot,
+    *,
+    base_url: str,
+    base_file_url: str,
+    concurrent_updates: int = 64,
+) -> AnyApplication:
+    """A python-telegram-bot Application with the game's handlers, pointed at ``base_url``."""
+    application: AnyApplication = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(base_url)
+        .base_file_url(base_file_url)
+        .request(
+            HTTPXRequest(
+                connection_pool_size=concurrent_updates + 8,
+                connect_timeout=5.0,
+                read_timeout=15.0,
+                write_timeout=20.0,
+                pool_timeout=10.0,
+            )
+        )
+        .get_updates_request(
+            HTTPXRequest(connect_timeout=5.0, read_timeout=POLL_TIMEOUT + 10.0, pool_timeout=5.0)
+        )
+        .concurrent_updates(concurrent_updates)
+        .build()
+    )
+    game.install(application)
+    return application
+
+
+async def _bounded(step: str, awaitable: Awaitable[object], limit: float) -> None:
+    """Await one stop step; log (never raise) when it fails or runs over its time."""
+    started = time.monotonic()
+    try:
+        await asyncio.wait_for(awaitable, limit)
+    except TimeoutError:
+        log.warning("shutdown_step_timed_out", step=step, timeout=limit)
+    except Exception as error:  # noqa: BLE001 - shutdown goes on whatever one step did
+        log.warning("shutdown_step_failed", step=step, error=repr(error))
+    else:
+        log.info("shutdown_step_done", step=step, seconds=round(time.monotonic() - started, 3))
+
+
+class VechnostApp:
+    """Everything ``vechnost run`` runs, wired together. ``start()`` / ``stop()``."""
+
+    def __init__(self, settings: Settings, *, library: Library | None = None) -> None:
+        self.settings = settings
+        self._library = library
+        self.started_at = time.monotonic()
+        self.lifecycle: RedisAutoStartManager | None = None
+        self.storage: HybridStorage | None = None
+        self.application: AnyApplication | None = None
+        self.game: GameBot | None = None
+        self.health: HealthServer | None = None
+        self._storage_started = False
+        self._bot_initialized = False
+        self._bot_started = False
+        self._stopped = False
+
+    # -- facts ------------------------------------------------------------------------
+    @property
+    def polling(self) -> bool:
+        """True while the updater is polling Telegram."""
+        app = self.application
+        return bool(app is not None and app.updater is not None and app.updater.running)
+
+    def ready(self) -> bool:
+        """Ready for traffic: polling, and the storage started (Redis or memory)."""
+        return self.polling and self._storage_started
+
+    def snapshot(self) -> Mapping[str, object]:
+        """JSON-safe facts for /status and ``vechnost status``."""
+        storage = self.storage.status() if self.storage is not None else {}
+        redis = self.lifecycle.status() if self.lifecycle is not None else {}
+        if not self.polling:
+            status = "starting"
+        elif self.storage is not None and self.storage.mode == "redis":
+            status = "ok"
+        else:
+            status = "degraded"
+        username = ""
+        if self.application is not None:
+            with contextlib.suppress(RuntimeError):
+                username = self.application.bot.username or ""
+        return {
+            "status": status,
+            "version": __version__,
+            "uptime_seconds": round(time.monotonic() - self.started_at, 1),
+            "pid": os.getpid(),
+            "bot": {
+                "polling": self.polling,
+                "updates_handled": self.game.updates_handled if self.game else 0,
+                "username": username,
+                "cards_sent": self.game.cards.stats.sent if self.game else 0,
+                "file_ids_reused": self.game.cards.stats.reused if self.game else 0,
+            },
+            "storage": storage,
+            "redis": redis,
+        }
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        """Redis lifecycle → storage → bot (initialize, start, polling) → health server."""
+        settings = self.settings
+        token = check_token(settings.token)
+        library = self._library
+        if library is None:
+            library = await asyncio.to_thread(load_library)
+
+        self.lifecycle = RedisAutoStartManager(settings)
+        await self.lifecycle.start()
+
+        self.storage = HybridStorage(
+            client_factory=connect_redis,
+            memory=InMemoryStorage(),
+            journal_path=settings.redis_data_dir / "journal.jsonl",
+        )
+        await self.storage.start(self.lifecycle.endpoint)
+        self._storage_started = True
+        self.lifecycle.subscribe(self.storage.on_redis_event)
+        log.info("storage_ready", mode=self.storage.mode)
+
+        self.game = GameBot(
+            storage=self.storage,
+            library=library,
+            cards=CardSender(self.storage),
+            rate_limit_updates=settings.rate_limit_updates,
+            rate_limit_window=settings.rate_limit_window,
+        )
+        self.application = build_application(
+            token,
+            self.game,
+            base_url=settings.telegram_api_base_url,
+            base_file_url=settings.telegram_file_base_url,
+        )
+        await self._initialize_bot(self.application)
+        await self.application.start()
+        self._bot_started = True
+        try:
+            await set_commands(self.application)
+        except TelegramError as error:
+            log.warning("set_commands_failed", error=str(error))
+        updater = self.application.updater
+        if updater is not None:
+            await updater.start_polling(
+                timeout=int(POLL_TIMEOUT),
+                bootstrap_retries=-1,
+                drop_pending_updates=False,
+                error_callback=self._on_polling_error,
+            )
+        log.info("bot_polling", username=self.application.bot.username)
+
+        self.health = HealthServer(
+            settings.health_host, settings.health_port, self.snapshot, self.ready
+        )
+        await self.health.start()
+        log.info("vechnost_started", version=__version__, health_port=self.health.port)
+
+    async def _initialize_bot(self, application: AnyApplication) -> None:
+        """getMe with retries: a rejected token ends the run, network trouble is retried."""
+        delay = _RETRY_FIRST
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await application.initialize()
+            except InvalidToken:
+                raise TelegramTokenError(
+                    "Telegram rejected TELEGRAM_BOT_TOKEN (401 Unauthorized): the token was "
+                    "revoked or mistyped; get a valid one from @BotFather",
+                    variable="TELEGRAM_BOT_TOKEN",
+                ) from None
+            except RetryAfter as error:
+                wait = float(error.retry_after if isinstance(error.retry_after, int | float)
+                             else error.retry_after.total_seconds())  # fmt: skip
+                log.warning("telegram_rate_limited", attempt=attempt, retry_in=wait)
+                await asyncio.sleep(wait)
+            except (NetworkError, TimedOut) as error:
+                wait = delay * random.uniform(0.8, 1.2)
+                log.warning(
+                    "telegram_unreachable", attempt=attempt, retry_in=round(wait, 2),
+                    error=str(error),
+                )  # fmt: skip
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, _RETRY_MAX)
+            else:
+                self._bot_initialized = True
+                log.info("telegram_connected", username=application.bot.username, attempt=attempt)
+                return
+
+    @staticmethod
+    def _on_polling_error(error: TelegramError) -> None:
+        # python-telegram-bot retries polling by itself with backoff; one line per failure.
+        log.warning("telegram_polling_error", error=str(error), kind=type(error).__name__)
+
+    async def stop(self) -> None:
+        """Stop in reverse order, each step bounded; safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        log.info("vechnost_stopping")
+        if self.health is not None:
+            await _bounded("health", self.health.stop(), _STOP_TIMEOUTS["health"])
+        app = self.application
+        if app is not None:
+            if app.updater is not None and app.updater.running:
+                await _bounded("polling", app.updater.stop(), _STOP_TIMEOUTS["polling"])
+            if self._bot_started and app.running:
+                await _bounded("bot", app.stop(), _STOP_TIMEOUTS["bot"])
+            await _bounded("bot_shutdown", self._shutdown_bot(app), _STOP_TIMEOUTS["bot_shutdown"])
+        if self.storage is not None:
+            await _bounded("storage", self.storage.stop(), _STOP_TIMEOUTS["storage"])
+        if self.lifecycle is not None:
+            await _bounded("redis", self.lifecycle.stop(), _STOP_TIMEOUTS["redis"])
+        log.info("vechnost_stopped")
+
+    async def _shutdown_bot(self, app: AnyApplication) -> None:
+        if self._bot_initialized:
+            await app.shutdown()
+        else:
+            await app.bot.shutdown()
+
+
+async def _run(settings: Settings) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    app = VechnostApp(settings)
+    starting = asyncio.create_task(app.start(), name="vechnost-start")
+    stopping = asyncio.create_task(stop.wait(), name="vechnost-stop-signal")
+    try:
+        done, _pending = await asyncio.wait(
+            {starting, stopping}, return_when=asyncio.FIRST_COMPLETED
+        )
+        if starting in done:
+            starting.result()  # raises what start() raised
+            await stopping
+        else:
+            log.info("stop_requested_during_start")
+            starting.cancel("stop requested while starting")
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+    finally:
+        stopping.cancel()
+        await asyncio.shield(app.stop())
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+def command(settings: Settings, args: argparse.Namespace) -> int:
+    """``vechnost run``: run until SIGTERM or Ctrl-C; exit 2 for a missing or rejected token."""
+    del args
+    check_token(settings.token)
+    return asyncio.run(_run(settings))

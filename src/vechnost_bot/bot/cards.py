@@ -1,0 +1,109 @@
+"""Sending a card as a photo, uploading each image to Telegram only once.
+
+The first send of a card in a language renders it (or takes the rendered bytes
+from the storage cache) and uploads it; the ``file_id`` Telegram gives back is
+kept in storage, and every later send of that card in that language reuses it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+from telegram import Bot, InlineKeyboardMarkup, Message
+from telegram.error import BadRequest
+
+from vechnost_bot.game.content import Card
+from vechnost_bot.game.render import RENDER_VERSION, render_card_async
+from vechnost_bot.metrics import CARDS_RENDERED, FILE_ID_REUSED
+from vechnost_bot.storage.base import Storage
+from vechnost_bot.storage.models import Language
+
+__all__ = ["CardSender", "SendStats"]
+
+log = structlog.get_logger(__name__)
+
+IMAGE_TTL = 7 * 24 * 3600.0
+FILE_ID_TTL = 180 * 24 * 3600.0
+
+
+@dataclass
+class SendStats:
+    """Counts since start, for the benchmark and the status page."""
+
+    sent: int = 0
+    reused: int = 0
+    rendered: int = 0
+
+
+class CardSender:
+    """Renders, caches and sends card photos."""
+
+    def __init__(
+        self, storage: Storage, *, image_ttl: float = IMAGE_TTL, file_id_ttl: float = FILE_ID_TTL
+    ) -> None:
+        self._storage = storage
+        self._image_ttl = image_ttl
+        self._file_id_ttl = file_id_ttl
+        self.stats = SendStats()
+
+    @staticmethod
+    def image_key(card: Card, language: Language) -> str:
+        """Storage cache key of a card's rendered bytes."""
+        return f"card:img:v{RENDER_VERSION}:{language}:{card.id}"
+
+    @staticmethod
+    def file_id_key(bot_id: int, card: Card, language: Language) -> str:
+        """Storage cache key of a card's Telegram file id (file ids belong to one bot)."""
+        return f"card:fid:v{RENDER_VERSION}:{bot_id}:{language}:{card.id}"
+
+    async def image(self, card: Card, language: Language, footer: str) -> bytes:
+        """The card's image bytes, from the cache or freshly rendered (then cached)."""
+        key = self.image_key(card, language)
+        cached = await self._storage.cache_get(key)
+        if cached:
+            return cached
+        data = await render_card_async(
+            card.text(language), theme=card.theme, language=language, footer=footer
+        )
+        CARDS_RENDERED.inc()
+        self.stats.rendered += 1
+        await self._storage.cache_set(key, data, self._image_ttl)
+        return data
+
+    async def send(
+        self,
+        bot: Bot,
+        chat_id: int,
+        card: Card,
+        language: Language,
+        *,
+        caption: str,
+        footer: str,
+        reply_markup: InlineKeyboardMarkup | None = None,
+    ) -> Message:
+        """Send ``card`` as a photo: by stored file id when there is one, else by upload."""
+        fid_key = self.file_id_key(bot.id, card, language)
+        stored = await self._storage.cache_get(fid_key)
+        if stored:
+            try:
+                message = await bot.send_photo(
+                    chat_id, stored.decode("utf-8"), caption=caption, reply_markup=reply_markup
+                )
+            except BadRequest as error:
+                # Telegram forgot the file (or it belongs to another bot): upload again.
+                log.warning(
+                    "card_file_id_rejected", card=card.id, language=language, error=str(error)
+                )
+            else:
+                FILE_ID_REUSED.inc()
+                self.stats.sent += 1
+                self.stats.reused += 1
+                return message
+        data = await self.image(card, language, footer)
+        message = await bot.send_photo(chat_id, data, caption=caption, reply_markup=reply_markup)
+        self.stats.sent += 1
+        if message.photo:
+            file_id = message.photo[-1].file_id
+            await self._storage.cache_set(fid_key, file_id.encode("utf-8"), self._file_id_ttl)
+        return message

@@ -1,0 +1,491 @@
+"""Telegram handlers: commands, buttons, unexpected input, rate limit, errors.
+
+Every piece of per-chat state is read from and written to the storage on each
+update (``Session`` per chat, ``UserStats`` per player, rate-limit hits and
+notices): a handler keeps nothing between updates, so a restart or a failover
+loses nothing and several bot processes could serve one chat.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from telegram import (
+    BotCommand,
+    CallbackQuery,
+    InlineKeyboardMarkup,
+    Message,
+    Update,
+    User,
+)
+from telegram.constants import ChatType
+from telegram.error import BadRequest, TelegramError
+from telegram.ext import (
+    Application,
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+
+from vechnost_bot.bot import keyboards
+from vechnost_bot.bot.callbacks import Callback, parse
+from vechnost_bot.bot.cards import CardSender
+from vechnost_bot.bot.texts import (
+    COMMANDS,
+    DEFAULT_LANGUAGE,
+    content_name,
+    language_from_code,
+    level_name,
+    t,
+    theme_name,
+)
+from vechnost_bot.game import engine
+from vechnost_bot.game.content import LANGUAGES, THEMES, Library
+from vechnost_bot.metrics import ERRORS, UPDATES_HANDLED
+from vechnost_bot.storage.base import Storage
+from vechnost_bot.storage.models import Language, Session, UserStats
+
+__all__ = ["MAX_TEXT_LENGTH", "GameBot", "set_commands"]
+
+log = structlog.get_logger(__name__)
+
+MAX_TEXT_LENGTH = 1000
+"""Text longer than this gets the "long message" answer."""
+
+Context = ContextTypes.DEFAULT_TYPE
+
+
+async def set_commands(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """Register /start /help /language /reset in every language (and a default)."""
+    bot = application.bot
+    for language in (None, *LANGUAGES):
+        commands = [BotCommand(name, t(language, f"cmd_{name}")) for name in COMMANDS]
+        await bot.set_my_commands(commands, language_code=language)
+
+
+@dataclass
+class GameBot:
+    """The handlers, with what they need. :meth:`install` adds them to an Application."""
+
+    storage: Storage
+    library: Library
+    cards: CardSender
+    rate_limit_updates: int = 20
+    rate_limit_window: float = 10.0
+    rng: random.Random = field(default_factory=random.Random)
+    clock: Callable[[], float] = time.time
+    updates_handled: int = 0
+
+    def install(self, application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        """Add every handler; the rate limit runs first, in group -1."""
+        application.add_handler(TypeHandler(Update, self._gate), group=-1)
+        application.add_handler(CommandHandler("start", self.on_start))
+        application.add_handler(CommandHandler("help", self.on_help))
+        application.add_handler(CommandHandler("reset", self.on_reset))
+        application.add_handler(CommandHandler("language", self.on_language))
+        application.add_handler(CallbackQueryHandler(self.on_button))
+        application.add_handler(
+            MessageHandler(filters.UpdateType.MESSAGE & ~filters.StatusUpdate.ALL, self.on_other)
+        )
+        application.add_error_handler(self.on_error)
+
+    # -- helpers ------------------------------------------------------------------------
+    async def _session(self, chat_id: int, user: User | None) -> Session:
+        """The chat's session; on first contact its language comes from Telegram."""
+        session = await self.storage.get_session(chat_id)
+        if session is not None and session.language is not None:
+            return session
+        language = language_from_code(user.language_code if user else None)
+
+        def set_language(current: Session) -> Session:
+            if current.language is None:
+                current.language = language
+            return current
+
+        return await self.storage.update_session(chat_id, set_language)
+
+    async def _touch_user(
+        self, user: User | None, *, started: bool = False, drew: bool = False
+    ) -> None:
+        if user is None:
+            return
+        now = self.clock()
+
+        def mutate(stats: UserStats) -> UserStats:
+            stats.first_seen = stats.first_seen or now
+            stats.last_seen = now
+            stats.games_started += int(started)
+            stats.cards_drawn += int(drew)
+            return stats
+
+        await self.storage.update_user_stats(user.id, mutate)
+
+    async def _show(
+        self,
+        update: Update,
+        text: str,
+        markup: InlineKeyboardMarkup | None,
+        *,
+        edit: bool,
+    ) -> None:
+        """Show a menu: edit the button's message when it is a text message, else send."""
+        chat = update.effective_chat
+        if chat is None:
+            return
+        query = update.callback_query
+        message = query.message if query is not None else None
+        if edit and isinstance(message, Message) and message.text is not None:
+            try:
+                await message.edit_text(text, reply_markup=markup)
+            except BadRequest as error:
+                if "not modified" in str(error).lower():
+                    return
+                # Too old, deleted, or otherwise not editable: say it in a new message.
+                log.info("menu_edit_failed", chat_id=chat.id, error=str(error))
+            else:
+                return
+        await chat.send_message(text, reply_markup=markup)
+
+    async def _show_menu(
+        self, update: Update, session: Session, *, prefix: str | None = None, edit: bool = True
+    ) -> None:
+        text, markup = keyboards.menu_for(session, self.library)
+        await self._show(update, f"{prefix}\n\n{text}" if prefix else text, markup, edit=edit)
+
+    # -- rate limit -----------------------------------------------------------------------
+    async def _gate(self, update: Update, context: Context) -> None:
+        """Count the update; a flooding user gets one "slow down", then silence."""
+        kind = "callback" if update.callback_query else "message" if update.message else "other"
+        UPDATES_HANDLED.labels(kind=kind).inc()
+        self.updates_handled += 1
+        user = update.effective_user
+        if user is None:
+            return
+        allowed = await self.storage.hit_rate_limit(
+            f"rate:{user.id}", self.rate_limit_updates, self.rate_limit_window
+        )
+        if allowed:
+            return
+        notice_key = f"rate:notice:{user.id}"
+        if await self.storage.cache_get(notice_key) is None:
+            await self.storage.cache_set(notice_key, b"1", self.rate_limit_window)
+            log.info("rate_limited", user_id=user.id, window=self.rate_limit_window)
+            chat = update.effective_chat
+            session = await self.storage.get_session(chat.id) if chat else None
+            language = (session.language if session else None) or language_from_code(
+                user.language_code
+            )
+            if update.callback_query is not None:
+                await update.callback_query.answer(t(language, "slow_down"))
+            elif chat is not None:
+                await chat.send_message(t(language, "slow_down"))
+        raise ApplicationHandlerStop
+
+    # -- commands -------------------------------------------------------------------------
+    async def on_start(self, update: Update, context: Context) -> None:
+        """Welcome; the themes menu, or where the chat left off."""
+        chat = update.effective_chat
+        if chat is None:
+            return
+        user = update.effective_user
+        session = await self._session(chat.id, user)
+        await self._touch_user(user, started=True)
+        name = user.first_name if user else ""
+        if engine.step(session) == "theme":
+            text = t(session.language, "welcome", name=name)
+            await self._show(update, text, keyboards.themes_keyboard(session.language or "en"),
+                             edit=False)  # fmt: skip
+        else:
+            await self._show_menu(
+                update, session, prefix=t(session.language, "welcome_back", name=name), edit=False
+            )
+        log.info("game_started", chat_id=chat.id, language=session.language)
+
+    async def on_help(self, update: Update, context: Context) -> None:
+        """How to play, with the current menu under it."""
+        chat = update.effective_chat
+        if chat is None:
+            return
+        session = await self._session(chat.id, update.effective_user)
+        _text, markup = keyboards.menu_for(session, self.library)
+        await self._show(update, t(session.language, "help"), markup, edit=False)
+
+    async def on_reset(self, update: Update, context: Context) -> None:
+        """Forget the game (not the language, not the 18+ confirmation)."""
+        chat = update.effective_chat
+        if chat is None:
+            return
+        await self._session(chat.id, update.effective_user)
+        session = await self.storage.update_session(chat.id, engine.reset)
+        log.info("game_reset", chat_id=chat.id)
+        await self._show_menu(update, session, prefix=t(session.language, "reset_done"), edit=False)
+
+    async def on_language(self, update: Update, context: Context) -> None:
+        """The language menu."""
+        chat = update.effective_chat
+        if chat is None:
+            return
+        session = await self._session(chat.id, update.effective_user)
+        await self._show(
+            update,
+            t(session.language, "choose_language"),
+            keyboards.language_keyboard(),
+            edit=False,
+        )
+
+    async def on_other(self, update: Update, context: Context) -> None:
+        """Anything else: unknown commands, free text, stickers, photos … a kind word + menu."""
+        chat = update.effective_chat
+        message = update.message
+        if chat is None or message is None:
+            return
+        if chat.type != ChatType.PRIVATE and message.text is None:
+            return  # in a group, pictures and stickers are for the people, not for us
+        session = await self._session(chat.id, update.effective_user)
+        if message.text is None:
+            key = "unexpected_media"
+        elif len(message.text) > MAX_TEXT_LENGTH:
+            key = "too_long"
+        else:
+            key = "unknown_input"
+        log.info("unexpected_input", chat_id=chat.id, kind=key)
+        await self._show_menu(update, session, prefix=t(session.language, key), edit=False)
+
+    # -- buttons --------------------------------------------------------------------------
+    async def on_button(self, update: Update, context: Context) -> None:
+        """Every inline button; unknown or stale ones get the current menu."""
+        query = update.callback_query
+        chat = update.effective_chat
+        if query is None or chat is None:
+            return
+        session = await self._session(chat.id, update.effective_user)
+        callback = parse(query.data)
+        if callback is None:
+            log.info("callback_rejected", chat_id=chat.id, data_length=len(query.data or ""))
+            await self._stale(update, query, session)
+            return
+        handled = await self._dispatch(update, query, session, callback)
+        if not handled:
+            log.info("callback_stale", chat_id=chat.id, action=callback.action)
+            await self._stale(update, query, session)
+
+    async def _stale(self, update: Update, query: CallbackQuery, session: Session) -> None:
+        await query.answer()
+        await self._show_menu(update, session, prefix=t(session.language, "stale"), edit=False)
+
+    async def _dispatch(
+        self, update: Update, query: CallbackQuery, session: Session, callback: Callback
+    ) -> bool:
+        chat_id = session.chat_id
+        language = session.language or DEFAULT_LANGUAGE
+        action = callback.action
+        if action == "language" and callback.language:
+            chosen = callback.language
+            session = await self.storage.update_session(
+                chat_id, lambda s: engine.choose_language(s, chosen)
+            )
+            await query.answer()
+            await self._show_menu(update, session, prefix=t(chosen, "language_set"))
+            return True
+        if action == "language_menu":
+            await query.answer()
+            await self._show(update, t(language, "choose_language"), keyboards.language_keyboard(),
+                             edit=True)  # fmt: skip
+            return True
+        if action == "help":
+            await query.answer()
+            _text, markup = keyboards.menu_for(session, self.library)
+            await self._show(update, t(language, "help"), markup, edit=False)
+            return True
+        if action == "menu":
+            session = await self.storage.update_session(chat_id, _to_themes)
+            await query.answer()
+            await self._show_menu(update, session)
+            return True
+        if action == "theme" and callback.theme:
+            theme = callback.theme
+            if engine.needs_adult_confirmation(session, theme):
+                await query.answer()
+                await self._show(update, t(language, "adult_prompt"),
+                                 keyboards.adult_keyboard(language), edit=True)  # fmt: skip
+                return True
+            session = await self.storage.update_session(
+                chat_id, lambda s: engine.choose_theme(s, theme)
+            )
+            await query.answer()
+            await self._show_menu(update, session)
+            return True
+        if action == "adult":
+            return await self._on_adult(update, query, chat_id, language, yes=bool(callback.yes))
+        if action == "back":
+            return await self._on_back(update, query, session, callback)
+        if action == "level" and callback.level is not None:
+            if session.theme != callback.theme:
+                return False
+            level = callback.level
+            session = await self.storage.update_session(
+                chat_id, lambda s: engine.choose_level(s, level)
+            )
+            await query.answer()
+            await self._show_menu(update, session)
+            return True
+        if action == "content" and callback.content is not None:
+            if (session.theme, session.level) != (callback.theme, callback.level):
+                return False
+            content = callback.content
+            session = await self.storage.update_session(
+                chat_id, lambda s: engine.choose_content(s, content)
+            )
+            await query.answer()
+            await self._show_menu(update, session)
+            return True
+        if action in {"next", "reshuffle"}:
+            here = (session.theme, session.level, session.content)
+            if engine.step(session) != "deck" or here != (
+                callback.theme,
+                callback.level,
+                callback.content,
+            ):
+                return False
+            return await self._on_draw(update, query, session, reshuffle=action == "reshuffle")
+        return False
+
+    async def _on_adult(
+        self, update: Update, query: CallbackQuery, chat_id: int, language: Language, *, yes: bool
+    ) -> bool:
+        if not yes:
+            session = await self.storage.update_session(chat_id, _to_themes)
+            await query.answer()
+            await self._show_menu(update, session, prefix=t(language, "adult_declined"))
+            return True
+
+        def confirm(current: Session) -> Session:
+            return engine.choose_theme(engine.confirm_adult(current), "sex")
+
+        session = await self.storage.update_session(chat_id, confirm)
+        log.info("adult_confirmed", chat_id=chat_id)
+        await query.answer()
+        await self._show_menu(update, session)
+        return True
+
+    async def _on_back(
+        self, update: Update, query: CallbackQuery, session: Session, callback: Callback
+    ) -> bool:
+        theme, level = callback.theme, callback.level
+        if theme is None:
+            mutate: Callable[[Session], Session] = _to_themes
+        elif session.theme != theme or (level is not None and session.level != level):
+            return False
+        elif level is None:
+
+            def mutate(current: Session) -> Session:
+                current.level = None
+                current.content = None
+                return current
+
+        else:
+
+            def mutate(current: Session) -> Session:
+                current.content = None
+                return current
+
+        session = await self.storage.update_session(session.chat_id, mutate)
+        await query.answer()
+        await self._show_menu(update, session)
+        return True
+
+    async def _on_draw(
+        self, update: Update, query: CallbackQuery, session: Session, *, reshuffle: bool
+    ) -> bool:
+        chat_id = session.chat_id
+        outcome: list[engine.DrawOutcome] = []
+
+        def mutate(current: Session) -> Session:
+            outcome.clear()
+            if reshuffle and current.theme and current.level and current.content:
+                current = engine.reshuffle(current, current.theme, current.level, current.content)
+            current, result = engine.draw(current, self.library, self.rng)
+            outcome.append(result)
+            return current
+
+        session = await self.storage.update_session(chat_id, mutate)
+        result = outcome[0]
+        language = session.language or DEFAULT_LANGUAGE
+        theme, level, content = session.theme, session.level, session.content
+        if theme is None or level is None or content is None:
+            return False
+        await query.answer(t(language, "reshuffled") if reshuffle else None)
+        if result.card is None:
+            log.info("deck_exhausted", chat_id=chat_id, deck=f"{theme}:{level}:{content}")
+            await self._show(
+                update,
+                t(language, "exhausted", total=result.total),
+                keyboards.exhausted_keyboard(language, theme, level, content),
+                edit=False,
+            )
+            return True
+        title = keyboards.deck_title(language, theme, level)
+        if len(THEMES[theme].contents) > 1:
+            title = f"{title} · {content_name(language, content)}"
+        caption = t(
+            language,
+            "card_caption",
+            theme=theme_name(language, theme),
+            level=level_name(language, level),
+            drawn=result.drawn,
+            total=result.total,
+        )
+        if len(THEMES[theme].contents) > 1:
+            caption = f"{caption}\n{content_name(language, content)}"
+        await self.cards.send(
+            query.get_bot(),
+            chat_id,
+            result.card,
+            language,
+            caption=caption,
+            footer=title,
+            reply_markup=keyboards.deck_keyboard(language, theme, level, content),
+        )
+        await self._touch_user(update.effective_user, drew=True)
+        log.debug("card_drawn", chat_id=chat_id, card=result.card.id, drawn=result.drawn)
+        return True
+
+    # -- errors ---------------------------------------------------------------------------
+    async def on_error(self, update: object, context: Context) -> None:
+        """Log the error and, when there is a chat, answer kindly with the current menu."""
+        ERRORS.labels(where="handler").inc()
+        log.error("handler_failed", error=repr(context.error), exc_info=context.error)
+        if not isinstance(update, Update) or update.effective_chat is None:
+            return
+        chat = update.effective_chat
+        try:
+            if update.callback_query is not None:
+                await update.callback_query.answer()
+        except TelegramError:
+            log.debug("error_answer_failed")
+        try:
+            session = await self.storage.get_session(chat.id) or Session(
+                chat_id=chat.id, language=DEFAULT_LANGUAGE
+            )
+            text, markup = keyboards.menu_for(session, self.library)
+            await chat.send_message(
+                f"{t(session.language, 'error')}\n\n{text}", reply_markup=markup
+            )
+        except Exception as error:  # noqa: BLE001 - the error handler must never raise
+            log.warning("error_reply_failed", error=repr(error))
+
+
+def _to_themes(session: Session) -> Session:
+    session.theme = None
+    session.level = None
+    session.content = None
+    return session

@@ -1,0 +1,158 @@
+"""Inline keyboards for every menu, and the text that goes with the current one."""
+
+from __future__ import annotations
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from vechnost_bot.bot.callbacks import Callback, encode
+from vechnost_bot.bot.texts import LANGUAGE_NAMES, content_name, level_name, t, theme_name
+from vechnost_bot.game import engine
+from vechnost_bot.game.content import LANGUAGES, THEMES, Library
+from vechnost_bot.storage.models import ContentType, Language, Session, ThemeId
+
+__all__ = [
+    "adult_keyboard",
+    "contents_keyboard",
+    "deck_keyboard",
+    "deck_title",
+    "exhausted_keyboard",
+    "language_keyboard",
+    "levels_keyboard",
+    "menu_for",
+    "themes_keyboard",
+]
+
+
+def _button(text: str, callback: Callback) -> InlineKeyboardButton:
+    return InlineKeyboardButton(text, callback_data=encode(callback))
+
+
+def language_keyboard() -> InlineKeyboardMarkup:
+    """One button per language, each written in its own language."""
+    return InlineKeyboardMarkup(
+        [[_button(LANGUAGE_NAMES[lang], Callback("language", language=lang))] for lang in LANGUAGES]
+    )
+
+
+def themes_keyboard(language: Language) -> InlineKeyboardMarkup:
+    """The four themes, two per row, then help and language."""
+    buttons = [
+        _button(theme_name(language, theme, icon=True), Callback("theme", theme=theme))
+        for theme in THEMES
+    ]
+    rows = [buttons[index : index + 2] for index in range(0, len(buttons), 2)]
+    rows.append(
+        [
+            _button(t(language, "btn_help"), Callback("help")),
+            _button(t(language, "btn_language"), Callback("language_menu")),
+        ]
+    )
+    return InlineKeyboardMarkup(rows)
+
+
+def adult_keyboard(language: Language) -> InlineKeyboardMarkup:
+    """Yes, we are 18+ / no, go back."""
+    return InlineKeyboardMarkup(
+        [
+            [_button(t(language, "btn_adult_yes"), Callback("adult", yes=True))],
+            [_button(t(language, "btn_adult_no"), Callback("adult", yes=False))],
+        ]
+    )
+
+
+def levels_keyboard(language: Language, theme: ThemeId) -> InlineKeyboardMarkup:
+    """The theme's levels, then back to the themes."""
+    levels = [
+        _button(level_name(language, level), Callback("level", theme=theme, level=level))
+        for level in THEMES[theme].levels
+    ]
+    return InlineKeyboardMarkup([levels, [_button(t(language, "btn_back"), Callback("back"))]])
+
+
+def _back_from_deck(theme: ThemeId, level: int) -> Callback:
+    info = THEMES[theme]
+    if len(info.contents) > 1:
+        return Callback("back", theme=theme, level=level)
+    if len(info.levels) > 1:
+        return Callback("back", theme=theme)
+    return Callback("back")
+
+
+def contents_keyboard(language: Language, theme: ThemeId, level: int) -> InlineKeyboardMarkup:
+    """Questions / Tasks, then back."""
+    contents = [
+        _button(
+            content_name(language, content),
+            Callback("content", theme=theme, level=level, content=content),
+        )
+        for content in THEMES[theme].contents
+    ]
+    back = Callback("back", theme=theme) if len(THEMES[theme].levels) > 1 else Callback("back")
+    return InlineKeyboardMarkup([contents, [_button(t(language, "btn_back"), back)]])
+
+
+def deck_keyboard(
+    language: Language, theme: ThemeId, level: int, content: ContentType
+) -> InlineKeyboardMarkup:
+    """Next card, then back and themes."""
+    deck = {"theme": theme, "level": level, "content": content}
+    return InlineKeyboardMarkup(
+        [
+            [_button(t(language, "btn_next"), Callback("next", **deck))],  # type: ignore[arg-type]
+            [
+                _button(t(language, "btn_back"), _back_from_deck(theme, level)),
+                _button(t(language, "btn_menu"), Callback("menu")),
+            ],
+        ]
+    )
+
+
+def exhausted_keyboard(
+    language: Language, theme: ThemeId, level: int, content: ContentType
+) -> InlineKeyboardMarkup:
+    """Shuffle again, then back and themes."""
+    callback = Callback("reshuffle", theme=theme, level=level, content=content)
+    return InlineKeyboardMarkup(
+        [
+            [_button(t(language, "btn_reshuffle"), callback)],
+            [
+                _button(t(language, "btn_back"), _back_from_deck(theme, level)),
+                _button(t(language, "btn_menu"), Callback("menu")),
+            ],
+        ]
+    )
+
+
+def deck_title(language: Language, theme: ThemeId, level: int) -> str:
+    """``For Couples · Level 2``: the card footer."""
+    return f"{theme_name(language, theme)} · {level_name(language, level)}"
+
+
+def menu_for(session: Session, library: Library) -> tuple[str, InlineKeyboardMarkup]:
+    """The text and keyboard of the menu this session is at."""
+    language = session.language or "en"
+    here = engine.step(session)
+    theme, level, content = session.theme, session.level, session.content
+    if here == "language":
+        return t(language, "choose_language"), language_keyboard()
+    if here == "theme" or theme is None:
+        return t(language, "choose_theme"), themes_keyboard(language)
+    name = theme_name(language, theme, icon=True)
+    if here == "level" or level is None:
+        return t(language, "choose_level", theme=name), levels_keyboard(language, theme)
+    if here == "content" or content is None:
+        return t(language, "choose_content", theme=name), contents_keyboard(language, theme, level)
+    deck = library.deck(theme, level, content)
+    drawn, total = engine.progress(session, deck) if deck is not None else (0, 0)
+    text = t(
+        language,
+        "deck_intro",
+        theme=name,
+        level=level_name(language, level),
+        content=content_name(language, content),
+        drawn=drawn,
+        total=total,
+    )
+    if deck is not None and drawn >= total:
+        return text, exhausted_keyboard(language, theme, level, content)
+    return text, deck_keyboard(language, theme, level, content)
