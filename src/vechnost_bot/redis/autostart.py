@@ -30,8 +30,9 @@ import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import ClassVar, Literal, Self
 from urllib.parse import unquote, urlsplit
 
 import structlog
@@ -107,6 +108,9 @@ async def other_vechnost_clients(endpoint: RedisEndpoint, *, wait: float = 1.0) 
 
 class RedisAutoStartManager:
     """High-level Redis auto-start manager with fallback strategy (see module doc)."""
+
+    # Managers of this process using a local server, by data dir (tests run several).
+    _users: ClassVar[dict[Path, set[int]]] = {}
 
     def __init__(
         self,
@@ -314,6 +318,7 @@ class RedisAutoStartManager:
         return "auto-started"
 
     def _use_local(self, source: RedisSource) -> None:
+        self._users.setdefault(self._manager.data_dir, set()).add(id(self))
         self._source = source
         self._endpoint = self._manager.endpoint
         binary = self._manager.binary
@@ -387,6 +392,12 @@ class RedisAutoStartManager:
     async def _release_local(self, endpoint: RedisEndpoint) -> None:
         """cleanup() for a local server: stop it, or leave it to the others still using it."""
         manager = self._manager
+        users = self._users.get(manager.data_dir, set())
+        users.discard(id(self))
+        if users:
+            log.info("redis_left_running_for_other_clients", clients=len(users), same_process=True)
+            await manager.detach()
+            return
         try:
             async with self._locked(wait=_STOP_LOCK_TIMEOUT):
                 started_by = manager.state_file().get("started_by")

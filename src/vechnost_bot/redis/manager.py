@@ -339,6 +339,13 @@ def _read_tail(path: Path, offset: int = 0, limit: int = 8192) -> str:
 def _reason_from(text: str) -> str | None:
     """The most telling line of a redis-server log excerpt, without its prefix."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for index, line in enumerate(lines):
+        if "FATAL CONFIG FILE ERROR" in line:
+            # "Reading the configuration file, at line 2" / ">>> 'maxmemory lots'" / "why"
+            detail = [item.removeprefix(">>> ") for item in lines[index + 1 : index + 4]]
+            return (
+                "bad config: " + " ".join(detail).replace("Reading the configuration file, ", "")
+            )[:300]
     for line in reversed(lines):
         if _FATAL_RE.search(line):
             # "123:M 01 Jan 2026 10:00:00.000 # message" -> "message"
@@ -768,16 +775,15 @@ class RedisManager:
                     info = await client.info("server")
                 except BusyLoadingError:
                     info = None
-                except AuthenticationError:
+                except (AuthenticationError, ResponseError) as error:
+                    if isinstance(error, ResponseError) and "AUTH" not in str(error):
+                        raise
+                    # Another server answers on the port with another password: ours lost the race.
+                    await self._kill_unready(port)
                     raise RedisStartError(
-                        f"port {port} is served by another program", reason="wrong password"
+                        "redis-server failed to start",
+                        reason=f"Address already in use: port {port} is served by another program",
                     ) from None
-                except ResponseError as error:
-                    if "NOAUTH" in str(error) or "WRONGPASS" in str(error):
-                        raise RedisStartError(
-                            f"port {port} is served by another program", reason=str(error)
-                        ) from None
-                    raise
                 except (RedisClientError, OSError, TimeoutError):
                     info = None
                 if info is not None:
