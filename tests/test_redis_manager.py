@@ -247,7 +247,7 @@ async def test_unwritable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
 async def test_loose_data_dir_permissions_are_tightened(data_dir: Path) -> None:
     """An existing data dir with 0755 is tightened to 0700 on start."""
     data_dir.mkdir(mode=0o755)
-    data_dir.chmod(0o755)  # noqa: S103 - the loose mode is what this test checks
+    data_dir.chmod(0o755)
     manager = RedisManager(settings_for(data_dir))
     await manager.start()
     try:
