@@ -1,0 +1,221 @@
+"""./deploy.sh auto → status → logs → stop, for real, against the fake Bot API server.
+
+The bot auto-starts a real redis-server on a free port with a temporary data dir;
+the run dir (pid file, state) is a temporary VECHNOST_RUN_DIR. The repository's
+.venv is used as it is: deploy.sh must not reinstall it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.fake_bot_api import DEFAULT_TOKEN
+from tests.support.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY_SH = ROOT / "deploy.sh"
+
+pytestmark = pytest.mark.slow
+
+
+def _wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        except OSError:
+            time.sleep(0.05)
+        else:
+            return
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return True
+    return state != "Z"
+
+
+def _kill(pid: int) -> None:
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def fake_api() -> Iterator[int]:
+    """The fake Telegram Bot API as its own process on a free loopback port."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.fake_bot_api", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_port(port)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def _say_start(api_port: int, chat_id: int) -> None:
+    user = {"id": chat_id, "is_bot": False, "first_name": "Player", "language_code": "en"}
+    update = {
+        "message": {
+            "message_id": 1,
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private", "first_name": "Player"},
+            "from": user,
+            "text": "/start",
+            "entities": [{"type": "bot_command", "offset": 0, "length": 6}],
+        }
+    }
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{api_port}/_control/updates",
+        data=json.dumps(update).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5):  # noqa: S310 (loopback http)
+        pass
+
+
+def _wait_reply(api_port: int, chat_id: int, timeout: float = 15.0) -> None:
+    """Wait until the bot answered in ``chat_id`` (it polled, handled and stored)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        url = f"http://127.0.0.1:{api_port}/_control/calls"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            calls = json.loads(response.read())
+        for call in calls:
+            if call["method"].startswith("send") and str(call["params"].get("chat_id")) == str(
+                chat_id
+            ):
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"the bot never answered /start in chat {chat_id}")
+
+
+def _run(env: dict[str, str], *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(DEPLOY_SH), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _json_after_banner(text: str) -> dict[str, object]:
+    """deploy.sh status prints a '==> bot process' line, then the JSON."""
+    data = json.loads(text[text.index("{") :])
+    assert isinstance(data, dict)
+    return data
+
+
+def test_deploy_auto_status_logs_stop(tmp_path: Path, fake_api: int) -> None:
+    """The operator's whole loop works on this machine, with nothing reinstalled or left behind."""
+    health_port = free_port()
+    redis_port = free_port()
+    run_dir = tmp_path / "run"
+    data_dir = tmp_path / "data"
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TELEGRAM_", "REDIS_", "HEALTH_", "LOG_", "VECHNOST_"))
+    }
+    env.update(
+        TELEGRAM_BOT_TOKEN=DEFAULT_TOKEN,
+        TELEGRAM_API_BASE_URL=f"http://127.0.0.1:{fake_api}/bot",
+        TELEGRAM_FILE_BASE_URL=f"http://127.0.0.1:{fake_api}/file/bot",
+        HEALTH_HOST="127.0.0.1",
+        HEALTH_PORT=str(health_port),
+        REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        REDIS_DATA_DIR=str(data_dir),
+        VECHNOST_RUN_DIR=str(run_dir),
+        VECHNOST_READY_TIMEOUT="45",
+        VECHNOST_STOP_TIMEOUT="20",
+    )
+    bot_pid = redis_pid = 0
+    try:
+        deployed = _run(env, "auto")
+        pid_file = run_dir / "vechnost.pid"
+        if pid_file.exists():
+            bot_pid = int(pid_file.read_text().strip())
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        assert "installing" not in deployed.stdout, "deploy.sh reinstalled an up-to-date .venv"
+        assert "ready: storage redis" in deployed.stdout
+        assert "storage mode" in deployed.stdout
+        assert bot_pid > 0
+        assert _alive(bot_pid)
+
+        _say_start(fake_api, chat_id=4242)
+        _wait_reply(fake_api, chat_id=4242)
+
+        status = _run(env, "status", "--json")
+        assert status.returncode == 0, status.stdout + status.stderr
+        snapshot = _json_after_banner(status.stdout)
+        storage, redis, bot = snapshot["storage"], snapshot["redis"], snapshot["bot"]
+        assert isinstance(storage, dict)
+        assert isinstance(redis, dict)
+        assert isinstance(bot, dict)
+        assert storage["mode"] == "redis"
+        assert redis["source"] == "auto-started"
+        assert redis["port"] == redis_port
+        assert bot["polling"] is True
+        assert int(bot["updates_handled"]) >= 1
+        redis_pid = int(redis["pid"])
+        assert DEFAULT_TOKEN not in status.stdout
+
+        again = _run(env, "auto")
+        assert again.returncode == 1
+        assert "already runs" in again.stderr
+
+        logs = _run(env, "logs", "-n", "500")
+        assert logs.returncode == 0, logs.stderr
+        assert "initializing_redis_auto_start" in logs.stdout
+        assert DEFAULT_TOKEN not in logs.stdout
+        assert (data_dir / "vechnost.log").is_file()
+
+        stopped = _run(env, "stop")
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert "stopped" in stopped.stdout
+        assert not _alive(bot_pid)
+        deadline = time.monotonic() + 10
+        while _alive(redis_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(redis_pid), "the auto-started redis-server outlived the bot"
+        assert not pid_file.exists()
+
+        after = _run(env, "status")
+        assert after.returncode == 3
+    finally:
+        for pid in (bot_pid, redis_pid):
+            if pid:
+                _kill(pid)
