@@ -470,7 +470,7 @@ class HybridStorage(Storage):
                 return False
             reconciled = 0
             try:
-                await redis.ping()
+                await redis.probe()
                 for _ in range(_RECONCILE_ROUNDS):
                     if not self._journal:
                         break

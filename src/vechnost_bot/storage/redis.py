@@ -450,6 +450,14 @@ class RedisStorage(Storage):
         """True when the server answers PING."""
         return bool(await self.client.ping())
 
+    async def probe(self) -> None:
+        """A small write: raises unless the server answers *and* accepts writes.
+
+        PING alone would pass on a read-only replica, a full disk (MISCONF) or a
+        full memory (OOM).
+        """
+        await self.client.set(f"{self._prefix}:probe:{self._instance}", b"1", px=10_000)
+
     async def close(self) -> None:
         """Close the client's pool when this storage owns it; safe twice."""
         if self._owns_client:
