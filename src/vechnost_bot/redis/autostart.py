@@ -226,6 +226,8 @@ class RedisAutoStartManager:
         """Stop the monitor, then cleanup(). Safe twice."""
         if self._stopping is not None:
             self._stopping.set()
+        if self._wake_event is not None:
+            self._wake_event.set()
         task, self._monitor_task = self._monitor_task, None
         if task is not None:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
@@ -431,8 +433,10 @@ class RedisAutoStartManager:
         assert self._stopping is not None
         wake, stopping = self._wake_event, self._stopping
         while not stopping.is_set():
+            # After a missed PING, look again soon rather than a whole interval later.
+            wait = min(self._interval(), 0.25) if self._ping_failures else self._interval()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), self._interval())
+                await asyncio.wait_for(wake.wait(), wait)
             wake.clear()
             if stopping.is_set():
                 break
