@@ -282,7 +282,9 @@ start_bot() {
     fi
     export LOG_FILE
     check_health_port_free "$health" || exit 1
-    mkdir -p "$RUN_DIR" "$(dirname "$LOG_FILE")"
+    mkdir -p "$RUN_DIR" || die "cannot create the run dir $RUN_DIR; set VECHNOST_RUN_DIR to a folder you can write."
+    mkdir -p "$(dirname "$LOG_FILE")" ||
+        die "cannot create the folder of LOG_FILE=$LOG_FILE (permission denied?); set REDIS_DATA_DIR or LOG_FILE to a folder this user can write."
     save_state "$mode"
     if [ "$foreground" = 1 ]; then
         say "running vechnost in the foreground ($mode mode; Ctrl-C stops it; log file $LOG_FILE)"

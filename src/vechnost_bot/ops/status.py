@@ -130,6 +130,7 @@ def _rows(snapshot: Mapping[str, object]) -> list[tuple[str, str]]:
         ("failbacks", _text(storage.get("failbacks"))),
         ("journal size", _text(storage.get("journal_size"))),
         ("records reconciled", _text(storage.get("records_reconciled"))),
+        ("storage last error", _text(storage.get("last_error"))),
         ("redis state", _text(redis.get("state"))),
         ("redis source", _text(redis.get("source"))),
         ("redis pid", _text(redis.get("pid"))),
@@ -139,6 +140,7 @@ def _rows(snapshot: Mapping[str, object]) -> list[tuple[str, str]]:
         ("redis restarts", _text(redis.get("restarts"))),
         ("redis data dir", _text(redis.get("data_dir"))),
         ("redis url", _text(redis.get("url"))),
+        ("redis last error", _text(redis.get("last_error"))),
     ]
 
 
