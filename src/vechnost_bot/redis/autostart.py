@@ -29,14 +29,12 @@ import os
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Literal, Self
 from urllib.parse import unquote, urlsplit
 
 import structlog
-from filelock import FileLock
 from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import RedisError as RedisClientError
 
@@ -54,6 +52,7 @@ from vechnost_bot.redis.events import (
 from vechnost_bot.redis.manager import (
     DataDirFiles,
     RedisManager,
+    data_dir_lock,
     ensure_data_dir,
     make_client,
     pid_alive,
@@ -366,30 +365,12 @@ class RedisAutoStartManager:
         self._server_since = since if since is not None else time.monotonic()
         return "ok", "PONG"
 
-    @contextlib.asynccontextmanager
-    async def _locked(self, wait: float | None = None) -> AsyncIterator[None]:
-        """Hold the data dir's file lock; polled without blocking the event loop."""
-        timeout = wait
-        if timeout is None:
+    def _locked(self, wait: float | None = None) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold the data dir's file lock (see :func:`data_dir_lock`)."""
+        if wait is None:
             settings = self._settings
-            timeout = settings.redis_startup_timeout * settings.redis_max_startup_attempts + 10
-        lock = FileLock(self._files.lock, thread_local=False, mode=0o600)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                lock.acquire(blocking=False)
-                break
-            except TimeoutError:
-                if time.monotonic() > deadline:
-                    raise RedisStartError(
-                        f"another process holds {self._files.lock} for more than {timeout:g} s",
-                        reason="lock busy; remove the file if no vechnost process runs",
-                    ) from None
-                await asyncio.sleep(0.05)
-        try:
-            yield
-        finally:
-            lock.release()
+            wait = settings.redis_startup_timeout * settings.redis_max_startup_attempts + 10
+        return data_dir_lock(self._files, wait)
 
     async def _release_local(self, endpoint: RedisEndpoint) -> None:
         """cleanup() for a local server: stop it, or leave it to the others still using it."""

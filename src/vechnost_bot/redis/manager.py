@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -39,6 +40,7 @@ from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 import structlog
+from filelock import FileLock
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, BusyLoadingError, ResponseError
@@ -58,6 +60,7 @@ __all__ = [
     "StartedBy",
     "build_config",
     "client_name",
+    "data_dir_lock",
     "ensure_data_dir",
     "is_port_free",
     "make_client",
@@ -199,6 +202,32 @@ def _write_private(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             temporary.unlink()
         raise
+
+
+@contextlib.asynccontextmanager
+async def data_dir_lock(files: DataDirFiles, wait: float) -> AsyncIterator[None]:
+    """Hold ``redis.lock`` in the data dir: the one process holding it starts or stops Redis.
+
+    Acquired by non-blocking attempts polled from the event loop, so the loop never
+    blocks and a cancelled waiter leaves no thread behind holding the lock.
+    """
+    lock = FileLock(files.lock, thread_local=False, mode=0o600)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            lock.acquire(blocking=False)
+            break
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                raise RedisStartError(
+                    f"another process holds {files.lock} for more than {wait:g} s",
+                    reason="lock busy; remove the file if no vechnost process runs",
+                ) from None
+            await asyncio.sleep(0.05)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def is_port_free(port: int, host: str = LOOPBACK) -> bool:

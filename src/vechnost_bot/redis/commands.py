@@ -1,0 +1,272 @@
+"""``vechnost redis start|stop|status|ping [--json]``: the local Redis for operators.
+
+``start`` leaves a daemonized redis-server running in the data dir after the
+command exits (bots adopt it and never stop it); ``stop`` stops the server
+recorded in the data dir; ``status`` and ``ping`` look at the server the bot
+would use: ``REDIS_URL`` when it answers, else the one in the data dir.
+Passwords are never printed.
+
+Exit codes: 0 done; 1 failed (one line on stderr saying why); ``status`` 3 when
+no Redis answers; ``ping`` 1 when no Redis answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from redis.exceptions import RedisError as RedisClientError
+from rich.console import Console
+from rich.table import Table
+
+from vechnost_bot.config import Settings
+from vechnost_bot.redis.autostart import endpoint_from_url, other_vechnost_clients
+from vechnost_bot.redis.events import RedisEndpoint
+from vechnost_bot.redis.manager import (
+    LOOPBACK,
+    RedisManager,
+    data_dir_lock,
+    ensure_data_dir,
+    is_our_redis_process,
+    make_client,
+    pid_alive,
+)
+
+__all__ = ["command", "local_facts", "probe_facts"]
+
+_LOCK_WAIT = 30.0
+_NOT_RUNNING = 3
+
+
+def command(settings: Settings, args: argparse.Namespace) -> int:
+    """Run ``vechnost redis <action>``; returns the exit code."""
+    if settings.log_level != "DEBUG":
+        # The one-line result says it all; LOG_LEVEL=DEBUG shows the lifecycle events.
+        logging.getLogger("vechnost_bot.redis").setLevel(logging.CRITICAL)
+    action: str = args.action
+    as_json = bool(getattr(args, "json", False))
+    if action == "start":
+        return asyncio.run(_start(settings, as_json))
+    if action == "stop":
+        return asyncio.run(_stop(settings, as_json))
+    if action == "status":
+        return asyncio.run(_status(settings, as_json))
+    if action == "ping":
+        return asyncio.run(_ping(settings, as_json))
+    print(f"vechnost: unknown redis action {action!r}", file=sys.stderr)
+    return 2
+
+
+def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
+    print(json.dumps(data) if as_json else text)
+
+
+async def _start(settings: Settings, as_json: bool) -> int:
+    manager = RedisManager(settings, started_by="cli")
+    ensure_data_dir(manager.data_dir)
+    async with data_dir_lock(manager.files, _LOCK_WAIT):
+        already = await manager.adopt()
+        if not already:
+            await manager.start()
+        pid, port = manager.pid, manager.port
+        version = await manager.version()
+        await manager.detach()
+    data = {
+        "action": "start",
+        "already_running": already,
+        "pid": pid,
+        "port": port,
+        "version": version,
+        "data_dir": str(manager.data_dir),
+    }
+    verb = "already running" if already else "started"
+    _emit(
+        as_json,
+        data,
+        f"Redis {verb}: pid {pid}, {LOOPBACK}:{port}, version {version}, "
+        f"data dir {manager.data_dir}",
+    )
+    return 0
+
+
+async def _stop(settings: Settings, as_json: bool) -> int:
+    manager = RedisManager(settings)
+    if not manager.data_dir.is_dir():
+        _emit(as_json, {"action": "stop", "stopped": False}, "Redis is not running (no data dir)")
+        return 0
+    async with data_dir_lock(manager.files, _LOCK_WAIT):
+        if not await manager.adopt():
+            _emit(
+                as_json,
+                {"action": "stop", "stopped": False, "data_dir": str(manager.data_dir)},
+                f"Redis is not running in {manager.data_dir}",
+            )
+            return 0
+        pid = manager.pid
+        endpoint = manager.endpoint
+        users: list[int] = []
+        if endpoint is not None:
+            try:
+                users = await other_vechnost_clients(endpoint)
+            except (RedisClientError, OSError, TimeoutError):
+                users = []
+        await manager.stop()
+    if users:
+        print(
+            f"vechnost: warning: {len(users)} running bot process(es) used this server; "
+            "their monitors will start it again (stop the bots first)",
+            file=sys.stderr,
+        )
+    _emit(
+        as_json,
+        {"action": "stop", "stopped": True, "pid": pid, "data_dir": str(manager.data_dir)},
+        f"Redis stopped (pid {pid}); data kept in {manager.data_dir}",
+    )
+    return 0
+
+
+async def probe_facts(endpoint: RedisEndpoint, wait: float = 1.0) -> dict[str, Any]:
+    """PING + INFO of ``endpoint``: answering, latency, pid, version, uptime, memory, keys."""
+    client = make_client(endpoint, timeout=wait)
+    facts: dict[str, Any] = {"answering": False, "host": endpoint.host, "port": endpoint.port}
+    try:
+        await client.ping()  # connects (and authenticates)
+        started = time.perf_counter()
+        await client.ping()
+        facts["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        info = await client.info()
+        keys = await client.dbsize()
+    except (RedisClientError, OSError, TimeoutError) as error:
+        facts["error"] = str(error) or type(error).__name__
+        return facts
+    finally:
+        await client.aclose()
+    facts.update(
+        answering=True,
+        pid=info.get("process_id"),
+        version=info.get("redis_version"),
+        uptime_seconds=info.get("uptime_in_seconds"),
+        memory_bytes=info.get("used_memory"),
+        memory_human=info.get("used_memory_human"),
+        keys=keys,
+    )
+    return facts
+
+
+async def local_facts(settings: Settings) -> dict[str, Any]:
+    """What the data dir says about our server, and whether it answers (no side effects)."""
+    manager = RedisManager(settings)
+    files = manager.files
+    state = manager.state_file()
+    facts: dict[str, Any] = {
+        "data_dir": str(manager.data_dir),
+        "started_by": state.get("started_by"),
+        "answering": False,
+    }
+    try:
+        pid = int(files.pid.read_text().strip())
+    except (OSError, ValueError):
+        pid = None
+    port = state.get("port")
+    try:
+        password: str | None = files.password.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        password = None
+    facts.update(pid=pid, port=port)
+    if pid is None or not isinstance(port, int) or not pid_alive(pid):
+        facts["pid"] = None
+        return facts
+    if is_our_redis_process(pid, manager.data_dir, port) is False:
+        facts.update(pid=None, stale_pid=pid)
+        return facts
+    probed = await probe_facts(RedisEndpoint(host=LOOPBACK, port=port, password=password))
+    if probed.get("answering") and probed.get("pid") not in (None, pid):
+        facts.update(pid=None, stale_pid=pid)
+        return facts
+    facts.update(probed)
+    return facts
+
+
+async def _which(settings: Settings) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
+    """(source, facts of the server in use, facts of the data dir server)."""
+    external = endpoint_from_url(settings.redis_url)
+    external_facts: dict[str, Any] = {"answering": False}
+    if external is not None:
+        external_facts = await probe_facts(external)
+    local = await local_facts(settings)
+    if external_facts.get("answering"):
+        external_facts["url"] = external.url() if external else None
+        return "external", external_facts, local
+    if local.get("answering"):
+        return "auto-started", local, local
+    return None, external_facts, local
+
+
+async def _status(settings: Settings, as_json: bool) -> int:
+    source, facts, local = await _which(settings)
+    data: dict[str, Any] = {
+        "running": source is not None,
+        "source": source,
+        "pid": facts.get("pid"),
+        "host": facts.get("host"),
+        "port": facts.get("port"),
+        "version": facts.get("version"),
+        "uptime_seconds": facts.get("uptime_seconds"),
+        "memory_bytes": facts.get("memory_bytes"),
+        "memory_human": facts.get("memory_human"),
+        "keys": facts.get("keys"),
+        "data_dir": local["data_dir"],
+        "started_by": local.get("started_by") if source == "auto-started" else None,
+        "redis_url": endpoint_url_masked(settings.redis_url),
+        "error": None if source else (facts.get("error") or "no Redis answers"),
+    }
+    if as_json:
+        print(json.dumps(data))
+    else:
+        table = Table(title="Redis", show_header=False)
+        table.add_column("what", style="bold")
+        table.add_column("value")
+        for key, value in data.items():
+            table.add_row(key.replace("_", " "), "-" if value is None else str(value))
+        Console(soft_wrap=True).print(table)
+    return 0 if source else _NOT_RUNNING
+
+
+async def _ping(settings: Settings, as_json: bool) -> int:
+    source, facts, local = await _which(settings)
+    if source is None:
+        reason = facts.get("error") or "not running"
+        message = (
+            f"no Redis answers: REDIS_URL {endpoint_url_masked(settings.redis_url)}: {reason}; "
+            f"data dir server: {'not running' if local.get('pid') is None else 'not answering'}"
+        )
+        if as_json:
+            print(json.dumps({"pong": False, "error": message}))
+        else:
+            print(f"vechnost: {message}", file=sys.stderr)
+        return 1
+    data = {
+        "pong": True,
+        "source": source,
+        "host": facts.get("host"),
+        "port": facts.get("port"),
+        "latency_ms": facts.get("latency_ms"),
+    }
+    _emit(
+        as_json,
+        data,
+        f"PONG from {facts.get('host')}:{facts.get('port')} ({source}) "
+        f"in {facts.get('latency_ms')} ms",
+    )
+    return 0
+
+
+def endpoint_url_masked(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    endpoint = endpoint_from_url(url)
+    return endpoint.url() if endpoint is not None else url
