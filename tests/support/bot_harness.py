@@ -1,0 +1,90 @@
+"""The real bot (python-telegram-bot Application + our handlers) against the fake Bot API,
+in the test's event loop, with any Storage."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from tests.support.fake_bot_api import DEFAULT_TOKEN, ApiCall, FakeBotApi
+from vechnost_bot.app import AnyApplication, build_application
+from vechnost_bot.bot.cards import CardSender
+from vechnost_bot.bot.handlers import GameBot
+from vechnost_bot.game.content import Library
+from vechnost_bot.storage.base import Storage
+
+__all__ = ["Harness", "running_bot"]
+
+
+@dataclass
+class Harness:
+    """The fake API, the handlers and the Application, plus helpers to play."""
+
+    api: FakeBotApi
+    game: GameBot
+    application: AnyApplication
+    storage: Storage
+
+    async def say(self, chat_id: int, text: str | None = None, **kwargs: Any) -> ApiCall:
+        """Send a message (or ``extra=`` content) and return the bot's first reply."""
+        since = len(self.api.calls)
+        await self.api.send_message(chat_id, text, **kwargs)
+        return await self.api.wait_reply(chat_id, since=since)
+
+    async def tap(self, chat_id: int, data: str, **kwargs: Any) -> ApiCall:
+        """Tap a button with ``data`` and return the bot's first message, photo or edit."""
+        since = len(self.api.calls)
+        await self.api.press(chat_id, data, **kwargs)
+        return await self.api.wait_reply(chat_id, since=since)
+
+    async def idle(self, update_id: int) -> None:
+        """Wait until ``update_id`` was fetched and its handlers had time to finish."""
+        for _ in range(200):
+            if self.api.consumed(update_id):
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+
+
+@asynccontextmanager
+async def running_bot(
+    storage: Storage,
+    library: Library,
+    *,
+    rate_limit_updates: int = 1000,
+    rate_limit_window: float = 10.0,
+    api: FakeBotApi | None = None,
+) -> AsyncIterator[Harness]:
+    """Start the fake API (unless given) and the bot polling it; stop both after."""
+    own_api = api is None
+    fake = api or FakeBotApi()
+    if own_api:
+        await fake.start()
+    game = GameBot(
+        storage=storage,
+        library=library,
+        cards=CardSender(storage),
+        rate_limit_updates=rate_limit_updates,
+        rate_limit_window=rate_limit_window,
+        rng=random.Random(4),
+    )
+    application = build_application(
+        DEFAULT_TOKEN, game, base_url=fake.base_url, base_file_url=fake.file_base_url
+    )
+    await application.initialize()
+    await application.start()
+    assert application.updater is not None
+    await application.updater.start_polling(poll_interval=0, timeout=dt.timedelta(seconds=0.3))
+    try:
+        yield Harness(fake, game, application, storage)
+    finally:
+        await application.updater.stop()
+        await application.stop()
+        await application.shutdown()
+        if own_api:
+            await fake.stop()

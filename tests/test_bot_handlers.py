@@ -1,0 +1,312 @@
+"""Handler tests: the real Application and handlers against the fake Bot API over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from structlog.testing import capture_logs
+
+from tests.support.bot_harness import Harness, running_bot
+from tests.support.decks import write_decks
+from tests.support.fake_bot_api import FakeBotApi
+from vechnost_bot.bot.handlers import set_commands
+from vechnost_bot.bot.texts import t
+from vechnost_bot.game.content import Library, load_library
+from vechnost_bot.storage.memory import InMemoryStorage
+
+PER_DECK = 5
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Library:
+    """Fixture decks with five cards each."""
+    return load_library(write_decks(tmp_path_factory.mktemp("decks"), per_deck=PER_DECK))
+
+
+@pytest.fixture
+async def bot(library: Library) -> AsyncIterator[Harness]:
+    """The bot on an in-memory storage, polling a fresh fake Bot API."""
+    async with running_bot(InMemoryStorage(), library) as harness:
+        yield harness
+
+
+def texts(call_buttons: list[tuple[str, str]]) -> list[str]:
+    return [text for text, _data in call_buttons]
+
+
+def data(call_buttons: list[tuple[str, str]]) -> list[str]:
+    return [value for _text, value in call_buttons]
+
+
+async def test_start_uses_telegram_language_and_shows_themes(bot: Harness) -> None:
+    """First /start in Russian greets in Russian with the four themes; state is in storage."""
+    reply = await bot.say(10, "/start", language="ru")
+    assert reply.method == "sendMessage"
+    assert "Вечность" in reply.params["text"]
+    assert data(FakeBotApi.buttons(reply))[:4] == ["T:a", "T:c", "T:p", "T:s"]
+    session = await bot.storage.get_session(10)
+    assert session is not None
+    assert session.language == "ru"
+    stats = await bot.storage.get_user_stats(10)
+    assert stats is not None
+    assert stats.games_started == 1
+
+
+async def test_english_buttons_and_a_full_deck(bot: Harness) -> None:
+    """Theme → level → draw every card once with progress → exhausted → reshuffle."""
+    reply = await bot.say(11, "/start", language="en-GB")
+    labels = " | ".join(texts(FakeBotApi.buttons(reply)))
+    for word in ("Acquaintance", "For Couples", "Sex", "Provocation"):
+        assert word in labels
+    reply = await bot.tap(11, "T:a")
+    assert reply.method == "editMessageText"
+    assert texts(FakeBotApi.buttons(reply))[:3] == ["Level 1", "Level 2", "Level 3"]
+    reply = await bot.tap(11, "V:a:2")
+    assert "0/5" in reply.params["text"]
+    assert "Next card" in texts(FakeBotApi.buttons(reply))[0]
+    seen = set()
+    for number in range(1, PER_DECK + 1):
+        reply = await bot.tap(11, "N:a:2:q")
+        assert reply.method == "sendPhoto"
+        assert reply.params["caption"].endswith(f"{number}/{PER_DECK}")
+        assert "Level 2" in reply.params["caption"]
+        session = await bot.storage.get_session(11)
+        assert session is not None
+        assert session.last_card is not None
+        seen.add(session.last_card)
+    assert len(seen) == PER_DECK
+    reply = await bot.tap(11, "N:a:2:q")
+    assert reply.method == "sendMessage"
+    assert "whole deck" in reply.params["text"]
+    assert data(FakeBotApi.buttons(reply))[0] == "R:a:2:q"
+    reply = await bot.tap(11, "R:a:2:q")
+    assert reply.method == "sendPhoto"
+    assert reply.params["caption"].endswith(f"1/{PER_DECK}")
+
+
+async def test_adult_theme_needs_confirmation(bot: Harness) -> None:
+    """Sex asks for 18+ first; "no" goes back; "yes" is stored and leads to Questions/Tasks."""
+    await bot.say(12, "/start")
+    reply = await bot.tap(12, "T:s")
+    assert "18" in reply.params["text"]
+    assert data(FakeBotApi.buttons(reply)) == ["A:y", "A:n"]
+    reply = await bot.tap(12, "N:s:1:t")  # a forged "next" before confirming
+    assert reply.params["text"].startswith(t("en", "stale"))
+    reply = await bot.tap(12, "A:n")
+    assert t("en", "adult_declined") in reply.params["text"]
+    await bot.tap(12, "T:s")
+    reply = await bot.tap(12, "A:y")
+    assert texts(FakeBotApi.buttons(reply))[:2] == ["Questions", "Tasks"]
+    session = await bot.storage.get_session(12)
+    assert session is not None
+    assert session.adult_confirmed
+    await bot.tap(12, "C:s:1:t")
+    reply = await bot.tap(12, "N:s:1:t")
+    assert reply.method == "sendPhoto"
+    assert "Tasks" in reply.params["caption"]
+    session = await bot.storage.get_session(12)
+    assert session is not None
+    assert session.last_card is not None
+    assert session.last_card.startswith("sex1t")
+
+
+async def test_back_at_every_step(bot: Harness) -> None:
+    """Back goes deck → level → themes, and deck → content → themes for Sex."""
+    await bot.say(13, "/start")
+    await bot.tap(13, "T:c")
+    reply = await bot.tap(13, "V:c:3")
+    assert ("⬅️ Back", "B:c") in FakeBotApi.buttons(reply)
+    reply = await bot.tap(13, "B:c")
+    assert "Level 1" in texts(FakeBotApi.buttons(reply))
+    reply = await bot.tap(13, "B")
+    assert data(FakeBotApi.buttons(reply))[0] == "T:a"
+    await bot.tap(13, "T:s")
+    await bot.tap(13, "A:y")
+    reply = await bot.tap(13, "C:s:1:q")
+    assert ("⬅️ Back", "B:s:1") in FakeBotApi.buttons(reply)
+    reply = await bot.tap(13, "B:s:1")
+    assert texts(FakeBotApi.buttons(reply))[:2] == ["Questions", "Tasks"]
+    reply = await bot.tap(13, "B")
+    assert data(FakeBotApi.buttons(reply))[0] == "T:a"
+    reply = await bot.tap(13, "T:p")
+    assert "Next card" in texts(FakeBotApi.buttons(reply))[0]
+    reply = await bot.tap(13, "M")
+    assert data(FakeBotApi.buttons(reply))[0] == "T:a"
+
+
+async def test_language_switch_keeps_progress(bot: Harness) -> None:
+    """Two cards in English, switch to Czech, the third card says 3/5 in Czech."""
+    await bot.say(14, "/start")
+    await bot.tap(14, "T:c")
+    await bot.tap(14, "V:c:1")
+    await bot.tap(14, "N:c:1:q")
+    await bot.tap(14, "N:c:1:q")
+    reply = await bot.say(14, "/language")
+    assert len(FakeBotApi.buttons(reply)) == 3
+    reply = await bot.tap(14, "L:cs")
+    assert "česky" in reply.params["text"]
+    assert "2/5" in reply.params["text"]
+    reply = await bot.tap(14, "N:c:1:q")
+    assert reply.params["caption"] == "Pro páry · Úroveň 1 · 3/5"
+    session = await bot.storage.get_session(14)
+    assert session is not None
+    assert len(set(session.drawn["couples:1:questions"])) == 3
+
+
+async def test_stale_and_tampered_buttons_get_the_current_menu(bot: Harness) -> None:
+    """Buttons from another step, forged or unknown data: a kind word and the current menu."""
+    await bot.say(15, "/start")
+    for forged in ("N:a:1:q", "V:a:9", "C:a:1:t", "xyz", "T:z", "L:de", "B:a:7", "N:" + "a" * 70):
+        with capture_logs() as logs:
+            reply = await bot.tap(15, forged)
+        assert reply.params["text"].startswith(t("en", "stale")), forged
+        assert data(FakeBotApi.buttons(reply))[0] == "T:a"
+        assert {e["event"] for e in logs} & {"callback_rejected", "callback_stale"}
+    answered = [c for c in bot.api.calls if c.method == "answerCallbackQuery"]
+    assert len(answered) == 8
+
+
+async def test_unexpected_messages_are_answered_gently(bot: Harness) -> None:
+    """Stickers, photos, long text, plain text and unknown commands: a kind answer + menu."""
+    await bot.say(16, "/start")
+    sticker = {"sticker": {"file_id": "s1", "file_unique_id": "s1", "width": 512,
+                           "height": 512, "is_animated": False, "is_video": False,
+                           "type": "regular"}}  # fmt: skip
+    photo = {"photo": [{"file_id": "p1", "file_unique_id": "p1", "width": 10, "height": 10}]}
+    cases = [
+        (None, sticker, "unexpected_media"),
+        (None, photo, "unexpected_media"),
+        ("x" * 3000, None, "too_long"),
+        ("hello there", None, "unknown_input"),
+        ("/dance", None, "unknown_input"),
+    ]
+    for text, extra, key in cases:
+        reply = await bot.say(16, text, extra=extra)
+        assert reply.params["text"].startswith(t("en", key))
+        assert data(FakeBotApi.buttons(reply))[0] == "T:a"
+
+
+async def test_help_and_reset(bot: Harness) -> None:
+    """/help explains with the current menu; /reset forgets the game but keeps the language."""
+    await bot.say(17, "/start", language="cs")
+    await bot.tap(17, "T:a")
+    await bot.tap(17, "V:a:1")
+    await bot.tap(17, "N:a:1:q")
+    reply = await bot.say(17, "/help")
+    assert "Jak hrát" in reply.params["text"]
+    assert "Další karta" in texts(FakeBotApi.buttons(reply))[0]
+    reply = await bot.say(17, "/reset")
+    assert reply.params["text"].startswith(t("cs", "reset_done"))
+    session = await bot.storage.get_session(17)
+    assert session is not None
+    assert (session.language, session.theme, session.drawn) == ("cs", None, {})
+    reply = await bot.tap(17, "H")
+    assert "Jak hrát" in reply.params["text"]
+    reply = await bot.tap(17, "G")
+    assert len(FakeBotApi.buttons(reply)) == 3
+
+
+async def test_rate_limit_one_notice_then_silence(library: Library) -> None:
+    """A flooding user gets one "slow down" and is then ignored; another player is not."""
+    async with running_bot(
+        InMemoryStorage(), library, rate_limit_updates=3, rate_limit_window=30
+    ) as bot:
+        last = 0
+        for _ in range(8):
+            last = await bot.api.send_message(20, "/help")
+        other = await bot.say(21, "/start")
+        await bot.idle(last)
+        replies = bot.api.replies(20)
+        slow = [c for c in replies if c.params["text"] == t("en", "slow_down")]
+        assert len(slow) == 1
+        assert len(replies) == 4
+        assert other.params["text"].startswith("Hi")
+        pressed = await bot.api.press(20, "M")  # a button while limited: silence as well
+        await bot.idle(pressed)
+        assert len(bot.api.replies(20)) == 4
+
+
+async def test_card_photos_are_uploaded_once(library: Library) -> None:
+    """The second send of a card in a language reuses the stored file id; no second render."""
+    storage = InMemoryStorage()
+    async with running_bot(storage, library) as bot:
+        for chat in (30, 31):
+            await bot.say(chat, "/start")
+            await bot.tap(chat, "T:p")
+            for _ in range(PER_DECK):
+                await bot.tap(chat, "N:p:1:q")
+        await asyncio.sleep(0.2)  # the last send is counted after the API answered
+        assert bot.api.uploads == PER_DECK
+        assert bot.game.cards.stats.rendered == PER_DECK
+        assert bot.game.cards.stats.reused == PER_DECK
+        await bot.tap(31, "L:ru")
+        await bot.tap(31, "R:p:1:q")
+        assert bot.api.uploads == PER_DECK + 1
+
+
+async def test_forgotten_file_id_is_uploaded_again(library: Library) -> None:
+    """A file id Telegram no longer knows is replaced by a fresh upload."""
+    storage = InMemoryStorage()
+    async with running_bot(storage, library) as bot:
+        await bot.say(32, "/start")
+        await bot.tap(32, "T:p")
+        card = library.deck("provocation", 1, "questions")
+        assert card is not None
+        for entry in card.cards:
+            key = bot.game.cards.file_id_key(bot.application.bot.id, entry, "en")
+            await storage.cache_set(key, b"AgACforgotten", 60)
+        with capture_logs() as logs:
+            reply = await bot.tap(32, "N:p:1:q")
+        assert reply.params["photo"] == "attach://photo"
+        assert "card_file_id_rejected" in {e["event"] for e in logs}
+
+
+class _FlakyStorage(InMemoryStorage):
+    fail_next = False
+
+    async def get_session(self, chat_id: int):  # type: ignore[no-untyped-def]
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("disk on fire")
+        return await super().get_session(chat_id)
+
+
+async def test_errors_are_caught_and_answered(library: Library) -> None:
+    """An exception in a handler is logged and answered kindly; the bot goes on."""
+    storage = _FlakyStorage()
+    async with running_bot(storage, library) as bot:
+        await bot.say(40, "/start")
+        storage.fail_next = True
+        with capture_logs() as logs:
+            reply = await bot.say(40, "/help")
+        assert reply.params["text"].startswith(t("en", "error"))
+        assert "handler_failed" in {e["event"] for e in logs}
+        reply = await bot.say(40, "/help")
+        assert reply.params["text"].startswith("How to play")
+
+
+async def test_state_survives_a_bot_restart(library: Library) -> None:
+    """All per-chat state lives in storage: a new bot on the same storage continues the game."""
+    storage = InMemoryStorage()
+    api = FakeBotApi()
+    async with api:
+        async with running_bot(storage, library, api=api) as bot:
+            await bot.say(50, "/start")
+            await bot.tap(50, "T:a")
+            await bot.tap(50, "V:a:3")
+            await bot.tap(50, "N:a:3:q")
+        async with running_bot(storage, library, api=api) as bot:
+            reply = await bot.tap(50, "N:a:3:q")
+            assert reply.params["caption"].endswith("2/5")
+
+
+async def test_set_commands_in_every_language(bot: Harness) -> None:
+    """setMyCommands registers the four commands in ru, en, cs and as the default."""
+    await set_commands(bot.application)
+    tg = bot.application.bot
+    for language, word in (("ru", "Главное меню"), ("cs", "Hlavní nabídka"), (None, "Main menu")):
+        commands = await tg.get_my_commands(language_code=language)
+        assert [c.command for c in commands] == ["start", "help", "language", "reset"]
+        assert commands[0].description == word

@@ -1,0 +1,57 @@
+"""UI texts: the same keys and placeholders in every language, and the required English words."""
+
+from __future__ import annotations
+
+import string
+
+from vechnost_bot.bot import keyboards
+from vechnost_bot.bot.texts import TEXTS, language_from_code, t
+from vechnost_bot.storage.models import Session
+
+
+def _fields(text: str) -> set[str]:
+    return {name for _lit, name, _spec, _conv in string.Formatter().parse(text) if name}
+
+
+def test_same_keys_and_placeholders_everywhere() -> None:
+    """Every language has every key, with the same {placeholders}, and no empty text."""
+    english = TEXTS["en"]
+    for language, texts in TEXTS.items():
+        assert set(texts) == set(english), language
+        for key, text in texts.items():
+            assert text.strip(), (language, key)
+            assert _fields(text) == _fields(english[key]), (language, key)
+
+
+def test_english_buttons_use_the_required_words() -> None:
+    """Theme, level, content and draw buttons say exactly what the product promises."""
+    themes = [b.text for row in keyboards.themes_keyboard("en").inline_keyboard for b in row]
+    for word in ("Acquaintance", "For Couples", "Sex", "Provocation"):
+        assert any(word in label for label in themes)
+    levels = [b.text for row in keyboards.levels_keyboard("en", "couples").inline_keyboard
+              for b in row]  # fmt: skip
+    assert levels[:3] == ["Level 1", "Level 2", "Level 3"]
+    contents = [b.text for b in keyboards.contents_keyboard("en", "sex", 1).inline_keyboard[0]]
+    assert contents == ["Questions", "Tasks"]
+    deck = keyboards.deck_keyboard("en", "sex", 1, "tasks").inline_keyboard[0][0]
+    assert "Next card" in deck.text
+
+
+def test_language_from_telegram_code() -> None:
+    """ru/uk → ru, cs/sk → cs, anything else (or nothing) → en."""
+    assert language_from_code("ru") == "ru"
+    assert language_from_code("uk") == "ru"
+    assert language_from_code("cs-CZ") == "cs"
+    assert language_from_code("sk") == "cs"
+    assert language_from_code("de") == "en"
+    assert language_from_code(None) == "en"
+    assert t(None, "btn_back") == t("en", "btn_back")
+
+
+def test_menu_for_a_fresh_chat_asks_for_language() -> None:
+    """A session without a language shows the language menu."""
+    from vechnost_bot.game.content import Library
+
+    text, markup = keyboards.menu_for(Session(chat_id=1), Library(decks={}))
+    assert text == t("en", "choose_language")
+    assert len(markup.inline_keyboard) == 3
