@@ -1,0 +1,211 @@
+"""``vechnost doctor``: check configuration, binary, port, data dir and Redis.
+
+Each check prints ``OK``, ``WARN`` or ``FAIL`` with what it found and, when not
+OK, what to do. Nothing is started, created or changed. Exit code 0 when no
+check FAILs, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from vechnost_bot.config import Settings
+from vechnost_bot.errors import RedisBinaryNotFoundError
+from vechnost_bot.redis.autostart import endpoint_from_url
+from vechnost_bot.redis.commands import local_facts, probe_facts
+from vechnost_bot.redis.discovery import RedisBinary, RedisBinaryInvalidError, discover
+from vechnost_bot.redis.manager import is_port_free
+
+__all__ = ["Check", "command", "run_checks"]
+
+Level = Literal["OK", "WARN", "FAIL"]
+_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+_INSTALL_HINT = (
+    "install Redis (apt install redis-server · brew install redis · Memurai on Windows), "
+    "or pip install 'vechnost-bot[embedded]', or set REDIS_SERVER_BIN"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One line of the report."""
+
+    level: Level
+    name: str
+    detail: str
+    fix: str | None = None
+
+
+def command(settings: Settings, args: argparse.Namespace) -> int:
+    """Run every check, print the report; 0 when nothing FAILs."""
+    del args
+    if settings.log_level != "DEBUG":
+        logging.getLogger("vechnost_bot.redis").setLevel(logging.CRITICAL)
+    checks = asyncio.run(run_checks(settings))
+    width = max(len(check.name) for check in checks)
+    for check in checks:
+        print(f"{check.level:<4}  {check.name:<{width}}  {check.detail}")
+        if check.fix:
+            print(f"{'':<4}  {'':<{width}}  fix: {check.fix}")
+    failed = sum(check.level == "FAIL" for check in checks)
+    warned = sum(check.level == "WARN" for check in checks)
+    print(f"\n{len(checks)} checks: {failed} failed, {warned} warnings")
+    return 1 if failed else 0
+
+
+async def run_checks(settings: Settings) -> list[Check]:
+    """All checks, in the order they are printed."""
+    checks = [_check_config(settings)]
+    binary_check, _binary = await _check_binary(settings)
+    checks.append(binary_check)
+    external = endpoint_from_url(settings.redis_url)
+    external_facts: dict[str, Any] = (
+        await probe_facts(external) if external is not None else {"answering": False}
+    )
+    local = await local_facts(settings)
+    checks.append(_check_port(settings, external_facts, local))
+    checks.append(_check_data_dir(settings.redis_data_dir.expanduser().absolute()))
+    checks.append(_check_reachability(settings, binary_check, external_facts, local))
+    return checks
+
+
+def _check_config(settings: Settings) -> Check:
+    endpoint = endpoint_from_url(settings.redis_url)
+    url = endpoint.url() if endpoint else settings.redis_url
+    detail = (
+        f"REDIS_URL={url} REDIS_AUTO_START={str(settings.redis_auto_start).lower()} "
+        f"REDIS_DATA_DIR={settings.redis_data_dir}"
+    )
+    if settings.token is None:
+        return Check("WARN", "configuration", detail, "set TELEGRAM_BOT_TOKEN to run the bot")
+    return Check("OK", "configuration", detail)
+
+
+async def _check_binary(settings: Settings) -> tuple[Check, RedisBinary | None]:
+    level: Level = "FAIL" if settings.redis_auto_start else "WARN"
+    try:
+        binary = await discover(settings.redis_server_bin)
+    except RedisBinaryNotFoundError as error:
+        return Check(level, "redis binary", str(error), _INSTALL_HINT), None
+    except RedisBinaryInvalidError as error:
+        return Check(level, "redis binary", str(error), "fix or unset REDIS_SERVER_BIN"), None
+    detail = f"{binary.path} ({binary.origin}), {binary.flavor} {binary.version}"
+    return Check("OK", "redis binary", detail), binary
+
+
+def _check_port(settings: Settings, external_facts: dict[str, Any], local: dict[str, Any]) -> Check:
+    endpoint = endpoint_from_url(settings.redis_url)
+    if endpoint is None:
+        return Check("OK", "port", "REDIS_URL is a unix socket; no TCP port to check")
+    where = f"{endpoint.host}:{endpoint.port}"
+    if endpoint.host not in _LOOPBACK_NAMES:
+        return Check("OK", "port", f"{where} is on another host; auto-start would use loopback")
+    if is_port_free(endpoint.port):
+        return Check("OK", "port", f"{where} is free; auto-start will use it")
+    if external_facts.get("answering"):
+        return Check("OK", "port", f"{where} is served by a Redis that accepts REDIS_URL")
+    if local.get("answering") and local.get("port") == endpoint.port:
+        return Check("OK", "port", f"{where} is served by our auto-started Redis")
+    error = str(external_facts.get("error") or "")
+    if "AUTH" in error.upper() or "password" in error.lower():
+        return Check(
+            "WARN",
+            "port",
+            f"{where} is owned by another Redis that refuses our credentials; it is left alone "
+            "and auto-start will use a free port",
+            "put its password in REDIS_URL to use it, or ignore",
+        )
+    return Check(
+        "WARN",
+        "port",
+        f"{where} is used by another program; auto-start will use a free port",
+        "free the port or choose another one in REDIS_URL",
+    )
+
+
+def _check_data_dir(path: Path) -> Check:
+    name = "data dir"
+    if not path.exists():
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            return Check(
+                "FAIL",
+                name,
+                f"{path} cannot be created: {parent} is a file",
+                "set REDIS_DATA_DIR to a folder this user can write",
+            )
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return Check(
+                "FAIL",
+                name,
+                f"{path} cannot be created: {parent} is not writable",
+                "set REDIS_DATA_DIR to a folder this user can write",
+            )
+        return Check("OK", name, f"{path} does not exist yet; it will be created (0700)")
+    if not path.is_dir():
+        return Check("FAIL", name, f"{path} is not a folder", "set REDIS_DATA_DIR to a folder path")
+    if not os.access(path, os.W_OK | os.X_OK):
+        return Check("FAIL", name, f"{path} is not writable", f"chown or chmod u+rwx {path}")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if os.name == "posix" and mode & 0o077:
+        return Check(
+            "WARN",
+            name,
+            f"{path} has mode {mode:04o}; others may read the data and password",
+            f"chmod 700 {path} (the bot also tightens it on start)",
+        )
+    return Check("OK", name, f"{path} exists, writable, mode {mode:04o}")
+
+
+def _check_reachability(
+    settings: Settings,
+    binary_check: Check,
+    external_facts: dict[str, Any],
+    local: dict[str, Any],
+) -> Check:
+    name = "redis"
+    if external_facts.get("answering"):
+        return Check(
+            "OK",
+            name,
+            f"REDIS_URL answers PING (Redis {external_facts.get('version')}, "
+            f"{external_facts.get('latency_ms')} ms): the bot will use it",
+        )
+    if local.get("answering"):
+        return Check(
+            "OK",
+            name,
+            f"our Redis in the data dir answers (pid {local.get('pid')}, port "
+            f"{local.get('port')}): the bot will adopt it",
+        )
+    endpoint = endpoint_from_url(settings.redis_url)
+    error = str(external_facts.get("error") or "not reachable")
+    if endpoint is not None and endpoint.password and "AUTH" in error.upper():
+        return Check(
+            "FAIL",
+            name,
+            f"REDIS_URL {endpoint.url()} rejects its password: {error}",
+            "fix the password in REDIS_URL",
+        )
+    if not settings.redis_auto_start:
+        return Check(
+            "WARN",
+            name,
+            f"no Redis answers and REDIS_AUTO_START is false: the bot will run from memory "
+            f"({error})",
+            "start Redis at REDIS_URL or set REDIS_AUTO_START=true",
+        )
+    if binary_check.level != "OK":
+        return Check(
+            "WARN", name, "no Redis answers and none can be started: memory mode", _INSTALL_HINT
+        )
+    return Check("OK", name, "no Redis runs now; the bot will start one in the data dir")
