@@ -504,9 +504,10 @@ class HybridStorage(Storage):
                 rkey = (record.KIND, record.key)
                 written = await redis.put_if_newer(record, rebase=entry.rebase)
                 latest = self._journal.done(entry)
-                if latest and written == record.version:
+                if latest and written:
+                    # What Redis holds now, so that the next failover starts from it.
                     self._remember(
-                        rkey, StoredRecord(record.version, record.updated_at, dump_body(record))
+                        rkey, StoredRecord(written, record.updated_at, dump_body(record))
                     )
                 else:
                     self._cache.pop(rkey, None)
