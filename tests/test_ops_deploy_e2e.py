@@ -1,4 +1,4 @@
-"""./deploy.sh auto → status → logs → stop, for real, against the fake Bot API server.
+"""./deploy.sh auto → status → logs → restart → stop, for real, against the fake Bot API server.
 
 The bot auto-starts a real redis-server on a free port with a temporary data dir;
 the run dir (pid file, state) is a temporary VECHNOST_RUN_DIR. The repository's
@@ -162,7 +162,7 @@ def test_deploy_auto_status_logs_stop(tmp_path: Path, fake_api: int) -> None:
         VECHNOST_READY_TIMEOUT="45",
         VECHNOST_STOP_TIMEOUT="20",
     )
-    bot_pid = redis_pid = 0
+    bot_pid = redis_pid = first_redis_pid = 0
     try:
         deployed = _run(env, "auto")
         pid_file = run_dir / "vechnost.pid"
@@ -203,6 +203,20 @@ def test_deploy_auto_status_logs_stop(tmp_path: Path, fake_api: int) -> None:
         assert DEFAULT_TOKEN not in logs.stdout
         assert (data_dir / "vechnost.log").is_file()
 
+        restarted = _run(env, "restart")
+        assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+        old_pid, bot_pid = bot_pid, int(pid_file.read_text().strip())
+        first_redis_pid = redis_pid
+        assert bot_pid != old_pid
+        assert not _alive(old_pid)
+        assert "ready: storage redis" in restarted.stdout
+        snapshot = _json_after_banner(_run(env, "status", "--json").stdout)
+        redis = snapshot["redis"]
+        assert isinstance(redis, dict)
+        redis_pid = int(redis["pid"])
+        assert redis_pid != first_redis_pid
+        assert not _alive(first_redis_pid), "stop left the first redis-server running"
+
         stopped = _run(env, "stop")
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
         assert "stopped" in stopped.stdout
@@ -216,6 +230,6 @@ def test_deploy_auto_status_logs_stop(tmp_path: Path, fake_api: int) -> None:
         after = _run(env, "status")
         assert after.returncode == 3
     finally:
-        for pid in (bot_pid, redis_pid):
+        for pid in (bot_pid, redis_pid, first_redis_pid):
             if pid:
                 _kill(pid)
