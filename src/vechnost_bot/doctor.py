@@ -113,8 +113,7 @@ def _check_port(settings: Settings, external_facts: dict[str, Any], local: dict[
         return Check("OK", "port", f"{where} is served by a Redis that accepts REDIS_URL")
     if local.get("answering") and local.get("port") == endpoint.port:
         return Check("OK", "port", f"{where} is served by our auto-started Redis")
-    error = str(external_facts.get("error") or "")
-    if "AUTH" in error.upper() or "password" in error.lower():
+    if external_facts.get("auth_failed"):
         return Check(
             "WARN",
             "port",
@@ -189,7 +188,7 @@ def _check_reachability(
         )
     endpoint = endpoint_from_url(settings.redis_url)
     error = str(external_facts.get("error") or "not reachable")
-    if endpoint is not None and endpoint.password and "AUTH" in error.upper():
+    if endpoint is not None and endpoint.password and external_facts.get("auth_failed"):
         return Check(
             "FAIL",
             name,

@@ -20,6 +20,7 @@ import sys
 import time
 from typing import Any
 
+from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import RedisError as RedisClientError
 from rich.console import Console
 from rich.table import Table
@@ -143,6 +144,9 @@ async def probe_facts(endpoint: RedisEndpoint, wait: float = 1.0) -> dict[str, A
         keys = await client.dbsize()
     except (RedisClientError, OSError, TimeoutError) as error:
         facts["error"] = str(error) or type(error).__name__
+        facts["auth_failed"] = isinstance(error, AuthenticationError) or (
+            isinstance(error, ResponseError) and "AUTH" in str(error).upper()
+        )
         return facts
     finally:
         await client.aclose()
