@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import json
 import signal
@@ -91,6 +92,7 @@ class FakeBotApi:
         self.username = username
         self.calls: list[ApiCall] = []
         self.files: dict[str, int] = {}  # file_id -> uploaded size
+        self.file_digests: dict[str, str] = {}  # file_id -> sha256 of the uploaded bytes
         self.uploads = 0
         self._state = _State()
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}
@@ -99,10 +101,12 @@ class FakeBotApi:
         self._file_ids = itertools.count(1)
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
+        self._closing = False
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> FakeBotApi:
         """Bind and serve; :attr:`port` is the bound port afterwards."""
+        self._closing = False
         app = web.Application(client_max_size=20 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         app.router.add_post("/_control/updates", self._control_inject)
@@ -120,6 +124,9 @@ class FakeBotApi:
         """Stop serving; safe to call twice."""
         runner, self._runner = self._runner, None
         if runner is not None:
+            self._closing = True
+            async with self._changed:
+                self._changed.notify_all()  # long polls return now, not at their timeout
             await runner.cleanup()
 
     async def __aenter__(self) -> FakeBotApi:
@@ -268,6 +275,13 @@ class FakeBotApi:
             timeout=timeout,
         )
 
+    def photo_digest(self, call: ApiCall) -> str | None:
+        """sha256 of the image a sendPhoto call showed, whether uploaded or sent by file id."""
+        if call.method != "sendPhoto" or not isinstance(call.result, dict):
+            return None
+        photos = call.result.get("photo") or []
+        return self.file_digests.get(photos[-1]["file_id"]) if photos else None
+
     def consumed(self, update_id: int) -> bool:
         """True when the bot confirmed ``update_id`` through a later getUpdates offset."""
         return self._state.confirmed_offset > update_id
@@ -349,7 +363,7 @@ class FakeBotApi:
             while True:
                 pending = self._state.updates[:limit]
                 left = deadline - time.monotonic()
-                if pending or left <= 0:
+                if pending or left <= 0 or self._closing:
                     return pending
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), left)
@@ -387,6 +401,7 @@ class FakeBotApi:
             number = next(self._file_ids)
             file_id = f"AgACAgFake{number:06d}"
             self.files[file_id] = len(data)
+            self.file_digests[file_id] = hashlib.sha256(data).hexdigest()
             return [
                 {"file_id": f"{file_id}_s", "file_unique_id": f"u{number}s", "width": 90,
                  "height": 112, "file_size": len(data) // 10},
