@@ -84,20 +84,49 @@ def test_old_python_is_refused(tmp_path: Path) -> None:
     assert "3.9.2" in done.stderr
 
 
+def _path_without(tmp_path: Path, *names: str) -> str:
+    """A PATH with every program of the current PATH except ``names`` (symlinked)."""
+    shadow = tmp_path / "bin"
+    shadow.mkdir()
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        folder = Path(directory)
+        if not folder.is_dir():
+            continue
+        for program in folder.iterdir():
+            link = shadow / program.name
+            if program.name in names or link.exists() or link.is_symlink():
+                continue
+            if program.is_file() and os.access(program, os.X_OK):
+                link.symlink_to(program)
+    return str(shadow)
+
+
 def test_redis_mode_without_docker_is_actionable(tmp_path: Path) -> None:
     """redis mode with no docker on PATH says to install Docker or use auto mode."""
-    env = {**_base_env(tmp_path), "TELEGRAM_BOT_TOKEN": "1:x"}
-    python_dir = Path(subprocess.check_output(["sh", "-c", "command -v python3"], text=True))
-    env["PATH"] = f"{python_dir.parent}:/usr/bin:/bin"
-    if subprocess.run(["sh", "-c", "command -v docker"], env=env, check=False).returncode == 0:
-        env["PATH"] = str(tmp_path / "empty") + ":" + str(BIN)
-        (tmp_path / "empty").mkdir()
-        (tmp_path / "empty" / "python3").symlink_to(sys.executable)
-        env["PYTHON"] = sys.executable
+    env = {**_base_env(tmp_path), "TELEGRAM_BOT_TOKEN": "1:x", "PYTHON": sys.executable}
+    env["PATH"] = _path_without(tmp_path, "docker", "docker-compose")
     done = _deploy("redis", env=env)
     assert done.returncode == 1
     assert "needs Docker" in done.stderr
     assert "./deploy.sh auto" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("fails", "expected"),
+    [("compose", "needs Docker Compose"), ("info", "Docker engine does not answer")],
+)
+def test_redis_mode_docker_problems_are_actionable(
+    tmp_path: Path, fails: str, expected: str
+) -> None:
+    """A docker without Compose, or with no engine behind it, gets its own message."""
+    env = {**_base_env(tmp_path), "TELEGRAM_BOT_TOKEN": "1:x", "PYTHON": sys.executable}
+    env["PATH"] = _path_without(tmp_path, "docker", "docker-compose")
+    fake = Path(env["PATH"]) / "docker"
+    fake.write_text(f'#!/bin/sh\n[ "$1" = "{fails}" ] && exit 1\nexit 0\n')
+    fake.chmod(0o755)
+    done = _deploy("redis", env=env)
+    assert done.returncode == 1
+    assert expected in done.stderr
 
 
 def test_unknown_command_and_help(tmp_path: Path) -> None:
