@@ -185,11 +185,14 @@ sys.exit(1)
 
 function Test-InstallNeeded {
     if (-not (Test-Path -LiteralPath $VenvPython)) { return $true }
-    $marker = Join-Path $Venv '.installed'
-    if ((Test-Path -LiteralPath $marker) -and
-        ((Get-Item -LiteralPath 'pyproject.toml').LastWriteTime -le (Get-Item -LiteralPath $marker).LastWriteTime)) {
-        & $VenvPython -c 'import vechnost_bot' 2>$null
-        return ($LASTEXITCODE -ne 0)
+    # .installed is scripts/check's marker (dev extras: a superset), .deploy-installed ours.
+    foreach ($name in @('.deploy-installed', '.installed')) {
+        $marker = Join-Path $Venv $name
+        if ((Test-Path -LiteralPath $marker) -and
+            ((Get-Item -LiteralPath 'pyproject.toml').LastWriteTime -le (Get-Item -LiteralPath $marker).LastWriteTime)) {
+            & $VenvPython -c 'import vechnost_bot' 2>$null
+            return ($LASTEXITCODE -ne 0)
+        }
     }
     $code = Invoke-VenvPython $InstallCheck
     return ($code -ne 0)
@@ -208,7 +211,7 @@ function Install-Vechnost($Python) {
     if ($LASTEXITCODE -ne 0) {
         Stop-WithError 'pip install failed (see above). Check your network, then run .\deploy.ps1 again.'
     }
-    New-Item -ItemType File -Force -Path (Join-Path $Venv '.installed') | Out-Null
+    New-Item -ItemType File -Force -Path (Join-Path $Venv '.deploy-installed') | Out-Null
 }
 
 # --- state --------------------------------------------------------------------

@@ -80,10 +80,14 @@ or put the line  TELEGRAM_BOT_TOKEN=123456:ABC...  in $ROOT/.env, and run ./depl
 install_needed() {
     [ -x "$VPY" ] || return 0
     [ -x "$VENV/bin/vechnost" ] || return 0
-    if [ -f "$VENV/.installed" ] && ! [ pyproject.toml -nt "$VENV/.installed" ]; then
-        "$VPY" -c 'import vechnost_bot' 2>/dev/null && return 1
-        return 0
-    fi
+    # .installed is scripts/check's marker (dev extras: a superset), .deploy-installed ours.
+    local marker
+    for marker in "$VENV/.deploy-installed" "$VENV/.installed"; do
+        if [ -f "$marker" ] && ! [ pyproject.toml -nt "$marker" ]; then
+            "$VPY" -c 'import vechnost_bot' 2>/dev/null && return 1
+            return 0
+        fi
+    done
     # No marker, or pyproject.toml changed since: compare what it declares with what is installed.
     ! "$VPY" - <<'PY' 2>/dev/null
 import sys, tomllib
@@ -126,7 +130,7 @@ install() {
     say "installing Vechnost into $VENV (pip install -e $target)"
     "$VPY" -m pip install --quiet --upgrade pip
     "$VPY" -m pip install --quiet -e "$target" || die "pip install failed (see above). Check your network and Python headers, then run ./deploy.sh again."
-    touch "$VENV/.installed"
+    touch "$VENV/.deploy-installed"
 }
 
 # --- state ------------------------------------------------------------------

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from tests.support.redis_server import free_port
 from vechnost_bot.config import Settings
@@ -157,3 +158,32 @@ def test_cli_dispatch_not_running(tmp_path: Path) -> None:
     )
     assert done.returncode == 3, done.stderr
     assert json.loads(done.stdout)["status"] == "not_running"
+
+
+async def test_snapshot_error_is_degraded(
+    running: tuple[HealthServer, _Box], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bot whose /status fails (500) is running but not healthy: exit 1."""
+    server, _ = running
+
+    def broken() -> Mapping[str, object]:
+        raise RuntimeError("boom")
+
+    server._snapshot = broken
+    assert await _run(server.port, as_json=False) == 1
+    assert "error" in capsys.readouterr().out
+
+
+async def test_foreign_server_is_not_vechnost(capsys: pytest.CaptureFixture[str]) -> None:
+    """Another program on the health port (404, not our JSON) counts as not running."""
+    app = web.Application()
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        assert await _run(port, as_json=False) == 3
+        assert "404" in capsys.readouterr().err
+    finally:
+        await runner.cleanup()

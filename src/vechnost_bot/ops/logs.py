@@ -96,8 +96,13 @@ def follow(
             if current is not None and (current.st_dev, current.st_ino) != identity:
                 # Rotated: finish the old file, then start on the new one.
                 _emit(handle.read(), out)
+                try:
+                    fresh = path.open("rb")
+                except FileNotFoundError:  # renamed again in between: look again later
+                    stop.wait(poll_seconds)
+                    continue
                 handle.close()
-                handle = path.open("rb")
+                handle = fresh
                 opened = os.fstat(handle.fileno())
                 identity = (opened.st_dev, opened.st_ino)
                 continue
@@ -124,9 +129,15 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    for line in tail(path, lines):
-        print(redact(line))
-    sys.stdout.flush()
-    if getattr(args, "follow", False):
-        follow(path, sys.stdout)
+    try:
+        for line in tail(path, lines):
+            print(redact(line))
+        sys.stdout.flush()
+        if getattr(args, "follow", False):
+            follow(path, sys.stdout)
+    except BrokenPipeError:
+        # The reader went away (`vechnost logs | head`): that is the end, not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     return 0
