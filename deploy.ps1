@@ -317,14 +317,17 @@ function Start-Bot([string]$DeployMode) {
     Save-State $DeployMode $env:LOG_FILE
     if ($Foreground) {
         Write-Step "running vechnost in the foreground ($DeployMode mode; Ctrl-C stops it; log file $env:LOG_FILE)"
-        $PID | Set-Content -LiteralPath $PidFile
+        # In this console (Ctrl-C reaches it), with the bot's own pid in the pid file.
+        $process = Start-Process -FilePath $VenvPython -ArgumentList @('-m', 'vechnost_bot', 'run') `
+            -WorkingDirectory $Root -NoNewWindow -PassThru
+        $process.Id | Set-Content -LiteralPath $PidFile
         try {
-            & $VenvPython -m vechnost_bot run
+            $process.WaitForExit()
         }
         finally {
             Remove-Item -LiteralPath $PidFile -Force -ErrorAction SilentlyContinue
         }
-        exit $LASTEXITCODE
+        exit $process.ExitCode
     }
     # python.exe itself (not the vechnost.exe launcher), so that the pid is the bot's.
     $process = Start-Process -FilePath $VenvPython -ArgumentList @('-m', 'vechnost_bot', 'run') `
