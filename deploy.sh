@@ -403,14 +403,15 @@ cmd_status() {
     need_installed
     load_state
     local pid code=0
+    # Our own lines go to stderr, so that `status --json` prints nothing but JSON on stdout.
     if pid=$(running_pid); then
-        say "bot process: pid $pid (${SAVED_MODE:-auto} mode, pid file $PID_FILE)"
+        say "bot process: pid $pid (${SAVED_MODE:-auto} mode, pid file $PID_FILE)" >&2
     else
-        say "bot process: not running from this directory (no live pid in $PID_FILE)"
+        say "bot process: not running from this directory (no live pid in $PID_FILE)" >&2
     fi
     "$VENV/bin/vechnost" status "$@" || code=$?
     if [ "${SAVED_MODE:-}" = redis ] && command -v docker >/dev/null 2>&1; then
-        compose --profile redis-external ps redis 2>/dev/null || true
+        compose --profile redis-external ps redis >&2 2>/dev/null || true
     fi
     return "$code"
 }

@@ -1,8 +1,10 @@
-"""./deploy.sh auto → status → logs → restart → stop, for real, against the fake Bot API server.
+"""deploy.sh for real, against the fake Bot API server.
 
-The bot auto-starts a real redis-server on a free port with a temporary data dir;
-the run dir (pid file, state) is a temporary VECHNOST_RUN_DIR. The repository's
-.venv is used as it is: deploy.sh must not reinstall it.
+auto → status → logs → restart → stop: the bot auto-starts a real redis-server on a
+free port with a temporary data dir. redis: a stand-in ``docker`` on PATH runs a real
+redis-server for ``compose up -d redis`` (no Docker engine here), and the bot must use
+it as an external Redis. The run dir is a temporary VECHNOST_RUN_DIR; the
+repository's .venv is used as it is: deploy.sh must not reinstall it.
 """
 
 from __future__ import annotations
@@ -82,6 +84,26 @@ def fake_api() -> Iterator[int]:
             process.wait(5)
 
 
+def _bot_env(tmp_path: Path, api_port: int) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TELEGRAM_", "REDIS_", "HEALTH_", "LOG_", "VECHNOST_"))
+    }
+    env.update(
+        TELEGRAM_BOT_TOKEN=DEFAULT_TOKEN,
+        TELEGRAM_API_BASE_URL=f"http://127.0.0.1:{api_port}/bot",
+        TELEGRAM_FILE_BASE_URL=f"http://127.0.0.1:{api_port}/file/bot",
+        HEALTH_HOST="127.0.0.1",
+        HEALTH_PORT=str(free_port()),
+        REDIS_DATA_DIR=str(tmp_path / "data"),
+        VECHNOST_RUN_DIR=str(tmp_path / "run"),
+        VECHNOST_READY_TIMEOUT="45",
+        VECHNOST_STOP_TIMEOUT="20",
+    )
+    return env
+
+
 def _say_start(api_port: int, chat_id: int) -> None:
     user = {"id": chat_id, "is_bot": False, "first_name": "Player", "language_code": "en"}
     update = {
@@ -132,9 +154,9 @@ def _run(env: dict[str, str], *args: str, timeout: float = 90) -> subprocess.Com
     )
 
 
-def _json_after_banner(text: str) -> dict[str, object]:
-    """deploy.sh status prints a '==> bot process' line, then the JSON."""
-    data = json.loads(text[text.index("{") :])
+def _status_json(text: str) -> dict[str, object]:
+    """deploy.sh status --json prints only JSON on stdout (its own lines go to stderr)."""
+    data = json.loads(text)
     assert isinstance(data, dict)
     return data
 
@@ -180,7 +202,7 @@ def test_deploy_auto_status_logs_stop(tmp_path: Path, fake_api: int) -> None:
 
         status = _run(env, "status", "--json")
         assert status.returncode == 0, status.stdout + status.stderr
-        snapshot = _json_after_banner(status.stdout)
+        snapshot = _status_json(status.stdout)
         storage, redis, bot = snapshot["storage"], snapshot["redis"], snapshot["bot"]
         assert isinstance(storage, dict)
         assert isinstance(redis, dict)
@@ -210,7 +232,7 @@ def test_deploy_auto_status_logs_stop(tmp_path: Path, fake_api: int) -> None:
         assert bot_pid != old_pid
         assert not _alive(old_pid)
         assert "ready: storage redis" in restarted.stdout
-        snapshot = _json_after_banner(_run(env, "status", "--json").stdout)
+        snapshot = _status_json(_run(env, "status", "--json").stdout)
         redis = snapshot["redis"]
         assert isinstance(redis, dict)
         redis_pid = int(redis["pid"])
@@ -231,5 +253,74 @@ def test_deploy_auto_status_logs_stop(tmp_path: Path, fake_api: int) -> None:
         assert after.returncode == 3
     finally:
         for pid in (bot_pid, redis_pid, first_redis_pid):
+            if pid:
+                _kill(pid)
+
+
+# A stand-in for the docker CLI: `compose ... up -d redis` starts a real redis-server
+# with the password and port deploy.sh passes to Compose; `inspect` says healthy.
+_FAKE_DOCKER = """#!/bin/sh
+set -e
+case "$*" in
+  "compose version"|"info") exit 0 ;;
+  *"up -d redis")
+    echo "$*" >> "$FAKE_DOCKER_DIR/calls"
+    exec redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --requirepass "$REDIS_PASSWORD" \\
+      --daemonize yes --pidfile "$FAKE_DOCKER_DIR/redis.pid" --dir "$FAKE_DOCKER_DIR" \\
+      --save "" --appendonly no --logfile "$FAKE_DOCKER_DIR/redis.log" ;;
+  inspect*) echo healthy ;;
+  *" ps redis") echo "vechnost-redis   running (healthy)" ;;
+  *) echo "fake docker: unexpected: $*" >&2; exit 1 ;;
+esac
+"""
+
+
+def test_deploy_redis_mode_uses_the_compose_redis(tmp_path: Path, fake_api: int) -> None:
+    """./deploy.sh redis starts the compose redis service and runs the bot against it."""
+    fake_dir = tmp_path / "docker"
+    fake_dir.mkdir()
+    docker = fake_dir / "docker"
+    docker.write_text(_FAKE_DOCKER)
+    docker.chmod(0o755)
+    redis_port = free_port()
+    env = _bot_env(tmp_path, fake_api)
+    env.update(
+        PATH=f"{fake_dir}{os.pathsep}{env['PATH']}",
+        FAKE_DOCKER_DIR=str(fake_dir),
+        REDIS_PORT=str(redis_port),
+    )
+    run_dir = Path(env["VECHNOST_RUN_DIR"])
+    bot_pid = redis_pid = 0
+    try:
+        deployed = _run(env, "redis")
+        if (fake_dir / "redis.pid").exists():
+            redis_pid = int((fake_dir / "redis.pid").read_text().strip())
+        if (run_dir / "vechnost.pid").exists():
+            bot_pid = int((run_dir / "vechnost.pid").read_text().strip())
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        assert "--profile redis-external up -d redis" in (fake_dir / "calls").read_text()
+        password_file = run_dir / "redis-password"
+        assert password_file.stat().st_mode & 0o777 == 0o600
+        password = password_file.read_text().strip()
+        assert password not in deployed.stdout + deployed.stderr
+
+        status = _run(env, "status", "--json")
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert password not in status.stdout
+        snapshot = _status_json(status.stdout)
+        storage, redis = snapshot["storage"], snapshot["redis"]
+        assert isinstance(storage, dict)
+        assert isinstance(redis, dict)
+        assert storage["mode"] == "redis"
+        assert redis["source"] == "external"
+        assert redis["port"] == redis_port
+
+        stopped = _run(env, "stop")
+        assert stopped.returncode == 0
+        assert "keeps running" in stopped.stdout
+        assert not _alive(bot_pid)
+        assert _alive(redis_pid), "stop must leave the external Redis alone"
+    finally:
+        for pid in (bot_pid, redis_pid):
             if pid:
                 _kill(pid)

@@ -142,12 +142,22 @@ async def test_status_500_when_snapshot_raises(server: HealthServer) -> None:
 
 
 async def test_metrics_prometheus_text(server: HealthServer) -> None:
-    """/metrics serves REGISTRY in the Prometheus text format."""
+    """/metrics serves REGISTRY in the Prometheus text format, with every issue metric."""
     status, ctype, body = await _get(server, "/metrics")
     assert status == 200
     assert ctype == CONTENT_TYPE_LATEST
-    assert "vechnost_storage_failovers_total" in body
-    assert "vechnost_redis_up" in body
+    for name in (
+        "vechnost_storage_mode",
+        "vechnost_redis_up",
+        "vechnost_redis_restarts_total",
+        "vechnost_storage_failovers_total",
+        "vechnost_storage_failbacks_total",
+        "vechnost_storage_records_reconciled_total",
+        "vechnost_storage_journal_size",
+        "vechnost_updates_handled_total",
+        "vechnost_errors_total",
+    ):
+        assert f"# HELP {name} " in body
     assert "# TYPE vechnost_storage_call_seconds histogram" in body
 
 
