@@ -9,6 +9,7 @@ repository's .venv is used as it is: deploy.sh must not reinstall it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -62,12 +63,11 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-@pytest.fixture
-def fake_api() -> Iterator[int]:
-    """The fake Telegram Bot API as its own process on a free loopback port."""
+@contextlib.contextmanager
+def _fake_api_process(*extra: str) -> Iterator[int]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.fake_bot_api", "--port", str(port)],
+        [sys.executable, "-m", "tests.support.fake_bot_api", "--port", str(port), *extra],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -82,6 +82,13 @@ def fake_api() -> Iterator[int]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+
+
+@pytest.fixture
+def fake_api() -> Iterator[int]:
+    """The fake Telegram Bot API as its own process on a free loopback port."""
+    with _fake_api_process() as port:
+        yield port
 
 
 def _bot_env(tmp_path: Path, api_port: int) -> dict[str, str]:
@@ -324,3 +331,17 @@ def test_deploy_redis_mode_uses_the_compose_redis(tmp_path: Path, fake_api: int)
         for pid in (bot_pid, redis_pid):
             if pid:
                 _kill(pid)
+
+
+def test_deploy_auto_reports_a_bot_that_dies_at_startup(tmp_path: Path) -> None:
+    """A token Telegram rejects: deploy.sh says the bot exited and prints the log tail."""
+    with _fake_api_process("--bad-token", DEFAULT_TOKEN) as api_port:
+        env = _bot_env(tmp_path, api_port)
+        env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+        deployed = _run(env, "auto")
+    assert deployed.returncode == 1
+    assert "vechnost exited during startup" in deployed.stderr
+    assert "--- last lines of" in deployed.stderr
+    assert "Telegram rejected TELEGRAM_BOT_TOKEN" in deployed.stderr
+    assert DEFAULT_TOKEN not in deployed.stderr
+    assert not (Path(env["VECHNOST_RUN_DIR"]) / "vechnost.pid").exists()
