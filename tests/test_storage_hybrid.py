@@ -317,14 +317,15 @@ async def test_corrupt_wrong_type_and_old_schema_are_absent(
     server = redis_factory(password="pw-corrupt")
     storage = await make_hybrid(endpoint_of(server))
     admin = server.client()
-    admin.set("vechnost:v1:session:1", "not a hash")
-    admin.hset("vechnost:v1:session:2", mapping={"s": "1", "v": "4", "t": "1.5", "d": "{oops"})
-    admin.hset("vechnost:v1:session:3", mapping={"s": "0", "v": "9", "t": "1.5", "d": "{}"})
-    admin.hset("vechnost:v1:session:4", mapping={"s": "1", "v": "2", "t": "1.5", "d": '{"a":1}'})
+    admin.hset("vechnost:v1:session:1", mapping={"a": "wrong type"})
+    admin.set("vechnost:v1:session:2", "1:4:1.5:{oops")
+    admin.set("vechnost:v1:session:3", "0:9:1.5:{}")
+    admin.set("vechnost:v1:session:4", '1:2:1.5:{"a":1}')
+    admin.set("vechnost:v1:session:5", "garbage")
     admin.hset("vechnost:v1:counter:c", mapping={"x": "1"})
     admin.lpush("vechnost:v1:cache:img", "x")
     with capture_logs() as logs:
-        for chat_id in (1, 2, 3, 4):
+        for chat_id in (1, 2, 3, 4, 5):
             assert await storage.get_session(chat_id) is None
             session = await storage.update_session(chat_id, lambda s: None)
             assert session.chat_id == chat_id

@@ -1,9 +1,9 @@
 """Redis Mode: the storage contract on redis.asyncio, one round trip per call.
 
-Key layout: ``vechnost:v{SCHEMA_VERSION}:<kind>:<key>``. A record is a hash
-``{s: schema, v: version, t: updated_at, d: JSON body}``; an empty ``d`` is a
-tombstone (a deleted record that remembers its last version for a while, so that
-"newer wins" holds across deletes). Every write that must be atomic is a Lua
+Key layout: ``vechnost:v{SCHEMA_VERSION}:<kind>:<key>``. A record is one string
+``<schema>:<version>:<updated_at>:<JSON body>`` (one GET to read); an empty body is
+a tombstone (a deleted record that remembers its last version for a while, so
+that "newer wins" holds across deletes). Every write that must be atomic is a Lua
 script run with EVALSHA. Values that are corrupt, of the wrong type or of another
 schema are logged as ``storage_corrupt_value`` and treated as absent.
 """
@@ -37,88 +37,85 @@ KEY_PREFIX: Final = f"vechnost:v{SCHEMA_VERSION}"
 _SCHEMA: Final = str(SCHEMA_VERSION).encode()
 _BODY_EXCLUDE: Final[set[str]] = {"version", "updated_at"}
 
-# A record's hash: TYPE-check first so that a foreign value is replaced, not fatal.
+# A record is one string "<schema>:<version>:<updated_at>:<JSON body>", read with a
+# plain GET and written with SET (which also replaces a value of any other type).
 _LUA_READ_STATE = """
-local function state(key, schema)
-  local kind = redis.call('TYPE', key)['ok']
-  if kind == 'none' then return false, 0, 0, false end
-  if kind ~= 'hash' then redis.call('DEL', key) return false, 0, 0, false end
-  local cur = redis.call('HMGET', key, 's', 'v', 't', 'd')
-  if cur[1] ~= schema then redis.call('DEL', key) return false, 0, 0, false end
-  local live = cur[4] ~= false and cur[4] ~= ''
-  return true, tonumber(cur[2]) or 0, tonumber(cur[3]) or 0, live
+local function state(key)
+  local ok, cur = pcall(redis.call, 'GET', key)
+  if not ok or not cur then return false, 0, 0, false end
+  local s, v, t, pos = string.match(cur, '^([^:]*):([^:]*):([^:]*):()')
+  if s ~= SCHEMA or not tonumber(v) then return false, 0, 0, false end
+  return true, tonumber(v), tonumber(t) or 0, pos <= #cur
 end
 """
 
-# KEYS[1]; ARGV: expected (-1 = none), record version, updated_at, schema, body
+# The hot path. KEYS[1]; ARGV: "<expected or -1>:<record version>:<updated_at>", body
 _LUA_PUT = (
     _LUA_READ_STATE
     + """
-local exists, sv, st, live = state(KEYS[1], ARGV[4])
+local exists, sv, st, live = state(KEYS[1])
+local e, rv, now = string.match(ARGV[1], '^(-?%d+):(%d+):(.+)$')
+e = tonumber(e)
 local found = 0
 if live then found = sv end
-local expected = tonumber(ARGV[1])
-if expected >= 0 and found ~= expected then return {0, found} end
-local v = math.max(sv, tonumber(ARGV[2])) + 1
-redis.call('HSET', KEYS[1], 's', ARGV[4], 'v', v, 't', ARGV[3], 'd', ARGV[5])
-redis.call('PERSIST', KEYS[1])
+if e >= 0 and found ~= e then return {0, found} end
+local v = math.max(sv, tonumber(rv)) + 1
+redis.call('SET', KEYS[1], SCHEMA .. ':' .. v .. ':' .. now .. ':' .. ARGV[2])
 return {1, v}
 """
 )
 
-# KEYS[1]; ARGV: version, updated_at, schema, body, rebase ('1' = the writer did not
-# know the stored version: the later write wins and continues the stored sequence)
+# KEYS[1]; ARGV: "<version>:<updated_at>:<rebase 0|1>", body. With rebase the writer
+# did not know the stored version: the later write wins and continues the sequence.
 _LUA_PUT_IF_NEWER = (
     _LUA_READ_STATE
     + """
-local exists, sv, st = state(KEYS[1], ARGV[3])
-local rv, rt = tonumber(ARGV[1]), tonumber(ARGV[2])
-if ARGV[5] == '1' then
+local exists, sv, st = state(KEYS[1])
+local v, t, rebase = string.match(ARGV[1], '^(%d+):([^:]+):(%d)$')
+local rv, rt = tonumber(v), tonumber(t)
+if rebase == '1' then
   if exists and st >= rt then return 0 end
   if exists and sv >= rv then rv = sv + 1 end
 elseif exists and (sv > rv or (sv == rv and st >= rt)) then
   return 0
 end
-redis.call('HSET', KEYS[1], 's', ARGV[3], 'v', rv, 't', ARGV[2], 'd', ARGV[4])
-redis.call('PERSIST', KEYS[1])
+redis.call('SET', KEYS[1], SCHEMA .. ':' .. rv .. ':' .. t .. ':' .. ARGV[2])
 return rv
 """
 )
 
-# KEYS[1]; ARGV: updated_at, schema, tombstone ttl ms -> {deleted, version}
+# KEYS[1]; ARGV: updated_at, tombstone ttl ms -> {deleted, version}
 _LUA_DELETE = (
     _LUA_READ_STATE
     + """
-local exists, sv, st, live = state(KEYS[1], ARGV[2])
+local exists, sv, st, live = state(KEYS[1])
 if not live then return {0, sv} end
-redis.call('HSET', KEYS[1], 't', ARGV[1], 'd', '')
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[1], SCHEMA .. ':' .. sv .. ':' .. ARGV[1] .. ':', 'PX', ARGV[2])
 return {1, sv}
 """
 )
 
-# KEYS[1]; ARGV: version, updated_at, schema, tombstone ttl ms, rebase
+# KEYS[1]; ARGV: version, updated_at, tombstone ttl ms, rebase
 _LUA_DELETE_IF_NOT_NEWER = (
     _LUA_READ_STATE
     + """
-local exists, sv, st = state(KEYS[1], ARGV[3])
+local exists, sv, st = state(KEYS[1])
 local rv, rt = tonumber(ARGV[1]), tonumber(ARGV[2])
-if ARGV[5] == '1' then
+if ARGV[4] == '1' then
   if exists and st > rt then return 0 end
 elseif exists and (sv > rv or (sv == rv and st > rt)) then
   return 0
 end
-redis.call('HSET', KEYS[1], 's', ARGV[3], 'v', math.max(sv, rv), 't', ARGV[2], 'd', '')
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local tombstone = SCHEMA .. ':' .. math.max(sv, rv) .. ':' .. ARGV[2] .. ':'
+redis.call('SET', KEYS[1], tombstone, 'PX', ARGV[3])
 return 1
 """
 )
 
-# KEYS[1]; ARGV: corrupt body -> turn the record into a tombstone if it is unchanged
+# KEYS[1]; ARGV: the unusable value, its replacement (a tombstone), ttl ms
 _LUA_DISCARD_IF_SAME = """
-if redis.call('TYPE', KEYS[1])['ok'] == 'hash' and redis.call('HGET', KEYS[1], 'd') == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'd', '')
-end
+local ok, cur = pcall(redis.call, 'GET', KEYS[1])
+if ok and cur == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
 return 1
 """
 
@@ -174,7 +171,7 @@ def connect_redis(
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoredRecord:
     """A record as Redis holds it: version, time and JSON body (None = tombstone)."""
 
@@ -187,14 +184,19 @@ class StoredRecord:
         if self.body is None:
             return None
         record = model.model_validate_json(self.body)
-        record.version = self.version
-        record.updated_at = self.updated_at
+        # Plain attribute writes: the values come from our own header, already typed.
+        record.__dict__["version"] = self.version
+        record.__dict__["updated_at"] = self.updated_at
         return record
 
 
 def dump_body(record: Record) -> bytes:
     """The JSON body stored for ``record`` (version and time are kept beside it)."""
     return record.model_dump_json(exclude=_BODY_EXCLUDE).encode()
+
+
+def _with_schema(source: str) -> str:
+    return source.replace("SCHEMA", f"'{SCHEMA_VERSION}'")
 
 
 class _Script:
@@ -220,10 +222,10 @@ class _Script:
             return await client.eval(self.source, len(keys), *keys, *args)
 
 
-_PUT = _Script(_LUA_PUT)
-_PUT_IF_NEWER = _Script(_LUA_PUT_IF_NEWER)
-_DELETE = _Script(_LUA_DELETE)
-_DELETE_IF_NOT_NEWER = _Script(_LUA_DELETE_IF_NOT_NEWER)
+_PUT = _Script(_with_schema(_LUA_PUT))
+_PUT_IF_NEWER = _Script(_with_schema(_LUA_PUT_IF_NEWER))
+_DELETE = _Script(_with_schema(_LUA_DELETE))
+_DELETE_IF_NOT_NEWER = _Script(_with_schema(_LUA_DELETE_IF_NOT_NEWER))
 _DISCARD_IF_SAME = _Script(_LUA_DISCARD_IF_SAME)
 _RATE = _Script(_LUA_RATE)
 _INCR_ONCE = _Script(_LUA_INCR_ONCE)
@@ -270,27 +272,28 @@ class RedisStorage(Storage):
         """The record and its stored form (None when absent or unusable)."""
         rkey = f"{self._prefix}:{model.KIND}:{key}"
         try:
-            raw = cast("list[bytes | None]", await self.client.hmget(rkey, ("s", "v", "t", "d")))
+            raw = cast("bytes | None", await self.client.get(rkey))
         except ResponseError as error:
             if not _is_data_error(error):
                 raise
             log.warning("storage_corrupt_value", key=rkey, reason="wrong_type")
             return None, None
-        schema, version, updated_at, body = raw
-        if schema is None and version is None:
+        if raw is None:
             return None, None
-        if schema != _SCHEMA:
-            log.warning("storage_corrupt_value", key=rkey, reason="schema", schema=schema)
+        parts = raw.split(b":", 3)
+        if len(parts) == 4 and parts[0] != _SCHEMA and parts[0].isdigit():
+            log.warning("storage_corrupt_value", key=rkey, reason="schema", schema=parts[0])
             return None, None
         try:
-            stored = StoredRecord(int(version or b""), float(updated_at or b""), body or None)
+            _, version, updated_at, body = parts
+            stored = StoredRecord(int(version), float(updated_at), body or None)
             return stored.load(model), stored
         except (TypeError, ValueError, ValidationError) as error:
             log.warning(
                 "storage_corrupt_value", key=rkey, reason="invalid", error=type(error).__name__
             )
-            if body:
-                await _DISCARD_IF_SAME(self.client, rkey, body)
+            tombstone = b"%s:0:%r:" % (_SCHEMA, time.time())
+            await _DISCARD_IF_SAME(self.client, rkey, raw, tombstone, self._tombstone_ms)
             return None, None
 
     async def put_record(self, record: R, *, expected_version: int | None = None) -> R:
@@ -306,12 +309,11 @@ class RedisStorage(Storage):
         body = record.model_dump_json(exclude=_BODY_EXCLUDE).encode()
         now = time.time()
         expected = -1 if expected_version is None else expected_version
-        ok, version = await _PUT(
-            self.client, rkey, expected, record.version, repr(now), _SCHEMA, body
-        )
+        ok, version = await _PUT(self.client, rkey, f"{expected}:{record.version}:{now!r}", body)
         if not ok:
             raise VersionConflictError(f"{record.KIND}:{record.key}", expected, int(version))
-        stored = record.model_copy(update={"version": int(version), "updated_at": now})
+        stored = record.__copy__()  # shallow: the caller's record, not ours, is shared
+        stored.__dict__.update(version=int(version), updated_at=now)
         return stored, StoredRecord(int(version), now, body)
 
     async def delete_record(self, model: type[Record], key: str) -> None:
@@ -322,7 +324,7 @@ class RedisStorage(Storage):
         """Delete and return the tombstone written, or None when nothing was live."""
         now = time.time()
         deleted, version = await _DELETE(
-            self.client, self.record_key(model.KIND, key), repr(now), _SCHEMA, self._tombstone_ms
+            self.client, self.record_key(model.KIND, key), repr(now), self._tombstone_ms
         )
         return StoredRecord(int(version), now, None) if deleted else None
 
@@ -336,11 +338,8 @@ class RedisStorage(Storage):
         written = await _PUT_IF_NEWER(
             self.client,
             self.record_key(record.KIND, record.key),
-            record.version,
-            repr(record.updated_at),
-            _SCHEMA,
+            f"{record.version}:{record.updated_at!r}:{1 if rebase else 0}",
             dump_body(record),
-            "1" if rebase else "0",
         )
         return int(written)
 
@@ -362,7 +361,6 @@ class RedisStorage(Storage):
             self.record_key(model.KIND, key),
             version,
             repr(updated_at),
-            _SCHEMA,
             self._tombstone_ms,
             "1" if rebase else "0",
         )
