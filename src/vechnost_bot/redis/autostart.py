@@ -343,6 +343,18 @@ class RedisAutoStartManager:
 
     async def _probe(self, endpoint: RedisEndpoint) -> tuple[_Probe, str]:
         """PING (and INFO) ``endpoint`` with its credentials."""
+        if not endpoint.tls:
+            # Nothing listening is the common case at first start: a bare connect says so
+            # without building a client.
+            try:
+                _reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(endpoint.host, endpoint.port), self._ping_timeout()
+                )
+            except (OSError, TimeoutError) as error:
+                return "down", str(error) or type(error).__name__
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
         client = make_client(endpoint, timeout=self._ping_timeout())
         try:
             await client.ping()

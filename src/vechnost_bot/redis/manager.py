@@ -49,7 +49,7 @@ from redis.exceptions import RedisError as RedisClientError
 from vechnost_bot.config import Settings
 from vechnost_bot.errors import RedisError, RedisStartError
 from vechnost_bot.log import add_secret
-from vechnost_bot.redis.discovery import RedisBinary, discover
+from vechnost_bot.redis.discovery import RedisBinary, find_binary, server_version
 from vechnost_bot.redis.events import RedisEndpoint
 
 __all__ = [
@@ -529,8 +529,9 @@ class RedisManager:
             return
         ensure_data_dir(self._data_dir)
         password = self._load_or_create_password()
-        if self._binary is None or self._binary.version is None:
-            self._binary = await discover(self._settings.redis_server_bin)
+        unchecked = self._binary is None or self._binary.version is None
+        if self._binary is None:
+            self._binary = find_binary(self._settings.redis_server_bin)
         attempts = self._settings.redis_max_startup_attempts
         preferred = self._port or self._preferred_port
         last: RedisStartError | None = None
@@ -538,8 +539,13 @@ class RedisManager:
             log.info("redis_startup_attempt", attempt=attempt, max_attempts=attempts)
             port = self._choose_port(preferred)
             try:
-                await self._spawn_and_wait(port, password)
+                version = await self._spawn_and_wait(port, password)
             except RedisStartError as error:
+                if unchecked:
+                    # A binary that is not Redis explains any failure better than its output:
+                    # `--version` raises RedisBinaryInvalidError for /bin/false, a text file...
+                    self._record_version(await server_version(self._binary.path))
+                    unchecked = False
                 last = error
                 self._last_error = str(error)
                 log.warning(
@@ -554,9 +560,21 @@ class RedisManager:
                 if attempt < attempts:
                     await asyncio.sleep(_backoff(attempt))
                 continue
+            if unchecked:
+                # It answered INFO with a redis_version: it is Redis, and that is its version.
+                self._record_version(version)
             return
         assert last is not None
         raise last
+
+    def _record_version(self, version: str) -> None:
+        """Record the binary's version (from INFO of the started server, or ``--version``)."""
+        binary = self._binary
+        assert binary is not None
+        self._binary = RedisBinary(path=binary.path, origin=binary.origin, version=version)
+        log.info("redis_server_found", path=binary.path, origin=binary.origin, version=version)
+        if self._pid is not None and self._port is not None:
+            self._write_state()
 
     async def adopt(self) -> bool:
         """Adopt a server that a Vechnost process started earlier in this data dir.
@@ -745,7 +763,8 @@ class RedisManager:
             log.info("redis_port_in_use_using_free_port", wanted=preferred, port=port)
         return port
 
-    async def _spawn_and_wait(self, port: int, password: str) -> None:
+    async def _spawn_and_wait(self, port: int, password: str) -> str:
+        """Spawn redis-server on ``port``; wait for INFO; return the server's version."""
         assert self._binary is not None
         config = build_config(
             data_dir=self._data_dir,
@@ -779,21 +798,7 @@ class RedisManager:
         finally:
             os.close(launch_log)
         daemonized = not _is_windows(self._platform)
-        if daemonized:
-            try:
-                code = await asyncio.wait_for(process.wait(), max(0.1, deadline - started))
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-                raise RedisStartError(
-                    "redis-server did not detach in time", reason=self._reason(log_offset)
-                ) from None
-            if code != 0:
-                raise RedisStartError(
-                    f"redis-server exited with code {code} while starting",
-                    reason=self._reason(log_offset),
-                )
-        else:
+        if not daemonized:
             self._child = process
         endpoint = RedisEndpoint(host=LOOPBACK, port=port, password=password)
         client = make_client(endpoint, timeout=0.5)
@@ -818,10 +823,14 @@ class RedisManager:
                 if info is not None:
                     pid = int(info.get("process_id", 0)) or _read_int(self._files.pid)
                     if pid:
-                        self._ready(pid, port, password, started, started_by=self._started_by)
-                        return
+                        if daemonized:
+                            # The launcher exits right after forking the server.
+                            with contextlib.suppress(TimeoutError):
+                                await asyncio.wait_for(process.wait(), _STOP_KILL_WAIT)
+                        self._ready(pid, port, password, started)
+                        return str(info.get("redis_version") or "unknown")
                 now = time.monotonic()
-                if not daemonized and process.returncode is not None:
+                if process.returncode is not None and (not daemonized or process.returncode != 0):
                     raise RedisStartError(
                         f"redis-server exited with code {process.returncode} while starting",
                         reason=self._reason(log_offset),
@@ -833,13 +842,16 @@ class RedisManager:
                             "redis-server failed to start", reason=self._reason(log_offset)
                         )
                 if now > deadline:
+                    if daemonized and process.returncode is None:
+                        process.kill()
+                        await process.wait()
                     await self._kill_unready(port)
                     raise RedisStartError(
                         "redis-server did not answer PING within "
                         f"{self._settings.redis_startup_timeout:g} s",
                         reason=self._reason(log_offset),
                     )
-                await asyncio.sleep(0.01 if now - started < 0.5 else 0.05)
+                await asyncio.sleep(0.002 if now - started < 0.2 else 0.02)
         finally:
             await client.aclose()
 
@@ -851,26 +863,14 @@ class RedisManager:
             self._child.kill()
             await self._child.wait()
 
-    def _ready(
-        self, pid: int, port: int, password: str, started: float, *, started_by: StartedBy
-    ) -> None:
+    def _ready(self, pid: int, port: int, password: str, started: float) -> None:
         self._pid = pid
         self._port = port
         self._password = password
         self._owned = True
         self._started_monotonic = started
         self._last_error = None
-        binary = self._binary
-        state = {
-            "pid": pid,
-            "port": port,
-            "host": LOOPBACK,
-            "started_by": started_by,
-            "started_at": time.time(),
-            "binary": binary.path if binary else None,
-            "version": binary.version if binary else None,
-        }
-        _write_private(self._files.state, json.dumps(state, indent=2) + "\n")
+        self._write_state()
         if not self._files.pid.exists():
             _write_private(self._files.pid, f"{pid}\n")
         log.info(
@@ -880,6 +880,21 @@ class RedisManager:
             seconds=round(time.monotonic() - started, 3),
             data_dir=str(self._data_dir),
         )
+
+    def _write_state(self) -> None:
+        binary = self._binary
+        state = {
+            "pid": self._pid,
+            "port": self._port,
+            "host": LOOPBACK,
+            "started_by": self._started_by,
+            "started_at": time.time()
+            if self._started_monotonic is None
+            else time.time() - (time.monotonic() - self._started_monotonic),
+            "binary": binary.path if binary else None,
+            "version": binary.version if binary else None,
+        }
+        _write_private(self._files.state, json.dumps(state, indent=2) + "\n")
 
     def _reason(self, log_offset: int) -> str | None:
         text = _read_tail(self._files.launch_log) + "\n" + _read_tail(self._files.log, log_offset)
