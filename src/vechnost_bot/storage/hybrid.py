@@ -108,6 +108,7 @@ class HybridStorage(Storage):
         self._failbacks = 0
         self._records_reconciled = 0
         self._last_failover_at: float | None = None
+        self._last_failback_at: float | None = None
         self._last_error: str | None = None
         self._set_mode_gauge()
 
@@ -191,6 +192,7 @@ class HybridStorage(Storage):
             "journal_size": len(self._journal),
             "records_reconciled": self._records_reconciled,
             "last_failover_at": self._last_failover_at,
+            "last_failback_at": self._last_failback_at,
             "last_error": self._last_error,
         }
 
@@ -470,10 +472,15 @@ class HybridStorage(Storage):
                 return False
             reconciled = 0
             try:
+                # Connections pooled before the trouble may be dead (a restarted server):
+                # start clean so that the first call after failback does not fail over again.
+                await redis.reset_connections()
                 await redis.probe()
-                for _ in range(_RECONCILE_ROUNDS):
-                    if not self._journal:
-                        break
+                log.debug("redis_probe_succeeded", journal=len(self._journal))
+                await redis.load_scripts()  # a restarted server forgot them
+                # One round while calls go on; what they write meanwhile (usually a few
+                # records) is left for the short round below.
+                if self._journal:
                     reconciled += await self._reconcile_round(redis)
                 # Last round with new calls held at the gate, so nothing is written to
                 # memory between the journal running dry and Redis taking over.
@@ -497,39 +504,49 @@ class HybridStorage(Storage):
             return switched
 
     async def _reconcile_round(self, redis: RedisStorage) -> int:
-        count = 0
-        for entry in self._journal.record_entries():
+        """Replay the journal into Redis (pipelined); entries rewritten meanwhile stay."""
+        entries = self._journal.record_entries()
+        sealed = self._journal.seal_increments()
+        calls = [
+            redis.put_if_newer_call(entry.record, rebase=entry.rebase)
+            if isinstance(entry, JournalPut)
+            else redis.delete_if_not_newer_call(
+                entry.model, entry.key, entry.version, entry.updated_at, rebase=entry.rebase
+            )
+            for entry in entries
+        ]
+        calls += [redis.incr_once_call(name, delta, token) for token, name, delta in sealed]
+        started = time.perf_counter()
+        results = await redis.run_batch(calls)
+        log.debug(
+            "storage_reconcile_round",
+            entries=len(calls),
+            seconds=round(time.perf_counter() - started, 4),
+        )
+        for entry, result in zip(entries, results, strict=False):
+            latest = self._journal.done(entry)
             if isinstance(entry, JournalPut):
                 record = entry.record
                 rkey = (record.KIND, record.key)
-                written = await redis.put_if_newer(record, rebase=entry.rebase)
-                latest = self._journal.done(entry)
+                written = int(result)
                 if latest and written:
                     # What Redis holds now, so that the next failover starts from it.
-                    self._remember(
-                        rkey, StoredRecord(written, record.updated_at, dump_body(record))
-                    )
+                    body = dump_body(record)
+                    self._remember(rkey, StoredRecord(written, record.updated_at, body))
                 else:
                     self._cache.pop(rkey, None)
                 if written != record.version:
                     self._rebase.add(rkey)  # memory no longer lines up with Redis's version
             else:
                 rkey = (entry.model.KIND, entry.key)
-                applied = await redis.delete_if_not_newer(
-                    entry.model, entry.key, entry.version, entry.updated_at, rebase=entry.rebase
-                )
-                self._journal.done(entry)
                 self._cache.pop(rkey, None)
-                if not applied:
+                if not result:
                     self._rebase.add(rkey)
-            count += 1
-        for token, name, delta in self._journal.seal_increments():
-            value = await redis.incr_once(name, delta, token)
+        for (token, name, _), value in zip(sealed, results[len(entries) :], strict=True):
             self._journal.done_increment(token)
-            self._remember_counter(name, value)
-            count += 1
+            self._remember_counter(name, int(value))
         JOURNAL_SIZE.set(len(self._journal))
-        return count
+        return len(calls)
 
     def _switch_to_redis(self, reconciled: int) -> None:
         previous = self._mode
@@ -539,6 +556,7 @@ class HybridStorage(Storage):
         self._records_reconciled += reconciled
         RECORDS_RECONCILED.inc(reconciled)
         self._journal.remove_file()
+        self._last_failback_at = time.time()
         if self._connected_once:
             self._failbacks += 1
             STORAGE_FAILBACKS.inc()

@@ -29,7 +29,7 @@ from vechnost_bot.redis.events import RedisEndpoint
 from vechnost_bot.storage.base import R, Storage
 from vechnost_bot.storage.models import SCHEMA_VERSION, Record
 
-__all__ = ["KEY_PREFIX", "RedisStorage", "StoredRecord", "connect_redis"]
+__all__ = ["KEY_PREFIX", "RedisStorage", "ScriptCall", "StoredRecord", "connect_redis"]
 
 log = structlog.get_logger(__name__)
 
@@ -76,8 +76,10 @@ local rv, rt = tonumber(v), tonumber(t)
 if rebase == '1' then
   if exists and st >= rt then return 0 end
   if exists and sv >= rv then rv = sv + 1 end
-elseif exists and (sv > rv or (sv == rv and st >= rt)) then
+elseif exists and (sv > rv or (sv == rv and st > rt)) then
   return 0
+elseif exists and sv == rv and st == rt then
+  return rv -- already there (a replayed reconciliation)
 end
 redis.call('SET', KEYS[1], SCHEMA .. ':' .. rv .. ':' .. t .. ':' .. ARGV[2])
 return rv
@@ -229,6 +231,31 @@ _DELETE_IF_NOT_NEWER = _Script(_with_schema(_LUA_DELETE_IF_NOT_NEWER))
 _DISCARD_IF_SAME = _Script(_LUA_DISCARD_IF_SAME)
 _RATE = _Script(_LUA_RATE)
 _INCR_ONCE = _Script(_LUA_INCR_ONCE)
+_ALL_SCRIPTS = (
+    _PUT,
+    _PUT_IF_NEWER,
+    _DELETE,
+    _DELETE_IF_NOT_NEWER,
+    _DISCARD_IF_SAME,
+    _RATE,
+    _INCR_ONCE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptCall:
+    """One prepared script call, to run alone or in a pipelined batch."""
+
+    script: _Script
+    keys: tuple[str, ...]
+    args: tuple[Any, ...]
+
+    async def run(self, client: aioredis.Redis) -> Any:
+        """Run it by itself."""
+        return await self.script.keys(client, self.keys, *self.args)
+
+
+_BATCH = 256
 
 
 def _is_data_error(error: ResponseError) -> bool:
@@ -331,17 +358,19 @@ class RedisStorage(Storage):
     async def put_if_newer(self, record: Record, *, rebase: bool = False) -> int:
         """Reconciliation CAS: write ``record`` as-is when nothing newer is stored.
 
-        Returns the version written, or 0 when the stored record won. With
+        Returns the version stored for it, or 0 when the stored record won. With
         ``rebase`` the writer did not know the stored version: the later
         ``updated_at`` wins and the version continues the stored sequence.
         """
-        written = await _PUT_IF_NEWER(
-            self.client,
-            self.record_key(record.KIND, record.key),
-            f"{record.version}:{record.updated_at!r}:{1 if rebase else 0}",
-            dump_body(record),
+        return int(await self.put_if_newer_call(record, rebase=rebase).run(self.client))
+
+    def put_if_newer_call(self, record: Record, *, rebase: bool = False) -> ScriptCall:
+        """:meth:`put_if_newer`, prepared for :meth:`run_batch`."""
+        return ScriptCall(
+            _PUT_IF_NEWER,
+            (self.record_key(record.KIND, record.key),),
+            (f"{record.version}:{record.updated_at!r}:{1 if rebase else 0}", dump_body(record)),
         )
-        return int(written)
 
     async def delete_if_not_newer(
         self,
@@ -356,15 +385,46 @@ class RedisStorage(Storage):
 
         With ``rebase`` (the deleter did not know the stored version) the later time wins.
         """
-        done = await _DELETE_IF_NOT_NEWER(
-            self.client,
-            self.record_key(model.KIND, key),
-            version,
-            repr(updated_at),
-            self._tombstone_ms,
-            "1" if rebase else "0",
+        call = self.delete_if_not_newer_call(model, key, version, updated_at, rebase=rebase)
+        return bool(await call.run(self.client))
+
+    def delete_if_not_newer_call(
+        self,
+        model: type[Record],
+        key: str,
+        version: int,
+        updated_at: float,
+        *,
+        rebase: bool = False,
+    ) -> ScriptCall:
+        """:meth:`delete_if_not_newer`, prepared for :meth:`run_batch`."""
+        return ScriptCall(
+            _DELETE_IF_NOT_NEWER,
+            (self.record_key(model.KIND, key),),
+            (version, repr(updated_at), self._tombstone_ms, "1" if rebase else "0"),
         )
-        return bool(done)
+
+    async def load_scripts(self) -> None:
+        """SCRIPT LOAD every script (a restarted server has none)."""
+        for script in _ALL_SCRIPTS:
+            await self.client.script_load(script.source)
+
+    async def run_batch(self, calls: list[ScriptCall]) -> list[Any]:
+        """Run prepared calls pipelined, a few hundred per round trip; results in order.
+
+        Raises on the first Redis error; every call here is safe to replay. Call
+        :meth:`load_scripts` first after a server restart (pipelines do not retry
+        NOSCRIPT).
+        """
+        if not calls:
+            return []
+        results: list[Any] = []
+        for start in range(0, len(calls), _BATCH):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for call in calls[start : start + _BATCH]:
+                    pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+                results.extend(await pipe.execute())
+        return results
 
     # -- counters, limits, cache -------------------------------------------------------
     async def incr(self, name: str, amount: int = 1) -> int:
@@ -384,13 +444,17 @@ class RedisStorage(Storage):
 
         The marker lives ``ttl`` seconds; a replay after that would count again.
         """
-        result = await _INCR_ONCE.keys(
-            self.client,
+        return int(await self.incr_once_call(name, amount, token, ttl=ttl).run(self.client))
+
+    def incr_once_call(
+        self, name: str, amount: int, token: str, *, ttl: float = 3600.0
+    ) -> ScriptCall:
+        """:meth:`incr_once`, prepared for :meth:`run_batch`."""
+        return ScriptCall(
+            _INCR_ONCE,
             (f"{self._prefix}:counter:{name}", f"{self._prefix}:applied:{token}"),
-            amount,
-            int(ttl * 1000),
+            (amount, int(ttl * 1000)),
         )
-        return int(result)
 
     async def get_counter(self, name: str) -> int:
         """The counter's value; 0 when absent or not a number."""
@@ -455,6 +519,10 @@ class RedisStorage(Storage):
         full memory (OOM).
         """
         await self.client.set(f"{self._prefix}:probe:{self._instance}", b"1", px=10_000)
+
+    async def reset_connections(self) -> None:
+        """Drop every pooled connection, so that none left over from a dead server is reused."""
+        await self.client.connection_pool.disconnect()
 
     async def close(self) -> None:
         """Close the client's pool when this storage owns it; safe twice."""
