@@ -539,7 +539,7 @@ class RedisManager:
             log.info("redis_startup_attempt", attempt=attempt, max_attempts=attempts)
             port = self._choose_port(preferred)
             try:
-                version = await self._spawn_and_wait(port, password)
+                await self._spawn_and_wait(port, password)
             except RedisStartError as error:
                 if unchecked:
                     # A binary that is not Redis explains any failure better than its output:
@@ -560,9 +560,6 @@ class RedisManager:
                 if attempt < attempts:
                     await asyncio.sleep(_backoff(attempt))
                 continue
-            if unchecked:
-                # It answered INFO with a redis_version: it is Redis, and that is its version.
-                self._record_version(version)
             return
         assert last is not None
         raise last
@@ -573,8 +570,6 @@ class RedisManager:
         assert binary is not None
         self._binary = RedisBinary(path=binary.path, origin=binary.origin, version=version)
         log.info("redis_server_found", path=binary.path, origin=binary.origin, version=version)
-        if self._pid is not None and self._port is not None:
-            self._write_state()
 
     async def adopt(self) -> bool:
         """Adopt a server that a Vechnost process started earlier in this data dir.
@@ -827,8 +822,12 @@ class RedisManager:
                             # The launcher exits right after forking the server.
                             with contextlib.suppress(TimeoutError):
                                 await asyncio.wait_for(process.wait(), _STOP_KILL_WAIT)
+                        version = str(info.get("redis_version") or "unknown")
+                        if self._binary.version is None:
+                            # It answered INFO with a version: it is Redis, and this is its version.
+                            self._record_version(version)
                         self._ready(pid, port, password, started)
-                        return str(info.get("redis_version") or "unknown")
+                        return version
                 now = time.monotonic()
                 if process.returncode is not None and (not daemonized or process.returncode != 0):
                     raise RedisStartError(
@@ -851,7 +850,7 @@ class RedisManager:
                         f"{self._settings.redis_startup_timeout:g} s",
                         reason=self._reason(log_offset),
                     )
-                await asyncio.sleep(0.002 if now - started < 0.2 else 0.02)
+                await asyncio.sleep(0.001 if now - started < 0.2 else 0.02)
         finally:
             await client.aclose()
 
