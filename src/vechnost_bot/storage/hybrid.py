@@ -128,6 +128,7 @@ class HybridStorage(Storage):
         if endpoint is not None:
             await self._use_endpoint(endpoint)
             await self._try_failback()
+        log.info("storage_started", mode=self._mode, journal_size=len(self._journal))
 
     async def stop(self) -> None:
         """Stop the probe, flush the journal to its file, close the client; safe twice."""
@@ -279,7 +280,7 @@ class HybridStorage(Storage):
                     return
             rkey = self._hydrate(model, key)
             state = self._memory.delete_versioned(model, key)
-            if state is None and rkey in self._rebase:
+            if state is None and not self._memory.knows(model.KIND, key):
                 # Memory never saw this record: delete by time whatever Redis holds.
                 state = RecordState(None, 0, time.time())
                 self._memory.restore(model.KIND, key, state)

@@ -256,6 +256,9 @@ class ScriptCall:
 
 
 _BATCH = 256
+# How long "this increment was applied" markers live. A replay of an uncertain
+# increment normally happens within seconds of the server answering again.
+_MARKER_TTL = 600.0
 
 
 def _is_data_error(error: ResponseError) -> bool:
@@ -439,7 +442,9 @@ class RedisStorage(Storage):
             await self.client.delete(rkey)
             return int(await self.client.incrby(rkey, amount))
 
-    async def incr_once(self, name: str, amount: int, token: str, *, ttl: float = 3600.0) -> int:
+    async def incr_once(
+        self, name: str, amount: int, token: str, *, ttl: float = _MARKER_TTL
+    ) -> int:
         """INCRBY that applies ``token`` at most once (for replays of uncertain increments).
 
         The marker lives ``ttl`` seconds; a replay after that would count again.
@@ -447,7 +452,7 @@ class RedisStorage(Storage):
         return int(await self.incr_once_call(name, amount, token, ttl=ttl).run(self.client))
 
     def incr_once_call(
-        self, name: str, amount: int, token: str, *, ttl: float = 3600.0
+        self, name: str, amount: int, token: str, *, ttl: float = _MARKER_TTL
     ) -> ScriptCall:
         """:meth:`incr_once`, prepared for :meth:`run_batch`."""
         return ScriptCall(
