@@ -368,3 +368,52 @@ async def test_stop_is_safe_twice_and_context_manager(tmp_path: Path) -> None:
         await storage.incr("x")
     await storage.stop()
     assert (tmp_path / "j.jsonl").exists()
+
+
+async def test_increment_lost_in_a_timeout_counts_once(
+    redis_factory: RedisFactory, make_hybrid: HybridFactory
+) -> None:
+    """An INCR sent to a frozen server is applied when it wakes, and replayed: it counts once."""
+    server = redis_factory(password="pw-incr")
+    storage = await make_hybrid(endpoint_of(server))
+    assert await storage.incr("cards", 10) == 10
+    server.pause()
+    await storage.incr("cards", 5)  # times out: served from memory, journaled with a token
+    assert storage.mode == "memory"
+    await storage.incr("cards", 1)
+    server.resume()
+    await wait_until(lambda: storage.mode == "redis", timeout=10)
+    assert await storage.get_counter("cards") == 16
+
+
+async def test_unknown_record_written_in_memory_mode_wins_by_time(
+    redis_factory: RedisFactory, make_hybrid: HybridFactory
+) -> None:
+    """A record memory never saw is written as a rebase: the later write wins by time,
+    whatever the version numbers; a later write from another instance still wins."""
+    server = redis_factory(password="pw-rebase")
+    storage = await make_hybrid(endpoint_of(server), cache_size=1)
+    other = RedisStorage(connect_redis(endpoint_of(server), socket_timeout=2))
+    try:
+        for _ in range(5):  # another instance made record 1 reach version 5
+            await other.update_session(1, lambda s: None)
+        await storage.on_redis_event(event("down", endpoint_of(server)))
+        assert storage.mode == "memory"
+        mine = await _draw(storage, 1, "mine")  # unknown here: starts at version 1
+        assert mine.version == 1
+        await _draw(storage, 2, "mine-too")
+        await asyncio.sleep(0.01)
+        await other.update_session(
+            2, lambda s: s.model_copy(update={"drawn": {"deck": ["theirs, later"]}})
+        )
+        await storage.on_redis_event(event("running", endpoint_of(server)))
+        await wait_until(lambda: storage.mode == "redis", timeout=3)
+        first = await other.get_session(1)
+        assert first is not None
+        assert first.drawn["deck"] == ["mine"]
+        assert first.version == 6
+        second = await other.get_session(2)
+        assert second is not None
+        assert second.drawn["deck"] == ["theirs, later"]
+    finally:
+        await other.close()
