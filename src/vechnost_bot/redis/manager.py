@@ -6,7 +6,7 @@ Files in the data dir (the dir itself is 0700; secrets and config are 0600):
 ``redis.password``  the generated password, reused by every later start
 ``redis.pid``       pid of the running server (written by redis-server itself)
 ``redis.json``      what was started: port, pid, binary, version, who started it
-``redis.log``       the server's own log; ``redis-launch.log`` its early stderr
+``redis.log``       the server's own log (``redis-launch.log``: early output, Windows)
 ``redis.lock``      the file lock that lets one process on the host start it
 ``appendonlydir/``, ``dump.rdb``  the data (never deleted by us)
 
@@ -179,17 +179,20 @@ def ensure_data_dir(path: Path) -> Path:
             path.chmod(0o700)
         except OSError as error:
             log.warning("redis_data_dir_permissions", path=str(path), error=str(error))
-    probe = path / f".write-test-{os.getpid()}"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise RedisDataDirError(path, f"cannot write: {error.strerror or error}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise RedisDataDirError(path, "not writable by this user")
     return path
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` with mode 0600 (atomically replaced)."""
+def _write_private(path: Path, text: str, *, atomic: bool = True) -> None:
+    """Write ``text`` to ``path`` with mode 0600 (atomically replaced unless ``atomic=False``)."""
+    if not atomic:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            if os.name == "posix":
+                os.fchmod(handle.fileno(), 0o600)
+            handle.write(text)
+        return
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -528,7 +531,10 @@ class RedisManager:
         if self.running and self._port is not None:
             return
         ensure_data_dir(self._data_dir)
-        password = self._load_or_create_password()
+        try:
+            password = self._load_or_create_password()
+        except OSError as error:
+            raise RedisDataDirError(self._data_dir, error.strerror or str(error)) from None
         unchecked = self._binary is None or self._binary.version is None
         if self._binary is None:
             self._binary = find_binary(self._settings.redis_server_bin)
@@ -768,31 +774,41 @@ class RedisManager:
             max_memory=self._settings.redis_max_memory,
             platform=self._platform,
         )
-        _write_private(self._files.config, config)
+        try:
+            _write_private(self._files.config, config, atomic=False)
+        except OSError as error:
+            raise RedisDataDirError(self._data_dir, error.strerror or str(error)) from None
         with contextlib.suppress(OSError):
             self._files.pid.unlink()
         log_offset = _size(self._files.log)
         argv, extra = spawn_arguments(self._platform, self._binary.path, self._files.config)
         started = time.monotonic()
         deadline = started + self._settings.redis_startup_timeout
-        launch_log = os.open(self._files.launch_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            try:
-                process = await asyncio.create_subprocess_exec(
-                    *argv,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=launch_log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self._data_dir,
-                    **extra,
-                )
-            except OSError as error:
-                raise RedisStartError(
-                    f"cannot run {self._binary.path}", reason=error.strerror or str(error)
-                ) from None
-        finally:
-            os.close(launch_log)
         daemonized = not _is_windows(self._platform)
+        # POSIX: the launcher's output (config errors come before the log file opens) goes
+        # through a pipe; the daemon re-points its stdio at /dev/null, so the pipe ends with
+        # the launcher. Windows: the server is the child and keeps its stdio, so a file.
+        output: int = (
+            asyncio.subprocess.PIPE
+            if daemonized
+            else os.open(self._files.launch_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                cwd=self._data_dir,
+                **extra,
+            )
+        except OSError as error:
+            raise RedisStartError(
+                f"cannot run {self._binary.path}", reason=error.strerror or str(error)
+            ) from None
+        finally:
+            if not daemonized:
+                os.close(output)
         if not daemonized:
             self._child = process
         endpoint = RedisEndpoint(host=LOOPBACK, port=port, password=password)
@@ -820,8 +836,7 @@ class RedisManager:
                     if pid:
                         if daemonized:
                             # The launcher exits right after forking the server.
-                            with contextlib.suppress(TimeoutError):
-                                await asyncio.wait_for(process.wait(), _STOP_KILL_WAIT)
+                            await _launcher_output(process)
                         version = str(info.get("redis_version") or "unknown")
                         if self._binary.version is None:
                             # It answered INFO with a version: it is Redis, and this is its version.
@@ -832,23 +847,23 @@ class RedisManager:
                 if process.returncode is not None and (not daemonized or process.returncode != 0):
                     raise RedisStartError(
                         f"redis-server exited with code {process.returncode} while starting",
-                        reason=self._reason(log_offset),
+                        reason=self._reason(log_offset, await _launcher_output(process)),
                     )
                 if _FATAL_RE.search(_read_tail(self._files.log, log_offset)):
                     fatal_since = fatal_since or now
                     if now - fatal_since > 0.3:
                         raise RedisStartError(
-                            "redis-server failed to start", reason=self._reason(log_offset)
+                            "redis-server failed to start",
+                            reason=self._reason(log_offset, await _launcher_output(process)),
                         )
                 if now > deadline:
                     if daemonized and process.returncode is None:
                         process.kill()
-                        await process.wait()
                     await self._kill_unready(port)
                     raise RedisStartError(
                         "redis-server did not answer PING within "
                         f"{self._settings.redis_startup_timeout:g} s",
-                        reason=self._reason(log_offset),
+                        reason=self._reason(log_offset, await _launcher_output(process)),
                     )
                 await asyncio.sleep(0.001 if now - started < 0.2 else 0.02)
         finally:
@@ -895,8 +910,10 @@ class RedisManager:
         }
         _write_private(self._files.state, json.dumps(state, indent=2) + "\n")
 
-    def _reason(self, log_offset: int) -> str | None:
-        text = _read_tail(self._files.launch_log) + "\n" + _read_tail(self._files.log, log_offset)
+    def _reason(self, log_offset: int, launcher: str) -> str | None:
+        if _is_windows(self._platform):
+            launcher = _read_tail(self._files.launch_log)
+        text = launcher + "\n" + _read_tail(self._files.log, log_offset)
         return _reason_from(text)
 
     async def _shutdown(self, pid: int, endpoint: RedisEndpoint) -> str:
@@ -948,6 +965,18 @@ class RedisManager:
         if client is not None:
             with contextlib.suppress(RedisClientError, OSError, RuntimeError):
                 await client.aclose()
+
+
+async def _launcher_output(process: asyncio.subprocess.Process) -> str:
+    """What the launcher printed, once it exited (empty for a direct child still running)."""
+    if process.stdout is None:
+        return ""
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), _STOP_KILL_WAIT)
+    except TimeoutError:
+        process.kill()
+        output, _ = await process.communicate()
+    return output.decode("utf-8", errors="replace") if output else ""
 
 
 async def _wait_gone(pid: int, within: float) -> bool:
