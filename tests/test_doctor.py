@@ -107,3 +107,11 @@ async def test_memory_mode_without_auto_start_warns(data_dir: Path) -> None:
     checks = _by_name(await run_checks(settings_for(data_dir, redis_auto_start=False)))
     assert checks["redis"].level == "WARN"
     assert "memory" in checks["redis"].detail
+
+
+@pytest.mark.parametrize(("value", "level"), [("lots", "FAIL"), ("256mb", "WARN"), ("1GB", "WARN")])
+async def test_max_memory_is_checked(data_dir: Path, value: str, level: str) -> None:
+    """REDIS_MAX_MEMORY must be a memory size (redis-server refuses anything else)."""
+    settings = settings_for(data_dir, redis_max_memory=value, telegram_bot_token=None)
+    checks = _by_name(await run_checks(settings))
+    assert checks["configuration"].level == level

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from vechnost_bot.redis.manager import is_port_free
 __all__ = ["Check", "command", "run_checks"]
 
 Level = Literal["OK", "WARN", "FAIL"]
+_MEMORY_RE = re.compile(r"(?i)^\d+(?:[kmg]b?|b)?$")
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 _INSTALL_HINT = (
     "install Redis (apt install redis-server · brew install redis · Memurai on Windows), "
@@ -83,6 +85,14 @@ def _check_config(settings: Settings) -> Check:
         f"REDIS_URL={url} REDIS_AUTO_START={str(settings.redis_auto_start).lower()} "
         f"REDIS_DATA_DIR={settings.redis_data_dir}"
     )
+    memory = settings.redis_max_memory
+    if memory and not _MEMORY_RE.match(memory.strip()):
+        return Check(
+            "FAIL",
+            "configuration",
+            f"REDIS_MAX_MEMORY={memory!r} is not a memory size",
+            "use a number with an optional unit, e.g. 256mb or 1gb",
+        )
     if settings.token is None:
         return Check("WARN", "configuration", detail, "set TELEGRAM_BOT_TOKEN to run the bot")
     return Check("OK", "configuration", detail)
