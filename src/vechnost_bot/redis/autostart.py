@@ -301,12 +301,14 @@ class RedisAutoStartManager:
             async with self._locked():
                 source = await self._adopt_or_start()
         except RedisBinaryNotFoundError as error:
-            log.error(  # noqa: TRY400 - a known condition, a traceback would only confuse
-                "redis_server_not_found", message=str(error), searched=error.searched
-            )
+            if first or self._state != "unavailable":  # retries do not repeat the error
+                log.error(  # noqa: TRY400 - a known condition, a traceback would only confuse
+                    "redis_server_not_found", message=str(error), searched=error.searched
+                )
             return await self._fallback(str(error), first=first)
         except RedisError as error:
-            log.error("redis_auto_start_failed", error=str(error))  # noqa: TRY400 - message says it all
+            if first or self._state != "unavailable":
+                log.error("redis_auto_start_failed", error=str(error))  # noqa: TRY400 - message says it all
             return await self._fallback(str(error), first=first)
         self._use_local(source)
         await self._set_state("running")
