@@ -12,7 +12,7 @@ from tests.support.fake_bot_api import DEFAULT_TOKEN, FakeBotApi
 from tests.support.redis_server import RedisServer, free_port
 from vechnost_bot.app import VechnostApp, check_token
 from vechnost_bot.config import Settings
-from vechnost_bot.errors import TelegramTokenError
+from vechnost_bot.errors import ConfigError, TelegramTokenError
 from vechnost_bot.game.content import load_library
 
 
@@ -100,3 +100,17 @@ async def test_rejected_token_stops_what_started(tmp_path: Path) -> None:
         finally:
             await app.stop()
         assert not app.ready()
+
+
+async def test_health_port_in_use_is_a_config_error(tmp_path: Path) -> None:
+    """A taken HEALTH_PORT is one clear ConfigError naming the variable, and nothing leaks."""
+    library = load_library(write_decks(tmp_path / "decks", per_deck=3))
+    async with FakeBotApi() as api:
+        app = VechnostApp(_settings(tmp_path, api, health_port=api.port), library=library)
+        try:
+            with pytest.raises(ConfigError, match="HEALTH_PORT") as caught:
+                await app.start()
+            assert caught.value.variable == "HEALTH_PORT"
+        finally:
+            await app.stop()
+        assert not app.polling

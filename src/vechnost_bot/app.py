@@ -30,7 +30,7 @@ from vechnost_bot import __version__
 from vechnost_bot.bot.cards import CardSender
 from vechnost_bot.bot.handlers import GameBot, set_commands
 from vechnost_bot.config import Settings
-from vechnost_bot.errors import TelegramTokenError
+from vechnost_bot.errors import ConfigError, TelegramTokenError
 from vechnost_bot.game.content import Library, load_library
 from vechnost_bot.ops.health import HealthServer
 from vechnost_bot.redis.autostart import RedisAutoStartManager
@@ -236,7 +236,14 @@ class VechnostApp:
         self.health = HealthServer(
             settings.health_host, settings.health_port, self.snapshot, self.ready
         )
-        await self.health.start()
+        try:
+            await self.health.start()
+        except OSError as error:
+            raise ConfigError(
+                f"HEALTH_PORT {settings.health_port} on {settings.health_host} cannot be bound "
+                f"({error.strerror or error}); choose a free port, or HEALTH_PORT=0 for any",
+                variable="HEALTH_PORT",
+            ) from None
         log.info("vechnost_started", version=__version__, health_port=self.health.port)
 
     async def _initialize_bot(self, application: AnyApplication) -> None:
