@@ -305,7 +305,10 @@ def is_our_redis_process(pid: int, data_dir: Path, port: int | None) -> bool | N
         return False
     if cwd is not None and Path(cwd) != data_dir:
         return False
-    return not (port is not None and f":{port}" not in cmdline and "--" not in cmdline)
+    if port is None or f":{port}" in cmdline:
+        return True
+    # With proc-title changes off, the command line still names our config file.
+    return str(DataDirFiles(data_dir).config) in cmdline
 
 
 def _quote(value: str) -> str:
