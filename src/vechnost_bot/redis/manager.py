@@ -817,10 +817,16 @@ class RedisManager:
         endpoint = RedisEndpoint(host=LOOPBACK, port=port, password=password)
         client = make_client(endpoint, timeout=0.5)
         fatal_since: float | None = None
+        next_log_check = started
+        pid_file = self._files.pid
         try:
             while True:
+                info = None
+                # redis-server writes its pid file once it listens: until then a stat() is
+                # all the waiting costs, so the wait does not compete with it for the CPU.
                 try:
-                    info = await client.info("server")
+                    if pid_file.exists():
+                        info = await client.info("server")
                 except BusyLoadingError:
                     info = None
                 except (AuthenticationError, ResponseError) as error:
@@ -852,13 +858,17 @@ class RedisManager:
                         f"redis-server exited with code {process.returncode} while starting",
                         reason=self._reason(log_offset, await _launcher_output(process)),
                     )
-                if _FATAL_RE.search(_read_tail(self._files.log, log_offset)):
+                if now >= next_log_check and _FATAL_RE.search(
+                    _read_tail(self._files.log, log_offset)
+                ):
                     fatal_since = fatal_since or now
                     if now - fatal_since > 0.3:
                         raise RedisStartError(
                             "redis-server failed to start",
                             reason=self._reason(log_offset, await _launcher_output(process)),
                         )
+                if now >= next_log_check:
+                    next_log_check = now + 0.02
                 if now > deadline:
                     if daemonized and process.returncode is None:
                         process.kill()
