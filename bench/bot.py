@@ -1,7 +1,8 @@
 """The bot under load: N simulated players at once against the fake Bot API.
 
-Runs the real ``vechnost run`` process twice, side by side in one run: with an
-auto-started Redis (Redis mode) and with Redis off (memory mode). Each player
+Runs two real ``vechnost run`` processes side by side in one run: one with an
+auto-started Redis (Redis mode), one with Redis off (memory mode); rounds of
+players alternate between them. Each player
 does /start → theme → level → D draws, waiting for each answer like a (very
 fast) human. Measured from the bench's side: updates per second and the
 update-to-reply latency (the moment the update is queued at the fake API until
@@ -81,61 +82,79 @@ async def _player(api: FakeBotApi, chat: int, draws: int, latencies: list[float]
     return updates
 
 
-async def _run_mode(mode: str, players: int, draws: int, workdir: Path) -> dict[str, Any]:
-    health = free_port()
-    ours = ("TELEGRAM_", "REDIS_", "HEALTH_", "LOG_", "RATE_LIMIT_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
-    async with FakeBotApi() as api:
+class _BotUnderTest:
+    """One ``vechnost run`` child in a given storage mode, with its own fake Bot API."""
+
+    def __init__(self, mode: str, workdir: Path) -> None:
+        self.mode = mode
+        self.workdir = workdir
+        self.api = FakeBotApi()
+        self.health = free_port()
+        self.process: asyncio.subprocess.Process | None = None
+        self.latencies: list[float] = []
+        self.updates = 0
+        self.seconds = 0.0
+        self.next_chat = 10_000
+
+    async def start(self) -> None:
+        await self.api.start()
+        ours = ("TELEGRAM_", "REDIS_", "HEALTH_", "LOG_", "RATE_LIMIT_")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
         env.update(
             TELEGRAM_BOT_TOKEN=DEFAULT_TOKEN,
-            TELEGRAM_API_BASE_URL=api.base_url,
-            TELEGRAM_FILE_BASE_URL=api.file_base_url,
+            TELEGRAM_API_BASE_URL=self.api.base_url,
+            TELEGRAM_FILE_BASE_URL=self.api.file_base_url,
             REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
-            REDIS_AUTO_START="true" if mode == "redis" else "false",
-            REDIS_DATA_DIR=str(workdir / mode),
-            HEALTH_PORT=str(health),
+            REDIS_AUTO_START="true" if self.mode == "redis" else "false",
+            REDIS_DATA_DIR=str(self.workdir / self.mode),
+            HEALTH_PORT=str(self.health),
             LOG_LEVEL="WARNING",
             LOG_FORMAT="json",
             RATE_LIMIT_UPDATES="1000000",
         )
-        log_path = workdir / f"{mode}.log"
-        with log_path.open("wb") as log_file:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "vechnost_bot", "run", cwd=workdir, env=env,
+        with (self.workdir / f"{self.mode}.log").open("wb") as log_file:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "vechnost_bot", "run", cwd=self.workdir, env=env,
                 stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
             )  # fmt: skip
-        try:
-            await _wait_ready(health, mode)
-            latencies: list[float] = []
-            started = time.monotonic()
-            counts = await asyncio.gather(
-                *(_player(api, 10_000 + n, draws, latencies) for n in range(players))
-            )
-            elapsed = time.monotonic() - started
-            status = await _status(health)
-        finally:
+        await _wait_ready(self.health, self.mode)
+
+    async def round(self, players: int, draws: int) -> None:
+        chats = range(self.next_chat, self.next_chat + players)
+        self.next_chat += players
+        started = time.monotonic()
+        counts = await asyncio.gather(
+            *(_player(self.api, chat, draws, self.latencies) for chat in chats)
+        )
+        self.seconds += time.monotonic() - started
+        self.updates += sum(counts)
+
+    async def stop(self) -> dict[str, Any]:
+        status = await _status(self.health)
+        process = self.process
+        if process is not None:
             process.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(process.wait(), 60)
             except TimeoutError:
                 process.kill()
                 await process.wait()
-        photos = [c for c in api.calls if c.method == "sendPhoto"]
+        await self.api.stop()
+        photos = [c for c in self.api.calls if c.method == "sendPhoto"]
         reused = sum(
             1 for c in photos if not str(c.params.get("photo", "")).startswith("attach://")
         )
         return {
             "mode": status["storage"]["mode"],
-            "players": players,
-            "updates": sum(counts),
-            "seconds": round(elapsed, 3),
-            "updates_per_s": round(sum(counts) / elapsed, 1),
-            "p50_ms": round(statistics.median(latencies) * 1000, 2),
-            "p99_ms": round(_percentile(latencies, 0.99) * 1000, 2),
+            "updates": self.updates,
+            "seconds": round(self.seconds, 3),
+            "updates_per_s": round(self.updates / self.seconds, 1),
+            "p50_ms": round(statistics.median(self.latencies) * 1000, 2),
+            "p99_ms": round(_percentile(self.latencies, 0.99) * 1000, 2),
             "card_sends": len(photos),
-            "uploads": api.uploads,
+            "uploads": self.api.uploads,
             "file_id_reuse_share": round(reused / len(photos), 3) if photos else 0.0,
-            "exit_code": process.returncode,
+            "exit_code": process.returncode if process else None,
         }
 
 
@@ -158,12 +177,20 @@ def _render_cold(samples: int) -> dict[str, float]:
     }
 
 
-async def _main(players: int, draws: int) -> dict[str, Any]:
+async def _main(players: int, draws: int, rounds: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="vechnost-bench-") as tmp:
-        workdir = Path(tmp)
-        results = {}
-        for mode in ("redis", "memory"):
-            results[mode] = await _run_mode(mode, players, draws, workdir)
+        bots = [_BotUnderTest(mode, Path(tmp)) for mode in ("redis", "memory")]
+        try:
+            for bot in bots:
+                await bot.start()
+            # Rounds alternate between the modes so that a noisy machine hits both alike.
+            for _ in range(rounds):
+                for bot in bots:
+                    await bot.round(players, draws)
+        finally:
+            results = {}
+            for bot in bots:
+                results[bot.mode] = await bot.stop()
     return results
 
 
@@ -172,12 +199,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--players", type=int, default=50)
     parser.add_argument("--draws", type=int, default=20, help="cards per player")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per mode")
     parser.add_argument("--render-samples", type=int, default=30)
     args = parser.parse_args()
 
     render_figures = _render_cold(args.render_samples)
-    results = asyncio.run(_main(args.players, args.draws))
-    print(f"{args.players} players x (3 + {args.draws}) updates, fake Bot API on loopback")
+    results = asyncio.run(_main(args.players, args.draws, args.rounds))
+    print(
+        f"{args.rounds} rounds per mode, alternating; each: {args.players} players at once, "
+        f"3 + {args.draws} updates each; fake Bot API on loopback"
+    )
     print(
         f"{'mode':<8}{'upd/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'sends':>7}{'uploads':>9}{'reuse':>7}"
     )
@@ -193,6 +224,7 @@ def main() -> int:
     summary = {
         "players": args.players,
         "draws_per_player": args.draws,
+        "rounds": args.rounds,
         **{
             f"{mode}_{key}": value
             for mode, row in results.items()
