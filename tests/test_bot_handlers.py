@@ -310,3 +310,17 @@ async def test_set_commands_in_every_language(bot: Harness) -> None:
         commands = await tg.get_my_commands(language_code=language)
         assert [c.command for c in commands] == ["start", "help", "language", "reset"]
         assert commands[0].description == word
+
+
+async def test_too_old_button_press_still_gets_its_card(bot: Harness) -> None:
+    """A press Telegram no longer lets us answer (bot was down) still draws the card."""
+    await bot.say(60, "/start")
+    await bot.tap(60, "T:p")
+    bot.api.expired_queries.add("old-press")
+    with capture_logs() as logs:
+        reply = await bot.tap(60, "N:p:1:q", query_id="old-press")
+    assert reply.method == "sendPhoto"
+    await asyncio.sleep(0.1)
+    events = {e["event"] for e in logs}
+    assert "callback_answer_failed" in events
+    assert "handler_failed" not in events

@@ -94,6 +94,7 @@ class FakeBotApi:
         self.files: dict[str, int] = {}  # file_id -> uploaded size
         self.file_digests: dict[str, str] = {}  # file_id -> sha256 of the uploaded bytes
         self.uploads = 0
+        self.expired_queries: set[str] = set()  # answerCallbackQuery says "too old"
         self._state = _State()
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._update_ids = itertools.count(1)
@@ -196,6 +197,7 @@ class FakeBotApi:
         message: Mapping[str, Any] | None = None,
         user_id: int | None = None,
         language: str | None = "en",
+        query_id: str | None = None,
     ) -> int:
         """A user taps an inline button with ``data`` under ``message`` (the last bot message
         with a keyboard in this chat when not given)."""
@@ -209,7 +211,7 @@ class FakeBotApi:
                 "text": "old message",
             }
         query = {
-            "id": f"cq{next(self._update_ids)}",
+            "id": query_id or f"cq{next(self._update_ids)}",
             "from": self._user(user_id or chat_id, language),
             "chat_instance": f"ci{chat_id}",
             "data": data,
@@ -478,8 +480,13 @@ class FakeBotApi:
         return self._edited(message, params)
 
     async def _api_answerCallbackQuery(  # noqa: N802
-        self, _p: dict[str, Any], _f: dict[str, bytes]
+        self, params: dict[str, Any], _f: dict[str, bytes]
     ) -> bool:
+        if params.get("callback_query_id") in self.expired_queries:
+            raise _ApiError(
+                400,
+                "Bad Request: query is too old and response timeout expired or query id is invalid",
+            )
         return True
 
     async def _api_getMyCommands(  # noqa: N802

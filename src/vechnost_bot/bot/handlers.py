@@ -8,6 +8,7 @@ loses nothing and several bot processes could serve one chat.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable
@@ -185,7 +186,7 @@ class GameBot:
                 user.language_code
             )
             if update.callback_query is not None:
-                await update.callback_query.answer(t(language, "slow_down"))
+                await _answer(update.callback_query, t(language, "slow_down"))
             elif chat is not None:
                 await chat.send_message(t(language, "slow_down"))
         raise ApplicationHandlerStop
@@ -279,7 +280,7 @@ class GameBot:
             await self._stale(update, query, session)
 
     async def _stale(self, update: Update, query: CallbackQuery, session: Session) -> None:
-        await query.answer()
+        await _answer(query)
         await self._show_menu(update, session, prefix=t(session.language, "stale"), edit=False)
 
     async def _dispatch(
@@ -293,35 +294,35 @@ class GameBot:
             session = await self.storage.update_session(
                 chat_id, lambda s: engine.choose_language(s, chosen)
             )
-            await query.answer()
+            await _answer(query)
             await self._show_menu(update, session, prefix=t(chosen, "language_set"))
             return True
         if action == "language_menu":
-            await query.answer()
+            await _answer(query)
             await self._show(update, t(language, "choose_language"), keyboards.language_keyboard(),
                              edit=True)  # fmt: skip
             return True
         if action == "help":
-            await query.answer()
+            await _answer(query)
             _text, markup = keyboards.menu_for(session, self.library)
             await self._show(update, t(language, "help"), markup, edit=False)
             return True
         if action == "menu":
             session = await self.storage.update_session(chat_id, _to_themes)
-            await query.answer()
+            await _answer(query)
             await self._show_menu(update, session)
             return True
         if action == "theme" and callback.theme:
             theme = callback.theme
             if engine.needs_adult_confirmation(session, theme):
-                await query.answer()
+                await _answer(query)
                 await self._show(update, t(language, "adult_prompt"),
                                  keyboards.adult_keyboard(language), edit=True)  # fmt: skip
                 return True
             session = await self.storage.update_session(
                 chat_id, lambda s: engine.choose_theme(s, theme)
             )
-            await query.answer()
+            await _answer(query)
             await self._show_menu(update, session)
             return True
         if action == "adult":
@@ -335,7 +336,7 @@ class GameBot:
             session = await self.storage.update_session(
                 chat_id, lambda s: engine.choose_level(s, level)
             )
-            await query.answer()
+            await _answer(query)
             await self._show_menu(update, session)
             return True
         if action == "content" and callback.content is not None:
@@ -345,7 +346,7 @@ class GameBot:
             session = await self.storage.update_session(
                 chat_id, lambda s: engine.choose_content(s, content)
             )
-            await query.answer()
+            await _answer(query)
             await self._show_menu(update, session)
             return True
         if action in {"next", "reshuffle"}:
@@ -364,7 +365,7 @@ class GameBot:
     ) -> bool:
         if not yes:
             session = await self.storage.update_session(chat_id, _to_themes)
-            await query.answer()
+            await _answer(query)
             await self._show_menu(update, session, prefix=t(language, "adult_declined"))
             return True
 
@@ -373,7 +374,7 @@ class GameBot:
 
         session = await self.storage.update_session(chat_id, confirm)
         log.info("adult_confirmed", chat_id=chat_id)
-        await query.answer()
+        await _answer(query)
         await self._show_menu(update, session)
         return True
 
@@ -399,7 +400,7 @@ class GameBot:
                 return current
 
         session = await self.storage.update_session(session.chat_id, mutate)
-        await query.answer()
+        await _answer(query)
         await self._show_menu(update, session)
         return True
 
@@ -423,8 +424,8 @@ class GameBot:
         theme, level, content = session.theme, session.level, session.content
         if theme is None or level is None or content is None:
             return False
-        await query.answer(t(language, "reshuffled") if reshuffle else None)
         if result.card is None:
+            await _answer(query)
             log.info("deck_exhausted", chat_id=chat_id, deck=f"{theme}:{level}:{content}")
             await self._show(
                 update,
@@ -446,14 +447,18 @@ class GameBot:
         )
         if len(THEMES[theme].contents) > 1:
             caption = f"{caption}\n{content_name(language, content)}"
-        await self.cards.send(
-            query.get_bot(),
-            chat_id,
-            result.card,
-            language,
-            caption=caption,
-            footer=title,
-            reply_markup=keyboards.deck_keyboard(language, theme, level, content),
+        # The answer only stops the button's spinner: send it alongside the card.
+        await asyncio.gather(
+            _answer(query, t(language, "reshuffled") if reshuffle else None),
+            self.cards.send(
+                query.get_bot(),
+                chat_id,
+                result.card,
+                language,
+                caption=caption,
+                footer=title,
+                reply_markup=keyboards.deck_keyboard(language, theme, level, content),
+            ),
         )
         await self._touch_user(update.effective_user, drew=True)
         log.debug("card_drawn", chat_id=chat_id, card=result.card.id, drawn=result.drawn)
@@ -482,6 +487,15 @@ class GameBot:
             )
         except Exception as error:  # noqa: BLE001 - the error handler must never raise
             log.warning("error_reply_failed", error=repr(error))
+
+
+async def _answer(query: CallbackQuery, text: str | None = None) -> None:
+    """Answer a button press; a query Telegram no longer accepts is not an error for us."""
+    try:
+        await query.answer(text)
+    except BadRequest as error:
+        # "query is too old": the press waited too long (e.g. while the bot was down).
+        log.info("callback_answer_failed", error=str(error))
 
 
 def _to_themes(session: Session) -> Session:
