@@ -5,7 +5,7 @@ Files in the data dir (the dir itself is 0700; secrets and config are 0600):
 ``redis.conf``      generated config (loopback, port, ``requirepass``, AOF + RDB)
 ``redis.password``  the generated password, reused by every later start
 ``redis.pid``       pid of the running server (written by redis-server itself)
-``redis.json``      what was started: port, pid, binary, version, who started it
+``redis.json``      what was started: port, binary, who started it, when
 ``redis.log``       the server's own log (``redis-launch.log``: early output, Windows)
 ``redis.lock``      the file lock that lets one process on the host start it
 ``appendonlydir/``, ``dump.rdb``  the data (never deleted by us)
@@ -814,6 +814,8 @@ class RedisManager:
                 os.close(output)
         if not daemonized:
             self._child = process
+        # Written while the server initialises (the pid is in redis.pid, written by it).
+        self._write_state(port, time.time())
         endpoint = RedisEndpoint(host=LOOPBACK, port=port, password=password)
         client = make_client(endpoint, timeout=0.5)
         fatal_since: float | None = None
@@ -897,7 +899,6 @@ class RedisManager:
         self._owned = True
         self._started_monotonic = started
         self._last_error = None
-        self._write_state()
         if not self._files.pid.exists():
             _write_private(self._files.pid, f"{pid}\n")
         log.info(
@@ -908,18 +909,14 @@ class RedisManager:
             data_dir=str(self._data_dir),
         )
 
-    def _write_state(self) -> None:
+    def _write_state(self, port: int, started_at: float) -> None:
         binary = self._binary
         state = {
-            "pid": self._pid,
-            "port": self._port,
+            "port": port,
             "host": LOOPBACK,
             "started_by": self._started_by,
-            "started_at": time.time()
-            if self._started_monotonic is None
-            else time.time() - (time.monotonic() - self._started_monotonic),
+            "started_at": started_at,
             "binary": binary.path if binary else None,
-            "version": binary.version if binary else None,
         }
         _write_private(self._files.state, json.dumps(state, indent=2) + "\n")
 
