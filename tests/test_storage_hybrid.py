@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from structlog.testing import capture_logs
 
 from tests.conftest import RedisFactory
@@ -21,6 +22,22 @@ from vechnost_bot.redis.events import RedisEndpoint
 from vechnost_bot.storage import HybridStorage, RedisStorage, Session, connect_redis
 
 HybridFactory = Callable[..., Awaitable[HybridStorage]]
+
+_admins: list[redis.Redis] = []
+
+
+def closing(client: redis.Redis) -> redis.Redis:
+    """Remember a sync admin client so that the fixture below closes it."""
+    _admins.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _close_admin_clients() -> Iterator[None]:
+    """Close every sync admin client a test opened (no socket left to the GC)."""
+    yield
+    while _admins:
+        _admins.pop().close()
 
 
 @pytest.fixture
@@ -166,7 +183,7 @@ async def test_readonly_replica(redis_factory: RedisFactory, make_hybrid: Hybrid
     """READONLY (the server became a replica of a dead master) takes the failover path."""
     server = redis_factory(password="pw-ro")
     storage = await make_hybrid(endpoint_of(server))
-    admin = server.client()
+    admin = closing(server.client())
     dead_port = redis_factory().port  # a port that will be dead
 
     def make_replica() -> None:
@@ -185,7 +202,7 @@ async def test_misconf_failed_background_save(
     """MISCONF (a background save failed, writes refused) takes the failover path."""
     server = redis_factory(password="pw-misconf", extra_args=("--dbfilename", "blocked.rdb"))
     storage = await make_hybrid(endpoint_of(server))
-    admin = server.client()
+    admin = closing(server.client())
     blocker = server.directory / "blocked.rdb"
 
     def break_disk() -> None:
@@ -210,7 +227,7 @@ async def test_oom_maxmemory(redis_factory: RedisFactory, make_hybrid: HybridFac
     """OOM (maxmemory reached, noeviction) takes the failover path."""
     server = redis_factory(password="pw-oom")
     storage = await make_hybrid(endpoint_of(server))
-    admin = server.client()
+    admin = closing(server.client())
 
     def fill() -> None:
         admin.config_set("maxmemory-policy", "noeviction")
@@ -316,7 +333,7 @@ async def test_corrupt_wrong_type_and_old_schema_are_absent(
     """Bad values are logged as storage_corrupt_value, read as absent, and never fail over."""
     server = redis_factory(password="pw-corrupt")
     storage = await make_hybrid(endpoint_of(server))
-    admin = server.client()
+    admin = closing(server.client())
     admin.hset("vechnost:v1:session:1", mapping={"a": "wrong type"})
     admin.set("vechnost:v1:session:2", "1:4:1.5:{oops")
     admin.set("vechnost:v1:session:3", "0:9:1.5:{}")

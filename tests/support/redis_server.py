@@ -101,11 +101,14 @@ class RedisServer:
             if self.process.poll() is not None:
                 log = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"redis-server exited early: {log}")
+            client = self.client()
             try:
-                if self.client().ping():
+                if client.ping():
                     return self
             except redis.RedisError:
                 time.sleep(0.02)
+            finally:
+                client.close()  # else its socket waits for the GC: ResourceWarning -> error
         raise RuntimeError(f"redis-server on port {self.port} did not answer PING")
 
     def kill(self) -> None:

@@ -40,13 +40,15 @@ class TcpProxy:
         self._cut = False
 
     async def stop(self) -> None:
+        """Close the listener and every connection."""
         self.cut()
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._cut:
@@ -54,8 +56,12 @@ class TcpProxy:
             return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        except OSError:
+        except BaseException:
             writer.transport.abort()
+            raise
+        if self._cut:  # cut while connecting upstream
+            writer.transport.abort()
+            up_writer.transport.abort()
             return
         self._writers.update((writer, up_writer))
         pipes = [
@@ -63,11 +69,13 @@ class TcpProxy:
             asyncio.create_task(self._pipe(up_reader, writer)),
         ]
         self._tasks.update(pipes)
-        await asyncio.gather(*pipes, return_exceptions=True)
-        self._tasks.difference_update(pipes)
-        for w in (writer, up_writer):
-            self._writers.discard(w)
-            w.transport.abort()
+        try:
+            await asyncio.gather(*pipes, return_exceptions=True)
+        finally:
+            self._tasks.difference_update(pipes)
+            for w in (writer, up_writer):
+                self._writers.discard(w)
+                w.transport.abort()
 
     @staticmethod
     async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
