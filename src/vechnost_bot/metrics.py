@@ -65,7 +65,9 @@ STORAGE_LATENCY = Histogram(
     registry=REGISTRY,
 )
 UPDATES_HANDLED = Counter(
-    "vechnost_updates_handled_total", "Telegram updates handled, by kind", ["kind"],
+    "vechnost_updates_handled_total",
+    "Telegram updates handled, by kind",
+    ["kind"],
     registry=REGISTRY,
 )
 ERRORS = Counter(
