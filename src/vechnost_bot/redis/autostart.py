@@ -42,6 +42,7 @@ from vechnost_bot.config import Settings
 from vechnost_bot.errors import RedisBinaryNotFoundError, RedisError, RedisStartError
 from vechnost_bot.log import add_secret
 from vechnost_bot.metrics import REDIS_RESTARTS, REDIS_STATE_CHANGES, REDIS_UP
+from vechnost_bot.redis.client import make_client
 from vechnost_bot.redis.events import (
     RedisEndpoint,
     RedisEvent,
@@ -54,7 +55,6 @@ from vechnost_bot.redis.manager import (
     RedisManager,
     data_dir_lock,
     ensure_data_dir,
-    make_client,
     pid_alive,
 )
 

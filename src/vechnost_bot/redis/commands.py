@@ -27,6 +27,7 @@ from rich.table import Table
 
 from vechnost_bot.config import Settings
 from vechnost_bot.redis.autostart import endpoint_from_url, other_vechnost_clients
+from vechnost_bot.redis.client import make_client
 from vechnost_bot.redis.events import RedisEndpoint
 from vechnost_bot.redis.manager import (
     LOOPBACK,
@@ -34,7 +35,6 @@ from vechnost_bot.redis.manager import (
     data_dir_lock,
     ensure_data_dir,
     is_our_redis_process,
-    make_client,
     pid_alive,
 )
 

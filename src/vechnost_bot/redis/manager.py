@@ -41,14 +41,13 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 import structlog
 from filelock import FileLock
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, BusyLoadingError, ResponseError
 from redis.exceptions import RedisError as RedisClientError
 
 from vechnost_bot.config import Settings
 from vechnost_bot.errors import RedisError, RedisStartError
 from vechnost_bot.log import add_secret
+from vechnost_bot.redis.client import make_client
 from vechnost_bot.redis.discovery import RedisBinary, find_binary, server_version
 from vechnost_bot.redis.events import RedisEndpoint
 
@@ -59,11 +58,9 @@ __all__ = [
     "RedisManager",
     "StartedBy",
     "build_config",
-    "client_name",
     "data_dir_lock",
     "ensure_data_dir",
     "is_port_free",
-    "make_client",
     "pick_free_port",
     "pid_alive",
     "spawn_arguments",
@@ -134,29 +131,6 @@ class DataDirFiles:
     @property
     def lock(self) -> Path:
         return self.root / "redis.lock"
-
-
-def client_name(pid: int | None = None) -> str:
-    """The CLIENT SETNAME of every connection a Vechnost process opens (``vechnost-<pid>``)."""
-    return f"vechnost-{os.getpid() if pid is None else pid}"
-
-
-def make_client(
-    endpoint: RedisEndpoint, *, timeout: float = 1.0, name: str | None = None
-) -> aioredis.Redis:
-    """A redis.asyncio client for ``endpoint`` that fails fast: no retries, short timeouts."""
-    return aioredis.Redis(
-        host=endpoint.host,
-        port=endpoint.port,
-        db=endpoint.db,
-        username=endpoint.username,
-        password=endpoint.password,
-        ssl=endpoint.tls,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        client_name=name or client_name(),
-    )
 
 
 def _is_windows(platform: str) -> bool:

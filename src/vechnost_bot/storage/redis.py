@@ -20,11 +20,10 @@ from typing import Any, Final, cast
 import redis.asyncio as aioredis
 import structlog
 from pydantic import ValidationError
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, ResponseError
 
 from vechnost_bot.errors import VersionConflictError
+from vechnost_bot.redis.client import make_client
 from vechnost_bot.redis.events import RedisEndpoint
 from vechnost_bot.storage.base import R, Storage
 from vechnost_bot.storage.models import SCHEMA_VERSION, Record
@@ -154,23 +153,10 @@ return 0
 def connect_redis(
     endpoint: RedisEndpoint, *, socket_timeout: float = 0.25, client_name: str | None = None
 ) -> aioredis.Redis:
-    """One pooled client with short timeouts and no retries: a dead server fails fast.
-
-    Nothing connects until the first command.
-    """
-    return aioredis.Redis(
-        host=endpoint.host,
-        port=endpoint.port,
-        db=endpoint.db,
-        username=endpoint.username,
-        password=endpoint.password,
-        ssl=endpoint.tls,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=socket_timeout,
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=0,
-        client_name=client_name,
-    )
+    """The storage's client: one pool, no retries, short timeouts, so a dead server fails
+    fast (the circuit in HybridStorage does the rest). Nothing connects until the first
+    command."""
+    return make_client(endpoint, timeout=socket_timeout, name=client_name)
 
 
 @dataclass(slots=True)
