@@ -1,8 +1,8 @@
 """The composition root: ``vechnost run``.
 
-Builds and connects everything, in order: the Redis lifecycle, the storage, the
-Telegram bot (python-telegram-bot's manual lifecycle: initialize → start →
-polling), and the health server. SIGTERM or Ctrl-C sets an event; the pieces then
+Builds and connects everything, in order: the health server, the Redis
+lifecycle, the storage, and the Telegram bot (python-telegram-bot's manual
+lifecycle: initialize → start → polling). SIGTERM or Ctrl-C sets an event; the pieces then
 stop in reverse order, each within its own time limit.
 """
 
@@ -11,12 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import os
 import random
 import re
 import signal
-import sys
 import time
 from collections.abc import Awaitable, Mapping
 from typing import Any, Final
@@ -183,12 +181,25 @@ class VechnostApp:
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        """Redis lifecycle → storage → bot (initialize, start, polling) → health server."""
+        """Health server (``/healthz`` answers from here on) → Redis lifecycle → storage →
+        bot (initialize, start, polling); ``/readyz`` turns ready with polling."""
         settings = self.settings
         token = check_token(settings.token)
         library = self._library
         if library is None:
             library = await asyncio.to_thread(load_library)
+
+        self.health = HealthServer(
+            settings.health_host, settings.health_port, self.snapshot, self.ready
+        )
+        try:
+            await self.health.start()
+        except OSError as error:
+            raise ConfigError(
+                f"HEALTH_PORT {settings.health_port} on {settings.health_host} cannot be bound "
+                f"({error.strerror or error}); choose a free port, or HEALTH_PORT=0 for any",
+                variable="HEALTH_PORT",
+            ) from None
 
         self.lifecycle = RedisAutoStartManager(settings)
         await self.lifecycle.start()
@@ -233,17 +244,6 @@ class VechnostApp:
             )
         log.info("bot_polling", username=self.application.bot.username)
 
-        self.health = HealthServer(
-            settings.health_host, settings.health_port, self.snapshot, self.ready
-        )
-        try:
-            await self.health.start()
-        except OSError as error:
-            raise ConfigError(
-                f"HEALTH_PORT {settings.health_port} on {settings.health_host} cannot be bound "
-                f"({error.strerror or error}); choose a free port, or HEALTH_PORT=0 for any",
-                variable="HEALTH_PORT",
-            ) from None
         log.info("vechnost_started", version=__version__, health_port=self.health.port)
 
     async def _initialize_bot(self, application: AnyApplication) -> None:
@@ -339,17 +339,8 @@ async def _run(settings: Settings) -> int:
     return 0
 
 
-def _skip_sniffio_probe() -> None:
-    # httpcore imports sniffio on every request; without sniffio installed (anyio 4 no
-    # longer pulls it in) each failed import searches sys.path, ~15% of the bot's CPU.
-    # A None entry makes that import fail at once; httpcore then assumes asyncio.
-    if importlib.util.find_spec("sniffio") is None:
-        sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
-
-
 def command(settings: Settings, args: argparse.Namespace) -> int:
     """``vechnost run``: run until SIGTERM or Ctrl-C; exit 2 for a missing or rejected token."""
     del args
     check_token(settings.token)
-    _skip_sniffio_probe()
     return asyncio.run(_run(settings))
