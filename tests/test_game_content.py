@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.decks import write_decks
-from vechnost_bot.errors import VechnostError
-from vechnost_bot.game.content import THEMES, ContentError, deck_key, load_library
+from vechnost_bot.errors import ContentError, VechnostError
+from vechnost_bot.game.content import THEMES, deck_key, load_library
 
 
 def test_loads_every_deck_of_every_theme(tmp_path: Path) -> None:

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vechnost_bot.config import Settings
-from vechnost_bot.errors import RedisBinaryNotFoundError
+from vechnost_bot.errors import RedisBinaryInvalidError, RedisBinaryNotFoundError
 from vechnost_bot.redis.autostart import endpoint_from_url
 from vechnost_bot.redis.commands import local_facts, probe_facts
-from vechnost_bot.redis.discovery import RedisBinary, RedisBinaryInvalidError, discover
+from vechnost_bot.redis.discovery import RedisBinary, discover
 from vechnost_bot.redis.manager import is_port_free
 
 __all__ = ["Check", "command", "run_checks"]

@@ -7,9 +7,15 @@ Messages say what happened and what to do; context travels as attributes.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 __all__ = [
     "ConfigError",
+    "ContentError",
+    "NotRunningError",
+    "RedisBinaryInvalidError",
     "RedisBinaryNotFoundError",
+    "RedisDataDirError",
     "RedisError",
     "RedisStartError",
     "StorageError",
@@ -57,6 +63,44 @@ class RedisStartError(RedisError):
     def __init__(self, message: str, *, reason: str | None = None) -> None:
         super().__init__(message if reason is None else f"{message}: {reason}")
         self.reason = reason
+
+
+class RedisBinaryInvalidError(RedisError):
+    """A binary was given or found that is not a working Redis server."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(
+            f"{path} is not a usable Redis server ({problem}); "
+            "point REDIS_SERVER_BIN at a redis-server binary or unset it"
+        )
+        self.path = path
+        self.problem = problem
+
+
+class RedisDataDirError(RedisError):
+    """The data dir cannot be created or written."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(
+            f"Redis data dir {path} is not usable ({problem}); "
+            "set REDIS_DATA_DIR to a folder this user can write"
+        )
+        self.path = path
+        self.problem = problem
+
+
+class ContentError(VechnostError):
+    """A deck file is missing, unreadable or inconsistent with the others."""
+
+    def __init__(self, message: str, *, path: Path) -> None:
+        super().__init__(f"{message}; fix the card files under {path}")
+        self.path = path
+
+
+class NotRunningError(VechnostError):
+    """Nothing (or something that is not Vechnost) answers on the health port."""
+
+    exit_code = 3
 
 
 class StorageError(VechnostError):

@@ -1,11 +1,11 @@
 """The game: themes, decks of cards, the rules of drawing, and card images."""
 
+from vechnost_bot.errors import ContentError
 from vechnost_bot.game.content import (
     DATA_DIR,
     LANGUAGES,
     THEMES,
     Card,
-    ContentError,
     Deck,
     Library,
     Theme,

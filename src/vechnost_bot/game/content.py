@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, get_args
 
-from vechnost_bot.errors import VechnostError
+from vechnost_bot.errors import ContentError
 from vechnost_bot.storage.models import ContentType, Language, ThemeId
 
 __all__ = [
@@ -21,7 +21,6 @@ __all__ = [
     "LANGUAGES",
     "THEMES",
     "Card",
-    "ContentError",
     "Deck",
     "Library",
     "Theme",
@@ -74,14 +73,6 @@ THEMES: Final[Mapping[ThemeId, Theme]] = {
 def deck_key(theme: ThemeId, level: int, content: ContentType) -> str:
     """The key of a deck, as stored in ``Session.drawn``: ``"acquaintance:1:questions"``."""
     return f"{theme}:{level}:{content}"
-
-
-class ContentError(VechnostError):
-    """A deck file is missing, unreadable or inconsistent with the others."""
-
-    def __init__(self, message: str, *, path: Path | None = None) -> None:
-        super().__init__(f"{message}; fix the card files under {path or DATA_DIR}")
-        self.path = path
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from vechnost_bot.config import Settings
+from vechnost_bot.errors import NotRunningError
 from vechnost_bot.ops.health import mask_secrets
 
 __all__ = [
@@ -40,10 +41,6 @@ EXIT_NOT_RUNNING: Final = 3
 _TIMEOUT: Final = 3.0
 # A server bound to every interface is reached on loopback.
 _ANY_ADDRESS: Final = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
-
-
-class NotRunningError(Exception):
-    """Nothing (or something that is not Vechnost) answers on the health port."""
 
 
 def status_url(settings: Settings) -> str:

@@ -30,12 +30,11 @@ from typing import Literal
 
 import structlog
 
-from vechnost_bot.errors import RedisBinaryNotFoundError, RedisError
+from vechnost_bot.errors import RedisBinaryInvalidError, RedisBinaryNotFoundError
 
 __all__ = [
     "BinaryOrigin",
     "RedisBinary",
-    "RedisBinaryInvalidError",
     "bundled_binary",
     "candidates",
     "discover",
@@ -51,18 +50,6 @@ BinaryOrigin = Literal["REDIS_SERVER_BIN", "PATH", "install-dir", "bundled"]
 
 _VERSION_RE = re.compile(r"\bv=(\d+(?:\.\d+)+)")
 _VERSION_TIMEOUT = 10.0
-
-
-class RedisBinaryInvalidError(RedisError):
-    """A binary was given or found that is not a working Redis server."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(
-            f"{path} is not a usable Redis server ({problem}); "
-            "point REDIS_SERVER_BIN at a redis-server binary or unset it"
-        )
-        self.path = path
-        self.problem = problem
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,7 @@ from redis.exceptions import AuthenticationError, BusyLoadingError, ResponseErro
 from redis.exceptions import RedisError as RedisClientError
 
 from vechnost_bot.config import Settings
-from vechnost_bot.errors import RedisError, RedisStartError
+from vechnost_bot.errors import RedisDataDirError, RedisError, RedisStartError
 from vechnost_bot.log import add_secret
 from vechnost_bot.redis.client import make_client
 from vechnost_bot.redis.discovery import RedisBinary, find_binary, server_version
@@ -54,7 +54,6 @@ from vechnost_bot.redis.events import RedisEndpoint
 __all__ = [
     "LOOPBACK",
     "DataDirFiles",
-    "RedisDataDirError",
     "RedisManager",
     "StartedBy",
     "build_config",
@@ -84,18 +83,6 @@ _FATAL_RE = re.compile(
 )
 _CREATE_NEW_PROCESS_GROUP = 0x00000200
 _DETACHED_PROCESS = 0x00000008
-
-
-class RedisDataDirError(RedisError):
-    """The data dir cannot be created or written."""
-
-    def __init__(self, path: Path, problem: str) -> None:
-        super().__init__(
-            f"Redis data dir {path} is not usable ({problem}); "
-            "set REDIS_DATA_DIR to a folder this user can write"
-        )
-        self.path = path
-        self.problem = problem
 
 
 @dataclass(frozen=True, slots=True)
