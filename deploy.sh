@@ -295,7 +295,8 @@ start_bot() {
         printf '%s\n' "$$" >"$PID_FILE"
         exec "$VENV/bin/vechnost" run
     fi
-    pid=$(spawn_bot)
+    # The log file has every line; the console output file keeps errors only.
+    pid=$(LOG_CONSOLE=false spawn_bot)
     printf '%s\n' "$pid" >"$PID_FILE"
     say "started vechnost (pid $pid, $mode mode); waiting up to ${READY_TIMEOUT}s for $health/readyz"
     code=0

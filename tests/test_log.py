@@ -77,3 +77,20 @@ def test_json_format_and_redaction_of_foreign_logs(
     assert "redis_connection_failed" in written
     assert TOKEN not in written
     assert "pw1234" not in written
+
+
+def test_console_off_keeps_errors_only(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """With console=False and a log file, the file has every line, the console errors only."""
+    log_file = tmp_path / "vechnost.log"
+    configure_logging("INFO", "console", log_file, console=False)
+    log = structlog.get_logger("t")
+    log.info("storage_ready", mode="redis")
+    log.error("redis_start_failed", error="boom")
+    err = capsys.readouterr().err
+    assert "redis_start_failed" in err
+    assert "storage_ready" not in err
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    written = log_file.read_text()
+    assert "storage_ready" in written
+    assert "redis_start_failed" in written

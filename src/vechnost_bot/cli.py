@@ -65,7 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vechnost: {error}", file=sys.stderr)
         return error.exit_code
     add_secret(settings.token)
-    configure_logging(settings.log_level, settings.log_format, settings.log_file)
+    configure_logging(
+        settings.log_level, settings.log_format, settings.log_file, console=settings.log_console
+    )
     module = importlib.import_module(_COMMANDS[args.command])
     try:
         code: int = module.command(settings, args)

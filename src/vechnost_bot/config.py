@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "auto"
     log_file: Path | None = None
+    # False: with LOG_FILE set, the console shows errors only (deploy.sh runs in background).
+    log_console: bool = True
 
     redis_url: str = "redis://localhost:6379/0"
     redis_auto_start: bool = True

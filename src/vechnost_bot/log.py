@@ -96,8 +96,14 @@ def configure_logging(
     level: LogLevel = "INFO",
     log_format: LogFormat = "auto",
     log_file: Path | None = None,
+    *,
+    console: bool = True,
 ) -> None:
-    """Configure structlog and stdlib logging once, for the whole process."""
+    """Configure structlog and stdlib logging once, for the whole process.
+
+    With ``console=False`` and a ``log_file``, the console gets errors only, so a bot
+    running in the background does not write every line twice.
+    """
     timestamper = structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False)
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -134,10 +140,14 @@ def configure_logging(
         )
 
     handlers: list[logging.Handler] = []
-    console = logging.StreamHandler(sys.stderr)
     json_output = _want_json(log_format)
-    console.setFormatter(formatter(json_output, colors=not json_output and sys.stderr.isatty()))
-    handlers.append(console)
+    console_handler = logging.StreamHandler(sys.stderr)
+    console_handler.setFormatter(
+        formatter(json_output, colors=not json_output and sys.stderr.isatty())
+    )
+    if not console and log_file is not None:
+        console_handler.setLevel(logging.ERROR)
+    handlers.append(console_handler)
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         rotating = logging.handlers.RotatingFileHandler(
