@@ -18,10 +18,10 @@ import contextlib
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Self
+from typing import Final, Self, TypeVar
 
 import redis.asyncio as aioredis
 import structlog
@@ -63,6 +63,7 @@ _LATENCY = {
 }
 
 _RecordKey = tuple[str, str]
+T = TypeVar("T")
 
 
 def _describe(error: BaseException) -> str:
@@ -340,47 +341,29 @@ class HybridStorage(Storage):
 
     async def hit_rate_limit(self, key: str, limit: int, window: float) -> bool:
         """Count a hit; memory-mode windows are not carried back to Redis."""
-        started = time.perf_counter()
-        try:
-            redis = self._redis if await self._ensure_redis_connection() else None
-            if redis is not None:
-                try:
-                    return await redis.hit_rate_limit(key, limit, window)
-                except _TROUBLE as error:
-                    self._failover(error)
-            return await self._memory.hit_rate_limit(key, limit, window)
-        finally:
-            _LATENCY["rate_limit"].observe(time.perf_counter() - started)
+        return await self._either("rate_limit", lambda s: s.hit_rate_limit(key, limit, window))
 
     async def cache_get(self, key: str) -> bytes | None:
         """A cached value, or None."""
-        started = time.perf_counter()
-        try:
-            redis = self._redis if await self._ensure_redis_connection() else None
-            if redis is not None:
-                try:
-                    return await redis.cache_get(key)
-                except _TROUBLE as error:
-                    self._failover(error)
-            return await self._memory.cache_get(key)
-        finally:
-            _LATENCY["cache_get"].observe(time.perf_counter() - started)
+        return await self._either("cache_get", lambda s: s.cache_get(key))
 
     async def cache_set(self, key: str, value: bytes, ttl: float) -> None:
         """Cache ``value`` for ``ttl`` seconds (memory-mode entries stay local)."""
+        await self._either("cache_set", lambda s: s.cache_set(key, value, ttl))
+
+    async def _either(self, op: str, call: Callable[[Storage], Awaitable[T]]) -> T:
+        """Route a call whose memory-mode effect is not carried back to Redis."""
         started = time.perf_counter()
         try:
             redis = self._redis if await self._ensure_redis_connection() else None
             if redis is not None:
                 try:
-                    await redis.cache_set(key, value, ttl)
+                    return await call(redis)
                 except _TROUBLE as error:
                     self._failover(error)
-                else:
-                    return
-            await self._memory.cache_set(key, value, ttl)
+            return await call(self._memory)
         finally:
-            _LATENCY["cache_set"].observe(time.perf_counter() - started)
+            _LATENCY[op].observe(time.perf_counter() - started)
 
     # -- the local cache of Redis records ------------------------------------------------
     def _remember(self, rkey: _RecordKey, stored: StoredRecord | None) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Final
 import structlog
 from pydantic import ValidationError
 
-from vechnost_bot.storage.models import Record
+from vechnost_bot.storage.models import RECORD_KINDS, Record
 
 __all__ = ["Journal", "JournalDelete", "JournalEntry", "JournalPut"]
 
@@ -51,19 +51,6 @@ class JournalDelete:
 
 JournalEntry = JournalPut | JournalDelete
 _RecordKey = tuple[str, str]
-
-
-def _models() -> dict[str, type[Record]]:
-    found: dict[str, type[Record]] = {}
-    pending: list[type[Record]] = [Record]
-    while pending:
-        cls = pending.pop()
-        for sub in cls.__subclasses__():
-            kind = sub.__dict__.get("KIND")
-            if isinstance(kind, str):
-                found.setdefault(kind, sub)
-            pending.append(sub)
-    return found
 
 
 class Journal:
@@ -202,7 +189,7 @@ class Journal:
         """
         if self.path is None or not self.path.exists():
             return 0
-        models = _models()
+        models = RECORD_KINDS
         loaded = 0
         with open(self.path, encoding="utf-8") as handle:
             for number, line in enumerate(handle, start=1):

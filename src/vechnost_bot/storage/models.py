@@ -3,11 +3,13 @@ and for "newer wins" reconciliation after a failover."""
 
 from __future__ import annotations
 
+import abc
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "RECORD_KINDS",
     "SCHEMA_VERSION",
     "ContentType",
     "Language",
@@ -37,9 +39,9 @@ class Record(BaseModel):
     updated_at: float = 0.0
 
     @property
+    @abc.abstractmethod
     def key(self) -> str:
         """The record's id within its kind (a chat id, a user id)."""
-        raise NotImplementedError  # pragma: no cover - every concrete record overrides it
 
     def newer_than(self, other: Record | None) -> bool:
         """True when this record should win over ``other`` in a reconciliation."""
@@ -82,3 +84,7 @@ class UserStats(Record):
     @property
     def key(self) -> str:
         return str(self.user_id)
+
+
+RECORD_KINDS: dict[str, type[Record]] = {model.KIND: model for model in (Session, UserStats)}
+"""Every record model by its KIND (what a journal file or a Redis key names)."""
