@@ -86,3 +86,12 @@ def test_blank_token_counts_as_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     """A token of spaces is the same as no token."""
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "   ")
     assert load_settings().token is None
+
+
+def test_password_in_a_bad_url_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A malformed REDIS_URL is echoed with its password masked."""
+    monkeypatch.setenv("REDIS_URL", "redis://:supersecret@127.0.0.1:99999/0")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "supersecret" not in str(caught.value)
+    assert "redis://:***@127.0.0.1:99999/0" in str(caught.value)

@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vechnost_bot.errors import ConfigError
+from vechnost_bot.log import redact
 
 __all__ = ["LogFormat", "LogLevel", "Settings", "default_data_dir", "load_settings"]
 
@@ -109,7 +110,7 @@ def _describe(error: ValidationError) -> str:
     variable = field.upper()
     message = first["msg"].removeprefix("Value error, ")
     value = first.get("input")
-    shown = "" if "token" in field or value is None else f" (got {str(value)[:60]!r})"
+    shown = "" if "token" in field or value is None else f" (got {redact(str(value))[:80]!r})"
     return f"{variable}: {message}{shown}"
 
 

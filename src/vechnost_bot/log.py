@@ -15,12 +15,14 @@ import re
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from vechnost_bot.config import LogFormat, LogLevel
+if TYPE_CHECKING:
+    from vechnost_bot.config import LogFormat, LogLevel
+
 
 __all__ = ["add_secret", "configure_logging", "redact", "redact_secrets"]
 
