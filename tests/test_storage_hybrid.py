@@ -19,7 +19,13 @@ from tests.conftest import RedisFactory
 from tests.support.redis_server import RedisServer
 from tests.support.storage_helpers import endpoint_of, event, wait_until
 from vechnost_bot.redis.events import RedisEndpoint
-from vechnost_bot.storage import HybridStorage, RedisStorage, Session, connect_redis
+from vechnost_bot.storage import (
+    HybridStorage,
+    InMemoryStorage,
+    RedisStorage,
+    Session,
+    connect_redis,
+)
 
 HybridFactory = Callable[..., Awaitable[HybridStorage]]
 
@@ -434,3 +440,37 @@ async def test_unknown_record_written_in_memory_mode_wins_by_time(
         assert second.drawn["deck"] == ["theirs, later"]
     finally:
         await other.close()
+
+
+async def test_memory_eviction_never_loses_a_pending_write(
+    redis_factory: RedisFactory, make_hybrid: HybridFactory
+) -> None:
+    """With memory bounded to 2 records, 5 chats written during an outage all read back
+    (from the journal) and all reach Redis on failback."""
+    server = redis_factory(password="pw-evict")
+    storage = await make_hybrid(endpoint_of(server), memory=InMemoryStorage(max_records=2))
+    server.kill()
+    for chat in range(1, 6):
+        await storage.update_session(chat, lambda s, c=chat: s.drawn.update(d=[f"card{c}"]))
+    assert storage.mode == "memory"
+    for chat in range(1, 6):
+        session = await storage.get_session(chat)
+        assert session is not None
+        assert session.drawn == {"d": [f"card{chat}"]}
+    # a further write to an evicted chat continues from its pending version
+    updated = await storage.update_session(1, lambda s: s.drawn["d"].append("second"))
+    assert updated.drawn == {"d": ["card1", "second"]}
+    assert updated.version == 2
+    server.start()
+    await wait_until(lambda: storage.mode == "redis", timeout=10)
+    check = RedisStorage(connect_redis(endpoint_of(server)))
+    try:
+        for chat in range(2, 6):
+            stored = await check.get_session(chat)
+            assert stored is not None
+            assert stored.drawn == {"d": [f"card{chat}"]}
+        first = await check.get_session(1)
+        assert first is not None
+        assert first.drawn == {"d": ["card1", "second"]}
+    finally:
+        await check.close()

@@ -388,6 +388,20 @@ class HybridStorage(Storage):
         rkey = (model.KIND, key)
         if self._memory.knows(model.KIND, key):
             return rkey
+        pending = self._journal.entry(model.KIND, key)
+        if pending is not None:
+            # Memory evicted a record whose write is still pending: the journal has it.
+            if isinstance(pending, JournalPut):
+                written = pending.record
+                state = RecordState(
+                    written.model_copy(deep=True), written.version, written.updated_at
+                )
+            else:
+                state = RecordState(None, pending.version, pending.updated_at)
+            self._memory.restore(model.KIND, key, state)
+            if pending.rebase:
+                self._rebase.add(rkey)
+            return rkey
         stored = self._cache.get(rkey)
         if stored is None:
             self._rebase.add(rkey)  # a memory-mode write here will not know Redis's version
