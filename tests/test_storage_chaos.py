@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from tests.conftest import RedisFactory
 from tests.support.redis_server import RedisServer
@@ -89,9 +90,12 @@ async def _fault(storage: HybridStorage, server: RedisServer, cycle: int) -> Non
         await asyncio.sleep(0.4)
         server.resume()
     else:
-        await storage.on_redis_event(event("restarting", endpoint_of(server)))
+        # Every other password change comes unannounced: the workers meet the auth error.
+        announced = (cycle // 3) % 2 == 0
+        if announced:
+            await storage.on_redis_event(event("restarting", endpoint_of(server)))
         server.restart(password=f"chaos-pass-{cycle}")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1 if announced else 0.3)
         await storage.on_redis_event(event("running", endpoint_of(server)))
 
 
@@ -111,19 +115,28 @@ async def test_chaos_no_exception_no_lost_write(
     model = Model()
     stop = asyncio.Event()
     workers = [asyncio.create_task(_worker(storage, n, model, stop)) for n in range(WORKERS)]
-    try:
-        for cycle in range(CYCLES):
+    with capture_logs() as logs:
+        try:
+            for cycle in range(CYCLES):
+                await asyncio.sleep(0.15)
+                await _fault(storage, server, cycle)
+                await wait_until(lambda: storage.mode == "redis", timeout=10)
             await asyncio.sleep(0.15)
-            await _fault(storage, server, cycle)
-            await wait_until(lambda: storage.mode == "redis", timeout=10)
-        await asyncio.sleep(0.15)
-    finally:
-        stop.set()
-        await asyncio.gather(*workers)
+        finally:
+            stop.set()
+            await asyncio.gather(*workers)
     await wait_until(lambda: storage.mode == "redis", timeout=10)
     status = storage.status()
     await storage.stop()
 
+    # Each kind of trouble was met, by a call or by the probe (after a password change).
+    failures = " ".join(
+        str(entry.get("error"))
+        for entry in logs
+        if entry["event"] in {"redis_connection_failed", "redis_probe_failed"}
+    )
+    for kind in ("ConnectionError", "TimeoutError", "AuthenticationError"):
+        assert kind in failures, kind
     assert model.errors == []
     assert model.stale_reads == []
     assert model.operations > 2000
