@@ -158,3 +158,15 @@ async def test_cache_ttl(storage: Storage) -> None:
     assert await storage.cache_get("file_id") == b"AgAC"
     await storage.cache_set("file_id", b"AgAC", 0)
     assert await storage.cache_get("file_id") is None
+
+
+async def test_cache_add_is_once_per_ttl(storage: Storage) -> None:
+    """cache_add sets only an absent key: of 20 concurrent callers exactly one wins,
+    and the key can be added again once its ttl has passed."""
+    results = await asyncio.gather(*(storage.cache_add("gate", b"1", 0.3) for _ in range(20)))
+    assert results.count(True) == 1
+    assert await storage.cache_get("gate") == b"1"
+    await asyncio.sleep(0.4)
+    assert await storage.cache_add("gate", b"2", 5) is True
+    assert await storage.cache_get("gate") == b"2"
+    assert await storage.cache_add("never", b"x", 0) is False

@@ -63,6 +63,13 @@ class Storage(abc.ABC):
     async def cache_set(self, key: str, value: bytes, ttl: float) -> None:
         """Cache ``value`` for ``ttl`` seconds."""
 
+    @abc.abstractmethod
+    async def cache_add(self, key: str, value: bytes, ttl: float) -> bool:
+        """Cache ``value`` for ``ttl`` seconds only if ``key`` is absent; True when added.
+
+        Atomic: of many concurrent callers exactly one gets True (a "once per window" gate).
+        """
+
     async def close(self) -> None:  # noqa: B027 - optional hook, default does nothing
         """Release connections and flush what must survive; safe to call twice."""
 

@@ -351,6 +351,10 @@ class HybridStorage(Storage):
         """Cache ``value`` for ``ttl`` seconds (memory-mode entries stay local)."""
         await self._either("cache_set", lambda s: s.cache_set(key, value, ttl))
 
+    async def cache_add(self, key: str, value: bytes, ttl: float) -> bool:
+        """Cache ``value`` only if absent (atomic; memory-mode entries stay local)."""
+        return await self._either("cache_set", lambda s: s.cache_add(key, value, ttl))
+
     async def _either(self, op: str, call: Callable[[Storage], Awaitable[T]]) -> T:
         """Route a call whose memory-mode effect is not carried back to Redis."""
         started = time.perf_counter()

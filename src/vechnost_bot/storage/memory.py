@@ -190,6 +190,13 @@ class InMemoryStorage(Storage):
         self._cache.move_to_end(key)
         self._trim(self._cache, self._max_cache)
 
+    async def cache_add(self, key: str, value: bytes, ttl: float) -> bool:
+        """Cache ``value`` unless a live entry exists; True when added."""
+        if await self.cache_get(key) is not None:
+            return False
+        await self.cache_set(key, value, ttl)
+        return ttl > 0
+
     # -- internals ---------------------------------------------------------------------
     def _set_state(self, rkey: _RecordKey, state: RecordState) -> None:
         self._records[rkey] = state

@@ -498,6 +498,13 @@ class RedisStorage(Storage):
             return
         await self.client.set(rkey, value, px=max(1, int(ttl * 1000)))
 
+    async def cache_add(self, key: str, value: bytes, ttl: float) -> bool:
+        """SET NX PX: True when the entry was absent and is now set."""
+        if ttl <= 0:
+            return False
+        rkey = f"{self._prefix}:cache:{key}"
+        return bool(await self.client.set(rkey, value, px=max(1, int(ttl * 1000)), nx=True))
+
     # -- lifecycle ---------------------------------------------------------------------
     async def ping(self) -> bool:
         """True when the server answers PING."""
