@@ -95,3 +95,12 @@ def test_password_in_a_bad_url_is_masked(monkeypatch: pytest.MonkeyPatch) -> Non
         load_settings()
     assert "supersecret" not in str(caught.value)
     assert "redis://:***@127.0.0.1:99999/0" in str(caught.value)
+
+
+def test_file_url_follows_a_self_hosted_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TELEGRAM_FILE_BASE_URL defaults to the file URL beside TELEGRAM_API_BASE_URL."""
+    assert load_settings().file_base_url == "https://api.telegram.org/file/bot"
+    monkeypatch.setenv("TELEGRAM_API_BASE_URL", "http://127.0.0.1:8081/bot")
+    assert load_settings().file_base_url == "http://127.0.0.1:8081/file/bot"
+    monkeypatch.setenv("TELEGRAM_FILE_BASE_URL", "http://files.local/file/bot")
+    assert load_settings().file_base_url == "http://files.local/file/bot"

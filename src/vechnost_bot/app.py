@@ -15,8 +15,9 @@ import os
 import random
 import re
 import signal
+import sys
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
 from typing import Any, Final
 
 import structlog
@@ -68,7 +69,8 @@ def check_token(token: str | None) -> str:
     if not _TOKEN_RE.fullmatch(token):
         raise TelegramTokenError(
             "TELEGRAM_BOT_TOKEN is malformed: it should look like 123456789:AAE… "
-            "(digits, a colon, then 35 letters); copy it again from @BotFather",
+            "(digits, a colon, then 30 or more letters, digits, - or _); "
+            "copy it again from @BotFather",
             variable="TELEGRAM_BOT_TOKEN",
         )
     return token
@@ -225,7 +227,7 @@ class VechnostApp:
             token,
             self.game,
             base_url=settings.telegram_api_base_url,
-            base_file_url=settings.telegram_file_base_url,
+            base_file_url=settings.file_base_url,
         )
         await self._initialize_bot(self.application)
         await self.application.start()
@@ -311,31 +313,59 @@ class VechnostApp:
             await app.bot.shutdown()
 
 
+def _stop_signals() -> tuple[signal.Signals, ...]:
+    """SIGTERM and Ctrl-C; on Windows Ctrl-Break too (what deploy.ps1 sends to stop)."""
+    if sys.platform == "win32":
+        return (signal.SIGINT, signal.SIGBREAK)
+    return (signal.SIGTERM, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _capture_stop_signals(stop: asyncio.Event) -> Iterator[None]:
+    """Signal handlers only set ``stop``; the previous handlers come back afterwards."""
+    loop = asyncio.get_running_loop()
+    signals = _stop_signals()
+    if sys.platform != "win32":
+        for sig in signals:
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            yield
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+        return
+    # Windows has no loop.add_signal_handler: a plain handler hands over to the loop.
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+    for sig in signals:
+        signal.signal(sig, lambda _sig, _frame: loop.call_soon_threadsafe(stop.set))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 async def _run(settings: Settings) -> int:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     app = VechnostApp(settings)
-    starting = asyncio.create_task(app.start(), name="vechnost-start")
-    stopping = asyncio.create_task(stop.wait(), name="vechnost-stop-signal")
-    try:
-        done, _pending = await asyncio.wait(
-            {starting, stopping}, return_when=asyncio.FIRST_COMPLETED
-        )
-        if starting in done:
-            starting.result()  # raises what start() raised
-            await stopping
-        else:
-            log.info("stop_requested_during_start")
-            starting.cancel("stop requested while starting")
-            with contextlib.suppress(asyncio.CancelledError):
-                await starting
-    finally:
-        stopping.cancel()
-        await asyncio.shield(app.stop())
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+    with _capture_stop_signals(stop):
+        starting = asyncio.create_task(app.start(), name="vechnost-start")
+        stopping = asyncio.create_task(stop.wait(), name="vechnost-stop-signal")
+        try:
+            done, _pending = await asyncio.wait(
+                {starting, stopping}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if starting in done:
+                starting.result()  # raises what start() raised
+                await stopping
+            else:
+                log.info("stop_requested_during_start")
+                starting.cancel("stop requested while starting")
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+        finally:
+            stopping.cancel()
+            await asyncio.shield(app.stop())
     return 0
 
 

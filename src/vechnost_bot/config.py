@@ -42,7 +42,8 @@ class Settings(BaseSettings):
 
     telegram_bot_token: SecretStr | None = None
     telegram_api_base_url: str = "https://api.telegram.org/bot"
-    telegram_file_base_url: str = "https://api.telegram.org/file/bot"
+    # Unset: derived from TELEGRAM_API_BASE_URL (".../bot" -> ".../file/bot").
+    telegram_file_base_url: str | None = None
 
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "auto"
@@ -94,6 +95,16 @@ class Settings(BaseSettings):
             if db and not db.isdigit():
                 raise ValueError("has a database that is not a number, e.g. /0")
         return value
+
+    @property
+    def file_base_url(self) -> str:
+        """Where files are downloaded: TELEGRAM_FILE_BASE_URL, or next to the API URL."""
+        if self.telegram_file_base_url:
+            return self.telegram_file_base_url
+        api = self.telegram_api_base_url.rstrip("/")
+        if api.endswith("/bot"):
+            return f"{api.removesuffix('/bot')}/file/bot"
+        return f"{api}/file"
 
     @property
     def token(self) -> str | None:
