@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
+from tests.conftest import RedisFactory
 from tests.support.bot_harness import Harness, running_bot
 from tests.support.decks import write_decks
 from tests.support.fake_bot_api import FakeBotApi
 from vechnost_bot.bot.handlers import set_commands
 from vechnost_bot.bot.texts import t
 from vechnost_bot.game.content import Library, load_library
+from vechnost_bot.redis.events import RedisEndpoint
+from vechnost_bot.storage.hybrid import HybridStorage
 from vechnost_bot.storage.memory import InMemoryStorage
 
 PER_DECK = 5
@@ -30,6 +34,21 @@ async def bot(library: Library) -> AsyncIterator[Harness]:
     """The bot on an in-memory storage, polling a fresh fake Bot API."""
     async with running_bot(InMemoryStorage(), library) as harness:
         yield harness
+
+
+@pytest.fixture
+async def redis_storage(
+    redis_factory: RedisFactory, tmp_path: Path
+) -> AsyncIterator[HybridStorage]:
+    """A HybridStorage in Redis mode on a fresh real redis-server."""
+    server = redis_factory(password="bot-pass")
+    storage = HybridStorage(journal_path=tmp_path / "journal.jsonl")
+    await storage.start(RedisEndpoint("127.0.0.1", server.port, password=server.password))
+    assert storage.mode == "redis"
+    try:
+        yield storage
+    finally:
+        await storage.close()
 
 
 def texts(call_buttons: list[tuple[str, str]]) -> list[str]:
@@ -226,6 +245,34 @@ async def test_rate_limit_one_notice_then_silence(library: Library) -> None:
         pressed = await bot.api.press(20, "M")  # a button while limited: silence as well
         await bot.idle(pressed)
         assert len(bot.api.replies(20)) == 4
+
+
+async def test_rate_limit_burst_gets_one_notice_in_redis_mode(
+    library: Library, redis_storage: HybridStorage
+) -> None:
+    """30 updates at once from one user (handled concurrently, state in Redis): exactly one
+    "slow down"; a limited user's button presses are still answered; others are unaffected."""
+    async with running_bot(
+        redis_storage, library, rate_limit_updates=3, rate_limit_window=30
+    ) as bot:
+        await bot.say(22, "/start")
+        ids = [await bot.api.send_message(22, "/help") for _ in range(30)]
+        other = await bot.say(23, "/start")
+        await bot.idle(ids[-1])
+        replies = bot.api.replies(22)
+        slow = [c for c in replies if c.params.get("text") == t("en", "slow_down")]
+        assert len(slow) == 1
+        assert len(replies) == 1 + 2 + 1  # /start, two more allowed /help, one notice
+        assert other.params["text"].startswith("Hi")
+        since = len(bot.api.calls)
+        pressed = await bot.api.press(22, "M", query_id="limited-press")
+        answer = await bot.api.wait_for(
+            lambda c: c.method == "answerCallbackQuery", since=since, timeout=5
+        )
+        assert answer.params["callback_query_id"] == "limited-press"
+        assert not answer.params.get("text")
+        await bot.idle(pressed)
+        assert len(bot.api.replies(22)) == len(replies)
 
 
 async def test_card_photos_are_uploaded_once(library: Library) -> None:

@@ -176,19 +176,21 @@ class GameBot:
         )
         if allowed:
             return
-        notice_key = f"rate:notice:{user.id}"
-        if await self.storage.cache_get(notice_key) is None:
-            await self.storage.cache_set(notice_key, b"1", self.rate_limit_window)
-            log.info("rate_limited", user_id=user.id, window=self.rate_limit_window)
-            chat = update.effective_chat
-            session = await self.storage.get_session(chat.id) if chat else None
-            language = (session.language if session else None) or language_from_code(
-                user.language_code
-            )
-            if update.callback_query is not None:
-                await _answer(update.callback_query, t(language, "slow_down"))
-            elif chat is not None:
-                await chat.send_message(t(language, "slow_down"))
+        # Updates run concurrently: only the one caller that adds the notice key says it.
+        first = await self.storage.cache_add(f"rate:notice:{user.id}", b"1", self.rate_limit_window)
+        query = update.callback_query
+        if not first:
+            if query is not None:
+                await _answer(query)  # stop the button's spinner, silently
+            raise ApplicationHandlerStop
+        log.info("rate_limited", user_id=user.id, window=self.rate_limit_window)
+        chat = update.effective_chat
+        session = await self.storage.get_session(chat.id) if chat else None
+        language = (session.language if session else None) or language_from_code(user.language_code)
+        if query is not None:
+            await _answer(query, t(language, "slow_down"))
+        elif chat is not None:
+            await chat.send_message(t(language, "slow_down"))
         raise ApplicationHandlerStop
 
     # -- commands -------------------------------------------------------------------------
