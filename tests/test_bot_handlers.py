@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
+from telegram import Bot
 
 from tests.conftest import RedisFactory
 from tests.support.bot_harness import Harness, running_bot
 from tests.support.decks import write_decks
-from tests.support.fake_bot_api import FakeBotApi
+from tests.support.fake_bot_api import DEFAULT_TOKEN, FakeBotApi
+from vechnost_bot.bot.cards import CardSender
 from vechnost_bot.bot.handlers import set_commands
 from vechnost_bot.bot.texts import t
 from vechnost_bot.game.content import Library, load_library
@@ -291,6 +293,31 @@ async def test_card_photos_are_uploaded_once(library: Library) -> None:
         await bot.tap(31, "L:ru")
         await bot.tap(31, "R:p:1:q")
         assert bot.api.uploads == PER_DECK + 1
+
+
+async def test_concurrent_sends_of_one_card_upload_it_once(
+    library: Library, redis_storage: HybridStorage
+) -> None:
+    """12 chats drawing the same uncached card at once: one render, one upload, and the
+    other 11 sends reuse its file id."""
+    deck = library.deck("couples", 2, "questions")
+    assert deck is not None
+    card = deck.cards[0]
+    sender = CardSender(redis_storage)
+    async with FakeBotApi() as api:
+        tg = Bot(DEFAULT_TOKEN, base_url=api.base_url, base_file_url=api.file_base_url)
+        async with tg:
+            messages = await asyncio.gather(
+                *(
+                    sender.send(tg, 700 + n, card, "en", caption="1/5", footer="For Couples")
+                    for n in range(12)
+                )
+            )
+    assert api.uploads == 1
+    assert sender.stats.rendered == 1
+    assert sender.stats.reused == 11
+    assert len({m.photo[-1].file_id for m in messages}) == 1
+    assert sender._flights == {}
 
 
 async def test_forgotten_file_id_is_uploaded_again(library: Library) -> None:

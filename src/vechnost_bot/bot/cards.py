@@ -3,11 +3,16 @@
 The first send of a card in a language renders it (or takes the rendered bytes
 from the storage cache) and uploads it; the ``file_id`` Telegram gives back is
 kept in storage, and every later send of that card in that language reuses it.
+Concurrent sends of a card that is not uploaded yet are single-flight: one
+renders and uploads, the others wait for it and reuse its file id.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 import structlog
 from telegram import Bot, InlineKeyboardMarkup, Message
@@ -36,6 +41,14 @@ class SendStats:
     rendered: int = 0
 
 
+@dataclass
+class _Flight:
+    """One key's lock and how many sends hold or wait for it (the entry goes at zero)."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
 class CardSender:
     """Renders, caches and sends card photos."""
 
@@ -46,6 +59,20 @@ class CardSender:
         self._image_ttl = image_ttl
         self._file_id_ttl = file_id_ttl
         self.stats = SendStats()
+        self._flights: dict[str, _Flight] = {}
+
+    @asynccontextmanager
+    async def _single_flight(self, key: str) -> AsyncIterator[None]:
+        """Hold ``key``'s lock; the table entry is removed when nobody uses it any more."""
+        flight = self._flights.setdefault(key, _Flight())
+        flight.users += 1
+        try:
+            async with flight.lock:
+                yield
+        finally:
+            flight.users -= 1
+            if flight.users == 0:
+                del self._flights[key]
 
     @staticmethod
     def image_key(card: Card, language: Language) -> str:
@@ -63,13 +90,17 @@ class CardSender:
         cached = await self._storage.cache_get(key)
         if cached:
             return cached
-        data = await render_card_async(
-            card.text(language), theme=card.theme, language=language, footer=footer
-        )
-        CARDS_RENDERED.inc()
-        self.stats.rendered += 1
-        await self._storage.cache_set(key, data, self._image_ttl)
-        return data
+        async with self._single_flight(key):
+            cached = await self._storage.cache_get(key)  # rendered while we waited?
+            if cached:
+                return cached
+            data = await render_card_async(
+                card.text(language), theme=card.theme, language=language, footer=footer
+            )
+            CARDS_RENDERED.inc()
+            self.stats.rendered += 1
+            await self._storage.cache_set(key, data, self._image_ttl)
+            return data
 
     async def send(
         self,
@@ -86,24 +117,50 @@ class CardSender:
         fid_key = self.file_id_key(bot.id, card, language)
         stored = await self._storage.cache_get(fid_key)
         if stored:
-            try:
-                message = await bot.send_photo(
-                    chat_id, stored.decode("utf-8"), caption=caption, reply_markup=reply_markup
-                )
-            except BadRequest as error:
-                # Telegram forgot the file (or it belongs to another bot): upload again.
-                log.warning(
-                    "card_file_id_rejected", card=card.id, language=language, error=str(error)
-                )
-            else:
-                FILE_ID_REUSED.inc()
-                self.stats.sent += 1
-                self.stats.reused += 1
+            message = await self._send_file_id(
+                bot, chat_id, card, language, stored, caption, reply_markup
+            )
+            if message is not None:
                 return message
-        data = await self.image(card, language, footer)
-        message = await bot.send_photo(chat_id, data, caption=caption, reply_markup=reply_markup)
+        async with self._single_flight(fid_key):
+            # Another send of this card may have uploaded it while we waited for the lock.
+            fresh = await self._storage.cache_get(fid_key)
+            if fresh and fresh != stored:
+                message = await self._send_file_id(
+                    bot, chat_id, card, language, fresh, caption, reply_markup
+                )
+                if message is not None:
+                    return message
+            data = await self.image(card, language, footer)
+            message = await bot.send_photo(
+                chat_id, data, caption=caption, reply_markup=reply_markup
+            )
+            self.stats.sent += 1
+            if message.photo:
+                file_id = message.photo[-1].file_id
+                await self._storage.cache_set(fid_key, file_id.encode("utf-8"), self._file_id_ttl)
+            return message
+
+    async def _send_file_id(
+        self,
+        bot: Bot,
+        chat_id: int,
+        card: Card,
+        language: Language,
+        file_id: bytes,
+        caption: str,
+        reply_markup: InlineKeyboardMarkup | None,
+    ) -> Message | None:
+        """Send by a stored file id; None when Telegram no longer accepts it."""
+        try:
+            message = await bot.send_photo(
+                chat_id, file_id.decode("utf-8"), caption=caption, reply_markup=reply_markup
+            )
+        except BadRequest as error:
+            # Telegram forgot the file (or it belongs to another bot): upload again.
+            log.warning("card_file_id_rejected", card=card.id, language=language, error=str(error))
+            return None
+        FILE_ID_REUSED.inc()
         self.stats.sent += 1
-        if message.photo:
-            file_id = message.photo[-1].file_id
-            await self._storage.cache_set(fid_key, file_id.encode("utf-8"), self._file_id_ttl)
+        self.stats.reused += 1
         return message
