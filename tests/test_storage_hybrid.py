@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -474,3 +476,52 @@ async def test_memory_eviction_never_loses_a_pending_write(
         assert first.drawn == {"d": ["card1", "second"]}
     finally:
         await check.close()
+
+
+_HARD_KILL_WRITER = """
+import asyncio, sys
+from pathlib import Path
+from vechnost_bot.storage import HybridStorage
+
+async def main() -> None:
+    storage = HybridStorage(journal_path=Path(sys.argv[1]), journal_flush_interval=0.1)
+    await storage.start(None)
+    for chat in range(1, 6):
+        await storage.update_session(chat, lambda s, c=chat: s.drawn.update(deck=[str(c)]))
+    await storage.incr("cards", 5)
+    print("written", flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+async def test_hard_kill_in_memory_mode_keeps_flushed_writes(
+    redis_factory: RedisFactory, make_hybrid: HybridFactory, tmp_path: Path
+) -> None:
+    """A process in memory mode SIGKILLed half a second after its writes (no graceful
+    stop) left them in the journal file: the next start reconciles them into Redis."""
+    journal = tmp_path / "journal.jsonl"
+    writer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _HARD_KILL_WRITER, str(journal), stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert writer.stdout is not None
+        line = b""
+        while line.strip() != b"written":  # structlog's default output shares stdout
+            line = await asyncio.wait_for(writer.stdout.readline(), 30)
+            assert line, "the writer exited early"
+        await asyncio.sleep(0.5)
+    finally:
+        writer.kill()
+        await writer.wait()
+    assert writer.returncode == -signal.SIGKILL
+    server = redis_factory(password="pw-hard-kill")
+    storage = await make_hybrid(endpoint_of(server), journal_path=journal)
+    assert storage.mode == "redis"
+    for chat in range(1, 6):
+        session = await storage.get_session(chat)
+        assert session is not None
+        assert session.drawn == {"deck": [str(chat)]}
+    assert await storage.get_counter("cards") == 5
+    assert not journal.exists()

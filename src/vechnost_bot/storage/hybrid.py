@@ -82,6 +82,7 @@ class HybridStorage(Storage):
         cache_size: int = 10_000,
         probe_initial: float = 0.5,
         probe_max: float = 30.0,
+        journal_flush_interval: float = 1.0,
     ) -> None:
         self._factory = client_factory
         self._memory = memory if memory is not None else InMemoryStorage()
@@ -99,6 +100,8 @@ class HybridStorage(Storage):
         self._gate.set()
         self._wake = asyncio.Event()
         self._probe_task: asyncio.Task[None] | None = None
+        self._flush_interval = journal_flush_interval
+        self._flush_task: asyncio.Task[None] | None = None
         self._rebase: set[_RecordKey] = set()
         self._token_prefix = uuid.uuid4().hex[:16]
         self._tokens = 0
@@ -126,6 +129,10 @@ class HybridStorage(Storage):
         await asyncio.to_thread(self._journal.load)
         self._replay_journal_into_memory()
         self._probe_task = asyncio.create_task(self._probe_loop(), name="storage-probe")
+        if self._journal.path is not None:
+            self._flush_task = asyncio.create_task(
+                self._flush_loop(self._journal.changes), name="storage-journal"
+            )
         if endpoint is not None:
             await self._use_endpoint(endpoint)
             await self._try_failback()
@@ -137,17 +144,20 @@ class HybridStorage(Storage):
             self._closed = True
             return
         self._closed = True
-        task, self._probe_task = self._probe_task, None
-        if task is not None:
-            task.cancel("storage stopping")
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._probe_task, self._flush_task):
+            if task is not None:
+                task.cancel("storage stopping")
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._probe_task = self._flush_task = None
         self._gate.set()
         if self._mode == "redis":
             self._mode = "memory"  # calls after stop() stay local; nothing is left to reconcile
             self._set_mode_gauge()
         try:
             await asyncio.to_thread(self._journal.flush)
+            if len(self._journal):
+                log.info("storage_journal_flushed", entries=len(self._journal))
         finally:
             client, self._redis = self._redis, None
             if client is not None:
@@ -549,6 +559,21 @@ class HybridStorage(Storage):
             self._remember_counter(name, int(value))
         JOURNAL_SIZE.set(len(self._journal))
         return len(calls)
+
+    async def _flush_loop(self, written: int) -> None:
+        """Keep the journal file current (about once a second) while writes are pending,
+        so that a crash or a hard kill loses at most the last interval of memory-mode
+        writes. A change during a write (a failback emptying the journal) is written at
+        once after it. ``written``: the journal's change count that the file holds."""
+        while not self._closed:
+            await asyncio.sleep(self._flush_interval)
+            while self._journal.changes != written:
+                written = self._journal.changes
+                try:
+                    await asyncio.to_thread(self._journal.write, self._journal.render())
+                except OSError as error:
+                    log.warning("storage_journal_write_failed", error=str(error))
+                    break
 
     def _switch_to_redis(self, reconciled: int) -> None:
         previous = self._mode

@@ -63,6 +63,8 @@ class Journal:
         # token -> (counter, delta): increments that must be applied at most once,
         # either sealed for reconciliation or sent to Redis without an answer.
         self._batches: dict[str, tuple[str, int]] = {}
+        # Grows with every change, so that a periodic flush knows when to write.
+        self.changes = 0
 
     def __len__(self) -> int:
         return len(self._records) + len(self._counters) + len(self._batches)
@@ -75,6 +77,7 @@ class Journal:
         if previous is not None and previous.rebase:
             rebase = True  # the whole memory-mode lineage started from an unknown version
         self._records[rkey] = JournalPut(record, rebase)
+        self.changes += 1
 
     def delete(
         self,
@@ -91,9 +94,11 @@ class Journal:
         if previous is not None and previous.rebase:
             rebase = True
         self._records[rkey] = JournalDelete(model, key, version, updated_at, rebase)
+        self.changes += 1
 
     def increment(self, name: str, delta: int) -> None:
         """Journal a counter increment (summed with the ones before)."""
+        self.changes += 1
         total = self._counters.get(name, 0) + delta
         if total:
             self._counters[name] = total
@@ -103,6 +108,7 @@ class Journal:
     def uncertain_increment(self, name: str, delta: int, token: str) -> None:
         """Journal an increment that Redis may or may not have applied (reply lost)."""
         self._batches[token] = (name, delta)
+        self.changes += 1
 
     # -- reading and draining ----------------------------------------------------------
     def entry(self, kind: str, key: str) -> JournalEntry | None:
@@ -129,7 +135,8 @@ class Journal:
 
     def done_increment(self, token: str) -> None:
         """A sealed increment is in Redis."""
-        self._batches.pop(token, None)
+        if self._batches.pop(token, None) is not None:
+            self.changes += 1
 
     def done(self, entry: JournalEntry) -> bool:
         """Drop ``entry`` if it is still the latest for its record; False if replaced."""
@@ -140,6 +147,7 @@ class Journal:
         )
         if self._records.get(rkey) is entry:
             del self._records[rkey]
+            self.changes += 1
             return True
         return False
 
@@ -151,16 +159,20 @@ class Journal:
         self._records.clear()
         self._counters.clear()
         self._batches.clear()
+        self.changes += 1
 
     # -- the file ----------------------------------------------------------------------
     def flush(self) -> None:
         """Write the pending entries to the file (or remove the file when none are pending)."""
-        if self.path is None:
-            return
-        if not self:
-            self.path.unlink(missing_ok=True)
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.write(self.render())
+
+    def render(self) -> str | None:
+        """The file's text for the pending entries, or None when nothing is pending.
+
+        Cheap and synchronous: call it in the event loop, then :meth:`write` in a thread.
+        """
+        if self.path is None or not self:
+            return None
         lines = [json.dumps({"format": _FORMAT, "version": _FORMAT_VERSION})]
         for entry in self._records.values():
             lines.append(json.dumps(_encode(entry)))
@@ -168,11 +180,21 @@ class Journal:
             lines.append(json.dumps({"op": "incr", "name": name, "delta": delta}))
         for token, (name, delta) in self._batches.items():
             lines.append(json.dumps({"op": "incr", "name": name, "delta": delta, "token": token}))
+        return "\n".join(lines) + "\n"
+
+    def write(self, text: str | None) -> None:
+        """Replace the file with ``text`` atomically (0600, fsynced); None removes it."""
+        if self.path is None:
+            return
+        if text is None:
+            self.path.unlink(missing_ok=True)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         temp = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write("\n".join(lines) + "\n")
+                handle.write(text)
                 handle.flush()
                 os.fsync(handle.fileno())
             temp.chmod(0o600)
@@ -180,7 +202,7 @@ class Journal:
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
-        log.info("storage_journal_flushed", entries=len(self), path=str(self.path))
+        log.debug("storage_journal_written", lines=text.count("\n") - 1, path=str(self.path))
 
     def load(self) -> int:
         """Read the file's entries into the journal (the file stays until it is reconciled).
