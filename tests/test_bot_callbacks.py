@@ -10,6 +10,7 @@ from vechnost_bot.game.content import LANGUAGES, THEMES
 
 def _every_callback() -> list[Callback]:
     found = [Callback("menu"), Callback("help"), Callback("language_menu"), Callback("back")]
+    found.append(Callback("current"))
     found += [Callback("adult", yes=True), Callback("adult", yes=False)]
     found += [Callback("language", language=lang) for lang in LANGUAGES]
     for theme in THEMES.values():
@@ -37,7 +38,7 @@ def test_every_button_round_trips_within_64_bytes() -> None:
     [
         None, "", "x", "T", "T:", "T:z", "T:a:1", "V:a", "V:a:0", "V:a:4", "V:p:2", "V:a:01",
         "C:a:1:t", "C:a:1:x", "N:s:2:q", "N:a:1", "R:a:1:q:q", "A:maybe", "A", "L:de", "L:RU",
-        "M:1", "H:x", "B:a:9", "B:z", "B:a:1:q", "t:a", " T:a", "T:a ", "T:a\n", "Т:а",
+        "M:1", "H:x", "K:a", "B:a:9", "B:z", "B:a:1:q", "t:a", " T:a", "T:a ", "T:a\n", "Т:а",
         "N:a:1:q" + ":x" * 40, "💥", "N:a:1:" + "q" * 100,
     ],
 )  # fmt: skip

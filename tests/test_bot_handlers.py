@@ -165,7 +165,7 @@ async def test_language_switch_keeps_progress(bot: Harness) -> None:
     await bot.tap(14, "N:c:1:q")
     await bot.tap(14, "N:c:1:q")
     reply = await bot.say(14, "/language")
-    assert len(FakeBotApi.buttons(reply)) == 3
+    assert len(FakeBotApi.buttons(reply)) == 4
     reply = await bot.tap(14, "L:cs")
     assert "česky" in reply.params["text"]
     assert "2/5" in reply.params["text"]
@@ -174,6 +174,31 @@ async def test_language_switch_keeps_progress(bot: Harness) -> None:
     session = await bot.storage.get_session(14)
     assert session is not None
     assert len(set(session.drawn["couples:1:questions"])) == 3
+
+
+async def test_language_menu_back_returns_to_the_current_menu(bot: Harness) -> None:
+    """/language and the 🌐 button offer "Back", which shows the menu the player was at,
+    without changing the game."""
+    await bot.say(18, "/start")
+    reply = await bot.tap(18, "G")
+    assert reply.method == "editMessageText"
+    assert FakeBotApi.buttons(reply)[-1] == ("⬅️ Back", "K")
+    reply = await bot.tap(18, "K")
+    assert reply.params["text"] == t("en", "choose_theme")
+    assert data(FakeBotApi.buttons(reply))[:4] == ["T:a", "T:c", "T:p", "T:s"]
+    await bot.tap(18, "T:a")
+    await bot.tap(18, "V:a:2")
+    await bot.tap(18, "N:a:2:q")
+    before = await bot.storage.get_session(18)
+    reply = await bot.say(18, "/language", language="ru")
+    assert FakeBotApi.buttons(reply)[-1] == ("⬅️ Back", "K")
+    reply = await bot.tap(18, "K")
+    assert "1/5" in reply.params["text"]
+    assert data(FakeBotApi.buttons(reply))[0] == "N:a:2:q"
+    after = await bot.storage.get_session(18)
+    assert after is not None
+    assert before is not None
+    assert (after.theme, after.level, after.drawn) == (before.theme, before.level, before.drawn)
 
 
 async def test_stale_and_tampered_buttons_get_the_current_menu(bot: Harness) -> None:
@@ -226,7 +251,7 @@ async def test_help_and_reset(bot: Harness) -> None:
     reply = await bot.tap(17, "H")
     assert "Jak hrát" in reply.params["text"]
     reply = await bot.tap(17, "G")
-    assert len(FakeBotApi.buttons(reply)) == 3
+    assert len(FakeBotApi.buttons(reply)) == 4
 
 
 async def test_rate_limit_one_notice_then_silence(library: Library) -> None:

@@ -7,7 +7,7 @@ Grammar (``<t>`` is a theme's one-letter code, ``<c>`` is ``q`` or ``t``)::
     C:<t>:<level>:<c> choose content type      N:<t>:<level>:<c> next card
     R:<t>:<level>:<c> reshuffle the deck       B | B:<t> | B:<t>:<level>  back to a menu
     M                 themes menu              H                 help
-    G                 language menu
+    G                 language menu            K                 back to the current menu
 
 Buttons carry the full context they were made for, so the handler can tell a
 stale keyboard from a current one. Anything else parses to None.
@@ -28,12 +28,14 @@ MAX_CALLBACK_BYTES: Final = 64
 
 Action = Literal[
     "language", "theme", "adult", "level", "content", "next", "reshuffle", "back", "menu",
-    "help", "language_menu",
+    "help", "language_menu", "current",
 ]  # fmt: skip
 
 _THEME_BY_CODE: Final[dict[str, ThemeId]] = {theme.code: theme.id for theme in THEMES.values()}
 _CONTENT_BY_CODE: Final[dict[str, ContentType]] = {"q": "questions", "t": "tasks"}
-_SIMPLE: Final[dict[str, Action]] = {"M": "menu", "H": "help", "G": "language_menu"}
+_SIMPLE: Final[dict[str, Action]] = {
+    "M": "menu", "H": "help", "G": "language_menu", "K": "current",
+}  # fmt: skip
 _DECK_ACTIONS: Final[dict[str, Action]] = {"C": "content", "N": "next", "R": "reshuffle"}
 _PATTERN: Final = re.compile(r"[A-Z](?::[a-z0-9]{1,2}){0,3}")
 

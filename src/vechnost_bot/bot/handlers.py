@@ -241,7 +241,7 @@ class GameBot:
         await self._show(
             update,
             t(session.language, "choose_language"),
-            keyboards.language_keyboard(),
+            keyboards.language_keyboard(back=session.language or DEFAULT_LANGUAGE),
             edit=False,
         )
 
@@ -301,8 +301,12 @@ class GameBot:
             return True
         if action == "language_menu":
             await _answer(query)
-            await self._show(update, t(language, "choose_language"), keyboards.language_keyboard(),
-                             edit=True)  # fmt: skip
+            await self._show(update, t(language, "choose_language"),
+                             keyboards.language_keyboard(back=language), edit=True)  # fmt: skip
+            return True
+        if action == "current":
+            await _answer(query)
+            await self._show_menu(update, session)
             return True
         if action == "help":
             await _answer(query)

@@ -27,11 +27,15 @@ def _button(text: str, callback: Callback) -> InlineKeyboardButton:
     return InlineKeyboardButton(text, callback_data=encode(callback))
 
 
-def language_keyboard() -> InlineKeyboardMarkup:
-    """One button per language, each written in its own language."""
-    return InlineKeyboardMarkup(
-        [[_button(LANGUAGE_NAMES[lang], Callback("language", language=lang))] for lang in LANGUAGES]
-    )
+def language_keyboard(back: Language | None = None) -> InlineKeyboardMarkup:
+    """One button per language, each written in its own language; with ``back`` (the
+    player's language) a "Back" row that returns to the menu the player was at."""
+    rows = [
+        [_button(LANGUAGE_NAMES[lang], Callback("language", language=lang))] for lang in LANGUAGES
+    ]
+    if back is not None:
+        rows.append([_button(t(back, "btn_back"), Callback("current"))])
+    return InlineKeyboardMarkup(rows)
 
 
 def themes_keyboard(language: Language) -> InlineKeyboardMarkup:
