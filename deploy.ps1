@@ -480,8 +480,9 @@ function Invoke-Stop {
         Write-Step 'vechnost is not running'
         return
     }
-    # Windows has no SIGTERM for a windowless process: Stop-Process ends it; an
-    # auto-started Redis keeps running and is adopted at the next start.
+    # Windows has no SIGTERM for a windowless process: Stop-Process ends it. An
+    # auto-started Redis keeps running and is adopted at the next start; memory-mode
+    # writes are in the journal file, which the bot keeps current about once a second.
     Write-Step "stopping vechnost (pid $botPid; waiting up to ${StopTimeout}s)"
     Stop-Process -Id $botPid -ErrorAction SilentlyContinue
     try {
