@@ -214,7 +214,8 @@ def test_compose_file_matches_the_compose_spec() -> None:
 
 
 def test_compose_services_as_the_seed_shows() -> None:
-    """redis: opt-in profile, password, loopback, health check; the bot: no depends_on."""
+    """redis: opt-in profile, password, loopback, health check; the bots (auto-start and
+    external): no depends_on, each in its own profile."""
     from ruamel.yaml import YAML  # comes with check-jsonschema
 
     compose = YAML(typ="safe").load((ROOT / "docker-compose.yml").read_text())
@@ -233,6 +234,16 @@ def test_compose_services_as_the_seed_shows() -> None:
     assert "/healthz" in str(bot["healthcheck"]["test"])
     assert "depends_on" not in bot
     assert {"redis-data", "vechnost-data"} <= set(compose["volumes"])
+    # `--profile redis-external up -d` runs a bot pointed at that Redis, auto-start off,
+    # while the auto-start bot runs only when named (`up -d vechnost-bot`).
+    assert bot["profiles"] == ["auto"]
+    external = compose["services"]["vechnost-bot-external"]
+    assert external["profiles"] == ["redis-external"]
+    assert external["build"] == "."
+    assert external["environment"]["REDIS_AUTO_START"] == "false"
+    assert "@redis:6379/" in external["environment"]["REDIS_URL"]
+    assert external["environment"]["TELEGRAM_BOT_TOKEN"] == bot["environment"]["TELEGRAM_BOT_TOKEN"]
+    assert "depends_on" not in external
 
 
 def _dockerfile() -> list[str]:
