@@ -73,6 +73,7 @@ UPDATES_HANDLED = Counter(
 ERRORS = Counter(
     "vechnost_errors_total", "Errors caught and answered, by where", ["where"], registry=REGISTRY
 )
+ERRORS.labels(where="handler")  # exported as 0 from the start, so that alerts see the series
 CARDS_RENDERED = Counter(
     "vechnost_cards_rendered_total", "Card images rendered (cache misses)", registry=REGISTRY
 )
