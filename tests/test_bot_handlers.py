@@ -401,6 +401,37 @@ async def test_state_survives_a_bot_restart(library: Library) -> None:
             assert reply.params["caption"].endswith("2/5")
 
 
+async def test_a_card_that_failed_to_send_comes_next(bot: Harness) -> None:
+    """sendPhoto fails once: the card does not count as drawn, the next tap sends that very
+    card, and the deck still gives every card exactly once."""
+    await bot.say(61, "/start")
+    await bot.tap(61, "T:p")
+    await bot.tap(61, "N:p:1:q")
+    bot.api.failing_photos = 1
+    with capture_logs() as logs:
+        reply = await bot.tap(61, "N:p:1:q")
+        await asyncio.sleep(0.1)
+    assert reply.params["text"].startswith(t("en", "error"))
+    failed = [e for e in logs if e["event"] == "card_send_failed"]
+    assert len(failed) == 1
+    session = await bot.storage.get_session(61)
+    assert session is not None
+    assert len(session.drawn["provocation:1:questions"]) == 1
+    reply = await bot.tap(61, "N:p:1:q")
+    assert reply.params["caption"].endswith(f"2/{PER_DECK}")
+    session = await bot.storage.get_session(61)
+    assert session is not None
+    assert session.drawn["provocation:1:questions"][-1] == failed[0]["card"]
+    for _ in range(PER_DECK - 2):
+        await bot.tap(61, "N:p:1:q")
+    session = await bot.storage.get_session(61)
+    assert session is not None
+    drawn = session.drawn["provocation:1:questions"]
+    assert len(drawn) == len(set(drawn)) == PER_DECK
+    photos = [c for c in bot.api.replies(61) if c.method == "sendPhoto"]
+    assert len(photos) == PER_DECK
+
+
 async def test_set_commands_in_every_language(bot: Harness) -> None:
     """setMyCommands registers the four commands in ru, en, cs and as the default."""
     await set_commands(bot.application)

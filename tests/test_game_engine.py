@@ -131,3 +131,31 @@ def test_progress_ignores_removed_cards_and_reset_keeps_language(library: Librar
     assert session.adult_confirmed
     with pytest.raises(ValueError, match="choose a theme"):
         engine.draw(session, library)
+
+
+def test_undrawn_card_comes_next_and_reshuffle_does_not_repeat(library: Library) -> None:
+    """A card put back after a failed send is the next one drawn, without repeats; after a
+    reshuffle the deck's last card is not favoured."""
+    rng = random.Random(7)
+    session = engine.choose_theme(_session(), "provocation")
+    session, first = engine.draw(session, library, rng)
+    session, second = engine.draw(session, library, rng)
+    assert first.card is not None
+    assert second.card is not None
+    session = engine.undraw(session, "provocation:1:questions", second.card.id)
+    assert session.drawn["provocation:1:questions"] == [first.card.id]
+    assert engine.undraw(session, "provocation:1:questions", "prv1q99").drawn == session.drawn
+    session, again = engine.draw(session, library, rng)
+    assert again.card == second.card
+    assert again.drawn == 2
+    for _ in range(3):
+        session, outcome = engine.draw(session, library, rng)
+    ids = session.drawn["provocation:1:questions"]
+    assert len(ids) == len(set(ids)) == outcome.drawn == 5
+    session = engine.reshuffle(session, "provocation", 1, "questions")
+    assert session.last_card is None
+    firsts = {
+        engine.draw(session.model_copy(deep=True), library, random.Random(n))[0].last_card
+        for n in range(30)
+    }
+    assert len(firsts) > 1

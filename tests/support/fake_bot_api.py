@@ -95,6 +95,7 @@ class FakeBotApi:
         self.file_digests: dict[str, str] = {}  # file_id -> sha256 of the uploaded bytes
         self.uploads = 0
         self.expired_queries: set[str] = set()  # answerCallbackQuery says "too old"
+        self.failing_photos = 0  # this many next sendPhoto calls get 502 Bad Gateway
         self._state = _State()
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._update_ids = itertools.count(1)
@@ -418,6 +419,9 @@ class FakeBotApi:
     async def _api_sendPhoto(  # noqa: N802
         self, params: dict[str, Any], files: dict[str, bytes]
     ) -> dict[str, Any]:
+        if self.failing_photos > 0:
+            self.failing_photos -= 1
+            raise _ApiError(502, "Bad Gateway")
         photo = self._photo(params.get("photo"), files)
         content: dict[str, Any] = {"photo": photo}
         if params.get("caption"):

@@ -50,7 +50,7 @@ from vechnost_bot.bot.texts import (
     theme_name,
 )
 from vechnost_bot.game import engine
-from vechnost_bot.game.content import LANGUAGES, THEMES, Library
+from vechnost_bot.game.content import LANGUAGES, THEMES, Library, deck_key
 from vechnost_bot.metrics import ERRORS, UPDATES_HANDLED
 from vechnost_bot.storage.base import Storage
 from vechnost_bot.storage.models import Language, Session, UserStats
@@ -453,19 +453,29 @@ class GameBot:
         )
         if len(THEMES[theme].contents) > 1:
             caption = f"{caption}\n{content_name(language, content)}"
+        card = result.card
         # The answer only stops the button's spinner: send it alongside the card.
-        await asyncio.gather(
+        answered, sent = await asyncio.gather(
             _answer(query, t(language, "reshuffled") if reshuffle else None),
             self.cards.send(
                 query.get_bot(),
                 chat_id,
-                result.card,
+                card,
                 language,
                 caption=caption,
                 footer=title,
                 reply_markup=keyboards.deck_keyboard(language, theme, level, content),
             ),
+            return_exceptions=True,
         )
+        if isinstance(sent, BaseException):
+            # Never seen, so not drawn: put it back, and the next "Next card" sends it.
+            log.warning("card_send_failed", chat_id=chat_id, card=card.id, error=repr(sent))
+            deck = deck_key(theme, level, content)
+            await self.storage.update_session(chat_id, lambda s: engine.undraw(s, deck, card.id))
+            raise sent
+        if isinstance(answered, BaseException):
+            log.warning("callback_answer_failed", chat_id=chat_id, error=repr(answered))
         await self._touch_user(update.effective_user, drew=True)
         log.debug("card_drawn", chat_id=chat_id, card=result.card.id, drawn=result.drawn)
         return True

@@ -30,6 +30,7 @@ __all__ = [
     "reset",
     "reshuffle",
     "step",
+    "undraw",
 ]
 
 Step = Literal["language", "theme", "level", "content", "deck"]
@@ -170,11 +171,28 @@ def draw(
     remaining = [card_id for card_id in deck.ids if card_id not in seen]
     if not remaining:
         return session, DrawOutcome(None, *progress(session, deck))
-    card_id = (rng or random).choice(remaining)
+    # A card drawn but never delivered (see undraw) is dealt again first.
+    if session.last_card in remaining:
+        card_id = session.last_card
+    else:
+        card_id = (rng or random).choice(remaining)
     session.drawn = {**session.drawn, deck.key: [*already, card_id]}
     session.last_card = card_id
     card = deck.get(card_id)
     return session, DrawOutcome(card, *progress(session, deck))
+
+
+def undraw(session: Session, deck: str, card_id: str) -> Session:
+    """Put back a card that could not be delivered; the next draw from its deck gives it.
+
+    ``last_card`` keeps naming it: a ``last_card`` that is not among the drawn ids is a
+    card still owed to the players.
+    """
+    drawn = session.drawn.get(deck, [])
+    if card_id in drawn:
+        session.drawn = {**session.drawn, deck: [i for i in drawn if i != card_id]}
+        session.last_card = card_id
+    return session
 
 
 def reshuffle(session: Session, theme: ThemeId, level: int, content: ContentType) -> Session:
@@ -182,4 +200,6 @@ def reshuffle(session: Session, theme: ThemeId, level: int, content: ContentType
     drawn = dict(session.drawn)
     drawn.pop(deck_key(theme, level, content), None)
     session.drawn = drawn
+    # The deck's last card was seen: it must not come first in the new round.
+    session.last_card = None
     return session
