@@ -117,6 +117,7 @@ async def _failover_and_back(
         await storage.delete_session(2)
         fix_it()
         await wait_until(lambda: storage.mode == "redis", timeout=10)
+    assert storage.status()["last_error"] is None  # healed: status shows no current trouble
     assert _events(logs, "redis_connection_failed")
     changed = [(e["from"], e["to"]) for e in _events(logs, "storage_mode_changed")]
     assert changed == [("redis", "memory"), ("memory", "redis")]

@@ -584,6 +584,7 @@ class HybridStorage(Storage):
         RECORDS_RECONCILED.inc(reconciled)
         self._journal.remove_file()
         self._last_failback_at = time.time()
+        self._last_error = None  # status shows the current trouble, not a healed one
         if self._connected_once:
             self._failbacks += 1
             STORAGE_FAILBACKS.inc()
