@@ -45,7 +45,7 @@ usage() {
 check_python() {
     local python=${PYTHON:-python3}
     if ! command -v "$python" >/dev/null 2>&1; then
-        die "Python 3.11 or newer is needed, and '$python' is not on PATH. Install Python 3.11+ (e.g. apt-get install python3.11 python3.11-venv) or set PYTHON=/path/to/python3.11."
+        die "Python 3.11 or newer is needed, and '$python' was not found. Install Python 3.11+ (e.g. apt-get install python3.11 python3.11-venv) or set PYTHON=/path/to/python3.11."
     fi
     if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
         die "Python 3.11 or newer is needed; $python is $("$python" -V 2>&1). Install Python 3.11+ or set PYTHON=/path/to/python3.11."
