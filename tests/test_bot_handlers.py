@@ -123,10 +123,11 @@ async def test_adult_theme_needs_confirmation(bot: Harness) -> None:
     session = await bot.storage.get_session(12)
     assert session is not None
     assert session.adult_confirmed
-    await bot.tap(12, "C:s:1:t")
+    reply = await bot.tap(12, "C:s:1:t")
+    assert reply.params["text"].startswith("🔞 Sex · Tasks\n")
     reply = await bot.tap(12, "N:s:1:t")
     assert reply.method == "sendPhoto"
-    assert "Tasks" in reply.params["caption"]
+    assert reply.params["caption"] == f"Sex · Tasks · 1/{PER_DECK}"
     session = await bot.storage.get_session(12)
     assert session is not None
     assert session.last_card is not None
@@ -153,6 +154,10 @@ async def test_back_at_every_step(bot: Harness) -> None:
     assert data(FakeBotApi.buttons(reply))[0] == "T:a"
     reply = await bot.tap(13, "T:p")
     assert "Next card" in texts(FakeBotApi.buttons(reply))[0]
+    assert reply.params["text"].startswith("🔥 Provocation\n")
+    assert "Level" not in reply.params["text"]
+    reply = await bot.tap(13, "N:p:1:q")
+    assert reply.params["caption"] == f"Provocation · 1/{PER_DECK}"
     reply = await bot.tap(13, "M")
     assert data(FakeBotApi.buttons(reply))[0] == "T:a"
 

@@ -37,6 +37,15 @@ def test_english_buttons_use_the_required_words() -> None:
     assert "Next card" in deck.text
 
 
+def test_deck_titles_name_the_level_only_when_there_is_a_choice() -> None:
+    """Single-level themes (Provocation, Sex) leave the level out; the content type is named
+    only where there is a choice."""
+    assert keyboards.deck_title("en", "acquaintance", 2, "questions") == "Acquaintance · Level 2"
+    assert keyboards.deck_title("cs", "sex", 1, "tasks") == "Sex · Úkoly"
+    assert keyboards.deck_title("ru", "provocation", 1, "questions") == "Провокация"
+    assert keyboards.deck_title("en", "sex", 1, "questions", icon=True) == "🔞 Sex · Questions"
+
+
 def test_language_from_telegram_code() -> None:
     """ru/uk → ru, cs/sk → cs, anything else (or nothing) → en."""
     assert language_from_code("ru") == "ru"

@@ -43,14 +43,11 @@ from vechnost_bot.bot.cards import CardSender
 from vechnost_bot.bot.texts import (
     COMMANDS,
     DEFAULT_LANGUAGE,
-    content_name,
     language_from_code,
-    level_name,
     t,
-    theme_name,
 )
 from vechnost_bot.game import engine
-from vechnost_bot.game.content import LANGUAGES, THEMES, Library, deck_key
+from vechnost_bot.game.content import LANGUAGES, Library, deck_key
 from vechnost_bot.metrics import ERRORS, UPDATES_HANDLED
 from vechnost_bot.storage.base import Storage
 from vechnost_bot.storage.models import Language, Session, UserStats
@@ -440,19 +437,8 @@ class GameBot:
                 edit=False,
             )
             return True
-        title = keyboards.deck_title(language, theme, level)
-        if len(THEMES[theme].contents) > 1:
-            title = f"{title} · {content_name(language, content)}"
-        caption = t(
-            language,
-            "card_caption",
-            theme=theme_name(language, theme),
-            level=level_name(language, level),
-            drawn=result.drawn,
-            total=result.total,
-        )
-        if len(THEMES[theme].contents) > 1:
-            caption = f"{caption}\n{content_name(language, content)}"
+        title = keyboards.deck_title(language, theme, level, content)
+        caption = t(language, "card_caption", deck=title, drawn=result.drawn, total=result.total)
         card = result.card
         # The answer only stops the button's spinner: send it alongside the card.
         answered, sent = await asyncio.gather(

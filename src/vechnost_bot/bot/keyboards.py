@@ -127,9 +127,20 @@ def exhausted_keyboard(
     )
 
 
-def deck_title(language: Language, theme: ThemeId, level: int) -> str:
-    """``For Couples · Level 2``: the card footer."""
-    return f"{theme_name(language, theme)} · {level_name(language, level)}"
+def deck_title(
+    language: Language, theme: ThemeId, level: int, content: ContentType, *, icon: bool = False
+) -> str:
+    """A deck's name: ``For Couples · Level 2``, ``Sex · Tasks``, ``Provocation``.
+
+    The level and the content type are named only when the theme offers a choice of them.
+    """
+    info = THEMES[theme]
+    parts = [theme_name(language, theme, icon=icon)]
+    if len(info.levels) > 1:
+        parts.append(level_name(language, level))
+    if len(info.contents) > 1:
+        parts.append(content_name(language, content))
+    return " · ".join(parts)
 
 
 def menu_for(session: Session, library: Library) -> tuple[str, InlineKeyboardMarkup]:
@@ -148,15 +159,8 @@ def menu_for(session: Session, library: Library) -> tuple[str, InlineKeyboardMar
         return t(language, "choose_content", theme=name), contents_keyboard(language, theme, level)
     deck = library.deck(theme, level, content)
     drawn, total = engine.progress(session, deck) if deck is not None else (0, 0)
-    text = t(
-        language,
-        "deck_intro",
-        theme=name,
-        level=level_name(language, level),
-        content=content_name(language, content),
-        drawn=drawn,
-        total=total,
-    )
+    title = deck_title(language, theme, level, content, icon=True)
+    text = t(language, "deck_intro", deck=title, drawn=drawn, total=total)
     if deck is not None and drawn >= total:
         return text, exhausted_keyboard(language, theme, level, content)
     return text, deck_keyboard(language, theme, level, content)

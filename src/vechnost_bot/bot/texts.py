@@ -64,10 +64,9 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "choose_level": "{theme}: choose a level. Level 1 is a gentle start, Level 3 goes deep.",
         "choose_content": "{theme}: questions to talk about, or tasks to do together?",
         "deck_intro": (
-            "{theme} · {level} · {content}\n"
-            "Cards drawn: {drawn}/{total}.\n\nTap “Next card” whenever you're ready."
+            "{deck}\nCards drawn: {drawn}/{total}.\n\nTap “Next card” whenever you're ready."
         ),
-        "card_caption": "{theme} · {level} · {drawn}/{total}",
+        "card_caption": "{deck} · {drawn}/{total}",
         "exhausted": (
             "That's the whole deck: all {total} cards! 🎉 Thank you for every honest answer.\n\n"
             "Shuffle the deck and go again, or pick another theme."
@@ -142,10 +141,10 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         ),
         "choose_content": "{theme}: вопросы для разговора или задания, которые сделаете вместе?",
         "deck_intro": (
-            "{theme} · {level} · {content}\n"
+            "{deck}\n"
             "Вытянуто карт: {drawn}/{total}.\n\nНажмите «Следующая карта», когда будете готовы."
         ),
-        "card_caption": "{theme} · {level} · {drawn}/{total}",
+        "card_caption": "{deck} · {drawn}/{total}",
         "exhausted": (
             "Вот и вся колода — все {total} карт! 🎉 Спасибо за каждый честный ответ.\n\n"
             "Можно перемешать колоду и сыграть ещё раз или выбрать другую тему."
@@ -214,10 +213,10 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         ),
         "choose_content": "{theme}: otázky k povídání, nebo úkoly, které zvládnete spolu?",
         "deck_intro": (
-            "{theme} · {level} · {content}\n"
+            "{deck}\n"
             "Vytaženo karet: {drawn}/{total}.\n\nAž budete připraveni, klepněte na „Další karta“."
         ),
-        "card_caption": "{theme} · {level} · {drawn}/{total}",
+        "card_caption": "{deck} · {drawn}/{total}",
         "exhausted": (
             "A to je celý balíček – všech {total} karet! 🎉 Díky za každou upřímnou odpověď.\n\n"
             "Můžete balíček zamíchat a hrát znovu, nebo si vybrat jiné téma."

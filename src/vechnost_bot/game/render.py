@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 FONT_DIR: Final = Path(__file__).parent / "fonts"
-RENDER_VERSION: Final = 1
+RENDER_VERSION: Final = 2
 """Part of every cache key of rendered images and file ids; bump when the look changes."""
 
 ImageFormat = Literal["JPEG", "PNG"]
