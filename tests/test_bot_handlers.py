@@ -93,6 +93,13 @@ async def test_english_buttons_and_a_full_deck(bot: Harness) -> None:
         assert reply.method == "sendPhoto"
         assert reply.params["caption"].endswith(f"{number}/{PER_DECK}")
         assert "Level 2" in reply.params["caption"]
+        buttons = data(FakeBotApi.buttons(reply))
+        if number < PER_DECK:
+            assert buttons[0] == "N:a:2:q"
+        else:  # the last card offers the reshuffle and the themes at once
+            assert buttons[0] == "R:a:2:q"
+            assert "M" in buttons
+            assert not any(b.startswith("N:") for b in buttons)
         session = await bot.storage.get_session(11)
         assert session is not None
         assert session.last_card is not None

@@ -440,6 +440,12 @@ class GameBot:
         title = keyboards.deck_title(language, theme, level, content)
         caption = t(language, "card_caption", deck=title, drawn=result.drawn, total=result.total)
         card = result.card
+        if result.drawn >= result.total:
+            # The deck's last card: offer the reshuffle (and the themes) with it, not a
+            # "Next card" that could only say the deck is done.
+            markup = keyboards.exhausted_keyboard(language, theme, level, content)
+        else:
+            markup = keyboards.deck_keyboard(language, theme, level, content)
         # The answer only stops the button's spinner: send it alongside the card.
         answered, sent = await asyncio.gather(
             _answer(query, t(language, "reshuffled") if reshuffle else None),
@@ -450,7 +456,7 @@ class GameBot:
                 language,
                 caption=caption,
                 footer=title,
-                reply_markup=keyboards.deck_keyboard(language, theme, level, content),
+                reply_markup=markup,
             ),
             return_exceptions=True,
         )
