@@ -227,7 +227,8 @@ async def test_stale_and_tampered_buttons_get_the_current_menu(bot: Harness) -> 
 
 
 async def test_unexpected_messages_are_answered_gently(bot: Harness) -> None:
-    """Stickers, photos, long text, plain text and unknown commands: a kind answer + menu."""
+    """Stickers, photos, long text, plain text and unknown commands: a kind answer + menu;
+    an unknown command gets its own text pointing to /help."""
     await bot.say(16, "/start")
     sticker = {"sticker": {"file_id": "s1", "file_unique_id": "s1", "width": 512,
                            "height": 512, "is_animated": False, "is_video": False,
@@ -238,12 +239,16 @@ async def test_unexpected_messages_are_answered_gently(bot: Harness) -> None:
         (None, photo, "unexpected_media"),
         ("x" * 3000, None, "too_long"),
         ("hello there", None, "unknown_input"),
-        ("/dance", None, "unknown_input"),
+        ("/dance", None, "unknown_command"),
+        ("/dance@vechnost_test_bot now", None, "unknown_command"),
     ]
     for text, extra, key in cases:
         reply = await bot.say(16, text, extra=extra)
         assert reply.params["text"].startswith(t("en", key))
         assert data(FakeBotApi.buttons(reply))[0] == "T:a"
+    before = len(bot.api.replies(16))
+    await bot.idle(await bot.api.send_message(16, "/dance@some_other_bot"))
+    assert len(bot.api.replies(16)) == before  # another bot's command is not ours to answer
 
 
 async def test_help_and_reset(bot: Harness) -> None:

@@ -46,6 +46,13 @@ def test_deck_titles_name_the_level_only_when_there_is_a_choice() -> None:
     assert keyboards.deck_title("en", "sex", 1, "questions", icon=True) == "🔞 Sex · Questions"
 
 
+def test_unknown_command_has_its_own_text() -> None:
+    """An unknown /command points to /help, in each language's register (ru вы, cs vy)."""
+    assert t("en", "unknown_command") == "I don't know that command. Try /help."
+    assert t("ru", "unknown_command") == "Такой команды я не знаю. Загляните в /help."
+    assert t("cs", "unknown_command") == "Tenhle příkaz neznám. Zkuste /help."
+
+
 def test_language_from_telegram_code() -> None:
     """ru/uk → ru, cs/sk → cs, anything else (or nothing) → en."""
     assert language_from_code("ru") == "ru"

@@ -24,7 +24,7 @@ from telegram import (
     Update,
     User,
 )
-from telegram.constants import ChatType
+from telegram.constants import ChatType, MessageEntityType
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
     Application,
@@ -250,11 +250,18 @@ class GameBot:
             return
         if chat.type != ChatType.PRIVATE and message.text is None:
             return  # in a group, pictures and stickers are for the people, not for us
+        command = _command(message)
+        if command is not None and "@" in command:
+            addressee = command.partition("@")[2].lower()
+            if addressee != (context.bot.username or "").lower():
+                return  # a command for another bot in the group
         session = await self._session(chat.id, update.effective_user)
         if message.text is None:
             key = "unexpected_media"
         elif len(message.text) > MAX_TEXT_LENGTH:
             key = "too_long"
+        elif command is not None:
+            key = "unknown_command"
         else:
             key = "unknown_input"
         log.info("unexpected_input", chat_id=chat.id, kind=key)
@@ -504,6 +511,14 @@ async def _answer(query: CallbackQuery, text: str | None = None) -> None:
     except BadRequest as error:
         # "query is too old": the press waited too long (e.g. while the bot was down).
         log.info("callback_answer_failed", error=str(error))
+
+
+def _command(message: Message) -> str | None:
+    """The ``/command`` (with any ``@botname``) a message starts with, or None."""
+    for entity in message.entities:
+        if entity.type == MessageEntityType.BOT_COMMAND and entity.offset == 0:
+            return (message.text or "")[: entity.length]
+    return None
 
 
 def _to_themes(session: Session) -> Session:

@@ -84,6 +84,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "unknown_input": (
             "I only understand the buttons and commands, so let's carry on from here."
         ),
+        "unknown_command": "I don't know that command. Try /help.",
         "unexpected_media": (
             "That's lovely, but I can only play with the buttons below. Let's continue."
         ),
@@ -158,6 +159,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "reset_done": "Готово: игра начинается заново. Язык остался прежним.",
         "slow_down": "Ого, как быстро! 🙂 Давайте чуть помедленнее — я никуда не денусь.",
         "unknown_input": "Я понимаю только кнопки и команды, так что продолжим отсюда.",
+        "unknown_command": "Такой команды я не знаю. Загляните в /help.",
         "unexpected_media": "Как мило! Но играть я умею только кнопками ниже. Продолжим?",
         "too_long": (
             "Какое длинное сообщение! Лучше расскажите это друг другу вслух, "
@@ -230,6 +232,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "reset_done": "Hotovo: hra začíná znovu. Jazyk zůstává stejný.",
         "slow_down": "Páni, to je najednou hodně! 🙂 Trochu zpomalte, já tu budu.",
         "unknown_input": "Rozumím jen tlačítkům a příkazům, tak pokračujme odsud.",
+        "unknown_command": "Tenhle příkaz neznám. Zkuste /help.",
         "unexpected_media": "To je milé! Hrát ale umím jen s tlačítky níže. Pokračujeme?",
         "too_long": (
             "To je ale dlouhá zpráva! Řekněte si to raději nahlas, "
