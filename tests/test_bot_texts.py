@@ -53,6 +53,18 @@ def test_unknown_command_has_its_own_text() -> None:
     assert t("cs", "unknown_command") == "Tenhle příkaz neznám. Zkuste /help."
 
 
+def test_phrasing_and_register() -> None:
+    """Reviewed wording; Czech speaks to the players as vy after greeting one as ty."""
+    assert t("en", "cmd_reset") == "Start over"
+    assert t("en", "reset_done") == "Done! We're starting over; your language stays the same."
+    assert "explicitní otázky a úkoly" in t("cs", "adult_prompt")
+    assert t("cs", "slow_down").endswith("počkám na vás.")
+    assert "Budeme pokračovat tam, kde jsme skončili" in t("cs", "welcome_back", name="Eva")
+    welcome = t("cs", "welcome", name="Eva").split("\n\n", 1)[1]  # after the greeting
+    assert "koho milujete" in welcome
+    assert not any(word in welcome for word in ("miluješ", "vyber si", "vytáhni"))
+
+
 def test_language_from_telegram_code() -> None:
     """ru/uk → ru, cs/sk → cs, anything else (or nothing) → en."""
     assert language_from_code("ru") == "ru"

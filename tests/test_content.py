@@ -57,3 +57,9 @@ def test_every_card_fits_on_its_image(library: Library) -> None:
         if len(card.text(language)) > 200 or not fits(card.text(language), language)
     ]
     assert too_long == []
+
+
+def test_czech_cards_avoid_gendered_forms(library: Library) -> None:
+    """Czech cards are phrased so that they fit any player: no "udělal(a)" forms."""
+    gendered = [card.id for card in library.cards() if "(a)" in card.text("cs")]
+    assert gendered == []

@@ -56,7 +56,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
             "Cards never repeat until you've been through the whole deck; then you can "
             "shuffle it again. Your progress is saved, even if you switch language.\n\n"
             "/start: main menu\n/language: change language\n"
-            "/reset: start the game afresh\n/help: this note"
+            "/reset: start over\n/help: this note"
         ),
         "choose_language": "Which language shall we play in?",
         "language_set": "Great, we'll play in English from now on.",
@@ -77,7 +77,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
             "Please confirm that everyone playing is 18 or older and happy to play it."
         ),
         "adult_declined": "No problem at all. Let's choose something else.",
-        "reset_done": "Done: the game starts afresh. Your language stays the same.",
+        "reset_done": "Done! We're starting over; your language stays the same.",
         "slow_down": (
             "Whoa, that's a lot at once! 🙂 Please slow down a little; I'll be right here."
         ),
@@ -111,7 +111,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "content_tasks": "Tasks",
         "cmd_start": "Main menu",
         "cmd_help": "How to play",
-        "cmd_reset": "Start the game afresh",
+        "cmd_reset": "Start over",
         "cmd_language": "Change language",
     },
     "ru": {
@@ -191,11 +191,14 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "welcome": (
             "Ahoj, {name}! Vítej ve hře Vechnost 🌙\n\n"
             "Je to karetní hra pro rozhovory, na kterých záleží: s kamarádem, na rande "
-            "nebo s člověkem, kterého miluješ. Vyberte si téma, vytáhněte kartu a odpovídejte "
+            "nebo s někým, koho milujete. Vyberte si téma, vytáhněte kartu a odpovídejte "
             "střídavě a upřímně. Špatné odpovědi tu nejsou, jen zvědavost.\n\n"
             "Čím začneme?"
         ),
-        "welcome_back": "Vítej zpátky, {name}! Pokračujeme, kde jsme skončili, nebo nové téma?",
+        "welcome_back": (
+            "Vítej zpátky, {name}! Budeme pokračovat tam, kde jsme skončili, "
+            "nebo si vybereme nové téma?"
+        ),
         "help": (
             "Jak hrát Vechnost:\n\n"
             "1. Vyberte téma: Seznámení, Pro páry, Provokace nebo Sex (18+).\n"
@@ -225,12 +228,12 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         ),
         "reshuffled": "Balíček je zamíchaný. Jedeme znovu!",
         "adult_prompt": (
-            "Téma Sex obsahuje otevřené otázky a úkoly jen pro dospělé.\n\n"
+            "Téma Sex obsahuje explicitní otázky a úkoly, určené jen pro dospělé.\n\n"
             "Potvrďte prosím, že je všem hráčům alespoň 18 let a že s takovou hrou souhlasí."
         ),
         "adult_declined": "Vůbec nevadí. Vyberme si něco jiného.",
         "reset_done": "Hotovo: hra začíná znovu. Jazyk zůstává stejný.",
-        "slow_down": "Páni, to je najednou hodně! 🙂 Trochu zpomalte, já tu budu.",
+        "slow_down": "Páni, to je najednou hodně! 🙂 Trochu zpomalte, počkám na vás.",
         "unknown_input": "Rozumím jen tlačítkům a příkazům, tak pokračujme odsud.",
         "unknown_command": "Tenhle příkaz neznám. Zkuste /help.",
         "unexpected_media": "To je milé! Hrát ale umím jen s tlačítky níže. Pokračujeme?",
