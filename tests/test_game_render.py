@@ -16,7 +16,7 @@ def test_renders_jpeg_and_png() -> None:
     image = Image.open(io.BytesIO(jpeg))
     assert image.format == "JPEG"
     assert image.size == (render.WIDTH, render.HEIGHT)
-    png = render.render_card("Hi", theme="sex", language="en", footer="Sex · Level 1",
+    png = render.render_card("Hi", theme="sex", language="en", footer="Sex · Tasks",
                              image_format="PNG")  # fmt: skip
     assert Image.open(io.BytesIO(png)).format == "PNG"
 
