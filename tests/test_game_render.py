@@ -65,6 +65,6 @@ def test_font_covers_cyrillic_and_czech() -> None:
 
 async def test_async_render_runs_in_a_thread() -> None:
     """render_card_async gives the same bytes as the sync render."""
-    args = {"theme": "provocation", "language": "en", "footer": "Provocation · Level 1"}
+    args = {"theme": "provocation", "language": "en", "footer": "Provocation"}
     data = await render.render_card_async("Dare?", **args)  # type: ignore[arg-type]
     assert data == render.render_card("Dare?", **args)  # type: ignore[arg-type]
