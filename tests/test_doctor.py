@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -115,3 +117,42 @@ async def test_max_memory_is_checked(data_dir: Path, value: str, level: str) -> 
     settings = settings_for(data_dir, redis_max_memory=value, telegram_bot_token=None)
     checks = _by_name(await run_checks(settings))
     assert checks["configuration"].level == level
+
+
+async def test_rejected_url_password_fails_even_with_our_server_running(
+    data_dir: Path, redis_factory: RedisFactory
+) -> None:
+    """REDIS_URL's password is refused: FAIL (the bot goes to memory), not "will adopt it"."""
+    foreign = redis_factory(password="right")
+    url = f"redis://:wrongpw@127.0.0.1:{foreign.port}/0"
+    async with RedisManager(settings_for(data_dir)):
+        checks = _by_name(await run_checks(settings_for(data_dir, redis_url=url)))
+    assert checks["redis"].level == "FAIL"
+    assert "rejected the password in REDIS_URL" in checks["redis"].detail
+    assert "memory" in checks["redis"].detail
+    assert checks["redis"].fix == "fix the password in REDIS_URL"
+    assert checks["port"].level == "WARN"
+    assert "rejected the password in REDIS_URL" in checks["port"].detail
+    assert "put its password" not in (checks["port"].fix or "")
+    for check in checks.values():
+        assert "wrongpw" not in check.detail + (check.fix or "")
+
+
+async def test_hung_own_server_is_named_with_what_to_do(data_dir: Path) -> None:
+    """Our server SIGSTOPped on the REDIS_URL port: its pid, "hung", and `vechnost redis stop`."""
+    settings = settings_for(data_dir)
+    async with RedisManager(settings) as manager:
+        pid = manager.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            checks = _by_name(await run_checks(settings))
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    for name in ("port", "redis"):
+        assert checks[name].level == "WARN", name
+        assert f"pid {pid}" in checks[name].detail, name
+        assert "hung" in checks[name].detail, name
+        assert "vechnost redis stop" in (checks[name].fix or ""), name
+    assert "another program" not in checks["port"].detail
+    assert "no Redis runs now" not in checks["redis"].detail

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -19,7 +20,7 @@ from vechnost_bot.config import load_settings
 from vechnost_bot.errors import ConfigError
 from vechnost_bot.redis import RedisAutoStartManager, RedisEvent
 from vechnost_bot.redis import discovery as discovery_module
-from vechnost_bot.redis.manager import pid_alive
+from vechnost_bot.redis.manager import RedisManager, pid_alive
 
 __all__ = ["data_dir"]
 
@@ -217,6 +218,33 @@ async def test_second_instance_adopts(data_dir: Path) -> None:
         assert await first.manager.health_check()
     finally:
         await first.stop()
+
+
+async def test_hung_server_in_data_dir_is_stopped_and_replaced_on_its_port(
+    data_dir: Path,
+) -> None:
+    """At start, our SIGSTOPped server (two missed PINGs) is stopped, then replaced."""
+    settings = settings_for(data_dir)
+    owner = RedisManager(settings)
+    await owner.start()
+    old, port = owner.pid, owner.port
+    assert old is not None
+    os.kill(old, signal.SIGSTOP)
+    manager = RedisAutoStartManager(settings)
+    try:
+        with capture_logs() as logs:
+            assert await manager.initialize() is True
+        assert manager.source == "auto-started"
+        assert not pid_alive(old)
+        assert manager.endpoint is not None
+        assert manager.endpoint.port == port
+        assert redis_pids_in(data_dir) == [manager.status()["pid"]]
+        replaced = next(e for e in logs if e["event"] == "redis_hung_server_replaced")
+        assert replaced["pid"] == old
+        assert replaced["how"] in {"sigterm", "sigkill"}
+    finally:
+        await manager.stop()
+        await owner.detach()
 
 
 async def test_data_survives_cleanup_and_new_start(data_dir: Path) -> None:

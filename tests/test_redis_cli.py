@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import RedisFactory
 from tests.support.lifecycle import data_dir, redis_pids_in
 from tests.support.redis_server import free_port
 from vechnost_bot.redis.manager import pid_alive
@@ -104,6 +106,102 @@ def test_start_with_bad_binary_fails_with_one_line(data_dir: Path, binary: str) 
     assert len(lines) == 1
     assert lines[0].startswith(f"vechnost: {binary} is not a usable Redis server")
     assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    # The binary is checked before anything is written for it.
+    assert not (data_dir / "redis.conf").exists()
+    assert not (data_dir / "redis.password").exists()
+
+
+def test_failed_start_with_json_prints_a_json_error(data_dir: Path) -> None:
+    """`redis start --json` that fails: exit 1 and {"ok": false, "error": ...} on stdout."""
+    env = _env(data_dir, free_port(), REDIS_SERVER_BIN="/bin/false")
+    result = _vechnost(env, "redis", "start", "--json")
+    assert result.returncode == 1
+    answer = json.loads(result.stdout)
+    assert answer["ok"] is False
+    assert answer["action"] == "start"
+    assert "/bin/false is not a usable Redis server" in answer["error"]
+
+
+def test_start_with_rejected_url_password_fails(
+    data_dir: Path, redis_factory: RedisFactory
+) -> None:
+    """REDIS_URL's password is refused by the server there: exit 1, one line, nothing started."""
+    foreign = redis_factory(password="right")
+    env = _env(data_dir, foreign.port)
+    env["REDIS_URL"] = f"redis://:wrongpw@127.0.0.1:{foreign.port}/0"
+    result = _vechnost(env, "redis", "start")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"vechnost: the Redis at 127.0.0.1:{foreign.port} rejected the password in REDIS_URL; "
+        "fix the password"
+    ]
+    assert result.stdout == ""
+    as_json = _vechnost(env, "redis", "start", "--json")
+    assert as_json.returncode == 1
+    answer = json.loads(as_json.stdout)
+    assert answer["ok"] is False
+    assert "rejected the password in REDIS_URL" in answer["error"]
+    for output in (result, as_json):
+        assert "wrongpw" not in output.stdout + output.stderr
+    assert redis_pids_in(data_dir) == []
+    assert foreign.client().ping()
+
+
+def test_start_twice_through_symlink_gives_one_server(data_dir: Path, tmp_path: Path) -> None:
+    """REDIS_DATA_DIR through a symlink: the second start adopts; status and stop find it."""
+    data_dir.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(data_dir)
+    env = _env(link, free_port())
+    first = json.loads(_vechnost(env, "redis", "start", "--json").stdout)
+    second = json.loads(_vechnost(env, "redis", "start", "--json").stdout)
+    assert first["already_running"] is False
+    assert second["already_running"] is True
+    assert second["pid"] == first["pid"]
+    assert first["data_dir"] == str(data_dir)
+    assert redis_pids_in(data_dir) == [first["pid"]]
+    real = _env(data_dir, free_port())
+    status = json.loads(_vechnost(real, "redis", "status", "--json").stdout)
+    assert status["pid"] == first["pid"]
+    stopped = _vechnost(env, "redis", "stop")
+    assert f"Redis stopped (pid {first['pid']})" in stopped.stdout
+    assert not pid_alive(first["pid"])
+
+
+def test_stop_of_hung_server_stops_it_and_says_how(data_dir: Path) -> None:
+    """A SIGSTOPped server: `redis stop` ends it (SIGTERM or SIGKILL) and says so."""
+    # A short interval shortens the PING timeouts that tell a hang (0.5 s instead of 1 s).
+    env = _env(data_dir, free_port(), REDIS_HEALTH_CHECK_INTERVAL="0.2")
+    pid = json.loads(_vechnost(env, "redis", "start", "--json").stdout)["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    result = _vechnost(env, "redis", "stop", "--json")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["stopped"] is True
+    assert answer["pid"] == pid
+    assert answer["answered"] is False
+    assert answer["how"] in {"sigterm", "sigkill"}
+    assert not pid_alive(pid)
+    assert not (data_dir / "redis.pid").exists()
+
+
+def test_start_on_hung_server_reports_what_it_did(data_dir: Path) -> None:
+    """A SIGSTOPped server of ours: `redis start` says so, stops it, starts on its port."""
+    # A short interval shortens the PING timeouts that tell a hang (0.5 s instead of 1 s).
+    env = _env(data_dir, free_port(), REDIS_HEALTH_CHECK_INTERVAL="0.2")
+    first = json.loads(_vechnost(env, "redis", "start", "--json").stdout)
+    os.kill(first["pid"], signal.SIGSTOP)
+    result = _vechnost(env, "redis", "start")
+    assert result.returncode == 0, result.stderr
+    assert f"Redis pid {first['pid']} in {data_dir} did not answer PING (hung)" in result.stderr
+    assert "SIGTERM after no answer" in result.stderr or "SIGKILL after no answer" in result.stderr
+    assert result.stdout.startswith("Redis started: pid")
+    assert f"127.0.0.1:{first['port']}," in result.stdout
+    assert not pid_alive(first["pid"])
+    (pid,) = redis_pids_in(data_dir)
+    assert pid != first["pid"]
+    assert _vechnost(env, "redis", "stop").returncode == 0
 
 
 def test_start_with_unwritable_data_dir_fails(tmp_path: Path) -> None:

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import stat
 import subprocess
 from pathlib import Path
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from structlog.testing import capture_logs
 
 from tests.conftest import RedisFactory
 from tests.support.lifecycle import data_dir, redis_pids_in, settings_for
 from tests.support.redis_server import free_port
-from vechnost_bot.errors import RedisStartError
+from vechnost_bot.errors import RedisBinaryInvalidError, RedisStartError
 from vechnost_bot.redis import manager as manager_module
+from vechnost_bot.redis.client import make_client
 from vechnost_bot.redis.manager import (
     RedisDataDirError,
     RedisManager,
@@ -58,7 +63,10 @@ async def test_start_writes_private_files_and_binds_loopback(data_dir: Path) -> 
         password = (data_dir / "redis.password").read_text().strip()
         assert password not in repr(logs)
         with pytest.raises(redis.AuthenticationError):
-            redis.Redis(port=manager.port, socket_timeout=2).set("k", "v")
+            # No retries: redis-py retries an AuthenticationError (a ConnectionError) for ~4 s.
+            redis.Redis(port=manager.port, socket_timeout=2, retry=Retry(NoBackoff(), 0)).set(
+                "k", "v"
+            )
     finally:
         await manager.stop()
 
@@ -308,3 +316,131 @@ def test_free_port_helper_matches_bind_check() -> None:
     """is_port_free says False for a listening port and True for a free one."""
     port = free_port()
     assert manager_module.is_port_free(port)
+
+
+async def test_adopts_through_symlinked_data_dir(data_dir: Path, tmp_path: Path) -> None:
+    """A data dir reached through a symlink or `..` is the same folder: adopted, not doubled."""
+    data_dir.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(data_dir)
+    owner = RedisManager(settings_for(link))
+    await owner.start()
+    try:
+        assert owner.data_dir == data_dir
+        assert Path(_client(owner).config_get("dir")["dir"]) == data_dir
+        for spelling in (link, data_dir, tmp_path / "elsewhere" / ".." / "link"):
+            adopter = RedisManager(settings_for(spelling))
+            assert await adopter.adopt() is True, spelling
+            assert adopter.pid == owner.pid
+            await adopter.detach()
+        assert redis_pids_in(data_dir) == [owner.pid]
+    finally:
+        await owner.stop()
+
+
+async def test_adopt_waits_for_a_second_missed_ping(data_dir: Path) -> None:
+    """A server that misses one PING (paused for 0.8 s; timeout 0.5 s) is adopted, not killed."""
+    settings = settings_for(data_dir)
+    owner = RedisManager(settings)
+    await owner.start()
+    pid = owner.pid
+    assert pid is not None
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        asyncio.get_running_loop().call_later(0.8, os.kill, pid, signal.SIGCONT)
+        adopter = RedisManager(settings)
+        with capture_logs() as logs:
+            assert await adopter.adopt() is True
+        assert [e["miss"] for e in logs if e["event"] == "redis_adopt_ping_failed"] == [1]
+        assert adopter.pid == pid
+        await adopter.detach()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        await owner.stop()
+
+
+async def test_hung_server_is_reported_by_adopt_and_stopped_by_sigterm(data_dir: Path) -> None:
+    """SIGSTOPped: adopt() leaves it alive and reports it; stop_unresponsive() ends it."""
+    settings = settings_for(data_dir)
+    owner = RedisManager(settings)
+    await owner.start()
+    pid, port = owner.pid, owner.port
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    manager = RedisManager(settings)
+    with capture_logs() as logs:
+        assert await manager.adopt() is False
+    assert [e["miss"] for e in logs if e["event"] == "redis_adopt_ping_failed"] == [1, 2]
+    assert pid_alive(pid)  # two missed PINGs are reported, nothing is killed
+    hung = manager.unresponsive
+    assert hung is not None
+    assert (hung.pid, hung.port) == (pid, port)
+    stopped = await asyncio.wait_for(manager.stop_unresponsive(), 15)
+    assert stopped is not None
+    assert stopped.how in {"sigterm", "sigkill"}
+    assert stopped.answered is False
+    assert not pid_alive(pid)
+    assert not (data_dir / "redis.pid").exists()
+    await manager.start()  # its replacement takes the same port
+    try:
+        assert manager.port == port
+        assert redis_pids_in(data_dir) == [manager.pid]
+    finally:
+        await manager.stop()
+    await owner.detach()
+
+
+async def test_stop_of_sigstopped_server_falls_back_to_sigterm(data_dir: Path) -> None:
+    """stop() of an owned server that does not answer: SIGCONT + SIGTERM, no SHUTDOWN wait."""
+    manager = RedisManager(settings_for(data_dir))
+    await manager.start()
+    pid = manager.pid
+    assert pid is not None
+    _client(manager).set("kept", "yes")
+    os.kill(pid, signal.SIGSTOP)
+    started = asyncio.get_running_loop().time()
+    stopped = await manager.stop()
+    assert stopped is not None
+    assert (stopped.how, stopped.answered) == ("sigterm", False)
+    assert asyncio.get_running_loop().time() - started < 5
+    assert not pid_alive(pid)
+    # SIGTERM lets Redis save: the data is there on the next start.
+    await manager.start()
+    try:
+        assert _client(manager).get("kept") == b"yes"
+    finally:
+        await manager.stop()
+
+
+async def test_stop_falls_back_to_sigkill_when_sigterm_does_not_end_it(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server stuck in a Lua loop defers SIGTERM: SIGKILL after the bounded wait."""
+    monkeypatch.setattr(manager_module, "_STOP_TERM_WAIT", 0.5)
+    manager = RedisManager(settings_for(data_dir))
+    await manager.start()
+    pid = manager.pid
+    assert pid is not None
+    endpoint = manager.endpoint
+    assert endpoint is not None
+    busy = make_client(endpoint, timeout=30)
+    script = asyncio.create_task(busy.eval("while true do end", 0))
+    try:
+        await asyncio.sleep(0.2)
+        stopped = await asyncio.wait_for(manager.stop(), 15)
+        assert stopped is not None
+        assert (stopped.how, stopped.answered) == ("sigkill", False)
+        assert not pid_alive(pid)
+    finally:
+        with contextlib.suppress(redis.RedisError):
+            await script
+        await busy.aclose()
+
+
+async def test_configured_binary_is_checked_before_files_are_written(data_dir: Path) -> None:
+    """REDIS_SERVER_BIN=/bin/false fails before redis.conf or redis.password exist."""
+    manager = RedisManager(settings_for(data_dir, redis_server_bin=Path("/bin/false")))
+    with pytest.raises(RedisBinaryInvalidError):
+        await manager.start()
+    assert not (data_dir / "redis.conf").exists()
+    assert not (data_dir / "redis.password").exists()

@@ -87,14 +87,24 @@ async def test_hung_server_is_killed_and_replaced(data_dir: Path) -> None:
 
 async def test_crash_loop_is_slowed_down_as_degraded(data_dir: Path) -> None:
     """Repeated crashes within the window: state degraded, restarts spaced by the backoff."""
+    # Longer than the normal backoff of a third restart (0.5 s) plus detection, so the
+    # gap below can only come from the degraded backoff.
+    degraded_backoff = 1.2
     manager = RedisAutoStartManager(
         settings_for(data_dir),
         crash_loop_restarts=2,
         crash_loop_window=60.0,
-        degraded_backoff=0.5,
+        degraded_backoff=degraded_backoff,
     )
     states: list[str] = []
-    manager.subscribe(lambda event: states.append(event.state))
+    restarted_at: list[float] = []
+
+    def record(event: RedisEvent) -> None:
+        states.append(event.state)
+        if event.state == "running" and event.previous != "initializing":
+            restarted_at.append(time.monotonic())
+
+    manager.subscribe(record)
     state_count = REDIS_STATE_CHANGES.labels(state="degraded")._value.get()
     await manager.start()
     try:
@@ -106,6 +116,8 @@ async def test_crash_loop_is_slowed_down_as_degraded(data_dir: Path) -> None:
         assert states.index("degraded") > states.index("restarting")
         assert REDIS_STATE_CHANGES.labels(state="degraded")._value.get() == state_count + 1
         assert manager.status()["restarts"] == 3
+        assert len(restarted_at) == 3
+        assert restarted_at[-1] - restarted_at[-2] >= degraded_backoff
     finally:
         await manager.stop()
 

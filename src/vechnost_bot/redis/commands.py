@@ -26,12 +26,19 @@ from rich.console import Console
 from rich.table import Table
 
 from vechnost_bot.config import Settings
-from vechnost_bot.redis.autostart import endpoint_from_url, other_vechnost_clients
+from vechnost_bot.errors import VechnostError
+from vechnost_bot.log import redact
+from vechnost_bot.redis.autostart import (
+    endpoint_from_url,
+    other_vechnost_clients,
+    password_rejected_message,
+)
 from vechnost_bot.redis.client import make_client
 from vechnost_bot.redis.events import RedisEndpoint
 from vechnost_bot.redis.manager import (
     LOOPBACK,
     RedisManager,
+    Stopped,
     data_dir_lock,
     ensure_data_dir,
     is_our_redis_process,
@@ -68,23 +75,61 @@ def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
 
 
 async def _start(settings: Settings, as_json: bool) -> int:
+    try:
+        return await _start_server(settings, as_json)
+    except VechnostError as error:
+        if as_json:
+            # Scripts read stdout: a JSON answer there too; main() prints the line on stderr.
+            _emit_failure("start", redact(str(error)))
+        raise
+
+
+def _emit_failure(action: str, error: str) -> None:
+    print(json.dumps({"action": action, "ok": False, "error": error}))
+
+
+async def _start_server(settings: Settings, as_json: bool) -> int:
+    external = endpoint_from_url(settings.redis_url)
+    if external is not None and external.password is not None:
+        # The bot would stop right here (memory mode): a wrong password is not fixed by a
+        # local server on another port.
+        probed = await probe_facts(external)
+        if probed.get("auth_failed"):
+            message = password_rejected_message(external)
+            if as_json:
+                _emit_failure("start", message)
+            print(f"vechnost: {message}", file=sys.stderr)
+            return 1
     manager = RedisManager(settings, started_by="cli")
     ensure_data_dir(manager.data_dir)
+    replaced: Stopped | None = None
     async with data_dir_lock(manager.files, _LOCK_WAIT):
         already = await manager.adopt()
         if not already:
+            if manager.unresponsive is not None:
+                replaced = await manager.stop_unresponsive()
             await manager.start()
         pid, port = manager.pid, manager.port
         version = await manager.version()
         await manager.detach()
-    data = {
+    data: dict[str, Any] = {
         "action": "start",
+        "ok": True,
         "already_running": already,
         "pid": pid,
         "port": port,
         "version": version,
         "data_dir": str(manager.data_dir),
+        "replaced_hung": None
+        if replaced is None
+        else {"pid": replaced.pid, "port": replaced.port, "how": replaced.how},
     }
+    if replaced is not None and not as_json:
+        print(
+            f"vechnost: Redis pid {replaced.pid} in {manager.data_dir} did not answer PING "
+            f"(hung); stopped it ({_how_text(replaced)}) and started a new one on its port",
+            file=sys.stderr,
+        )
     verb = "already running" if already else "started"
     _emit(
         as_json,
@@ -95,38 +140,65 @@ async def _start(settings: Settings, as_json: bool) -> int:
     return 0
 
 
+def _how_text(stopped: Stopped) -> str:
+    """How the stop sequence ended the server, for people."""
+    how = {
+        "shutdown-save": "SHUTDOWN SAVE",
+        "sigterm": "SIGTERM",
+        "sigkill": "SIGKILL",
+        "terminate": "terminated",
+        "already-exited": "it had already exited",
+    }[stopped.how]
+    if stopped.answered:
+        return (
+            how if stopped.how == "shutdown-save" else f"{how} after SHUTDOWN SAVE did not end it"
+        )
+    return f"{how} after no answer"
+
+
 async def _stop(settings: Settings, as_json: bool) -> int:
     manager = RedisManager(settings)
     if not manager.data_dir.is_dir():
         _emit(as_json, {"action": "stop", "stopped": False}, "Redis is not running (no data dir)")
         return 0
+    users: list[int] = []
     async with data_dir_lock(manager.files, _LOCK_WAIT):
-        if not await manager.adopt():
+        if await manager.adopt():
+            endpoint = manager.endpoint
+            if endpoint is not None:
+                try:
+                    users = await other_vechnost_clients(endpoint)
+                except (RedisClientError, OSError, TimeoutError):
+                    users = []
+            stopped = await manager.stop()
+        else:
+            # Recorded in the data dir but hung: the same stop sequence, without SHUTDOWN.
+            stopped = await manager.stop_unresponsive()
+        if stopped is None:
             _emit(
                 as_json,
                 {"action": "stop", "stopped": False, "data_dir": str(manager.data_dir)},
                 f"Redis is not running in {manager.data_dir}",
             )
             return 0
-        pid = manager.pid
-        endpoint = manager.endpoint
-        users: list[int] = []
-        if endpoint is not None:
-            try:
-                users = await other_vechnost_clients(endpoint)
-            except (RedisClientError, OSError, TimeoutError):
-                users = []
-        await manager.stop()
     if users:
         print(
             f"vechnost: warning: {len(users)} running bot process(es) used this server; "
             "their monitors will start it again (stop the bots first)",
             file=sys.stderr,
         )
+    detail = "" if stopped.how == "shutdown-save" else f", {_how_text(stopped)}"
     _emit(
         as_json,
-        {"action": "stop", "stopped": True, "pid": pid, "data_dir": str(manager.data_dir)},
-        f"Redis stopped (pid {pid}); data kept in {manager.data_dir}",
+        {
+            "action": "stop",
+            "stopped": True,
+            "pid": stopped.pid,
+            "how": stopped.how,
+            "answered": stopped.answered,
+            "data_dir": str(manager.data_dir),
+        },
+        f"Redis stopped (pid {stopped.pid}{detail}); data kept in {manager.data_dir}",
     )
     return 0
 
@@ -193,6 +265,9 @@ async def local_facts(settings: Settings) -> dict[str, Any]:
         facts.update(pid=None, stale_pid=pid)
         return facts
     facts.update(probed)
+    # Alive, ours (as far as the OS can tell) and silent: hung, e.g. SIGSTOPped.
+    facts["hung"] = not probed.get("answering") and not probed.get("auth_failed")
+    facts["pid"] = pid
     return facts
 
 
@@ -227,7 +302,7 @@ async def _status(settings: Settings, as_json: bool) -> int:
         "data_dir": local["data_dir"],
         "started_by": local.get("started_by") if source == "auto-started" else None,
         "redis_url": endpoint_url_masked(settings.redis_url),
-        "error": None if source else (facts.get("error") or "no Redis answers"),
+        "error": None if source else _no_redis_reason(facts, local),
     }
     if as_json:
         print(json.dumps(data))
@@ -241,13 +316,28 @@ async def _status(settings: Settings, as_json: bool) -> int:
     return 0 if source else _NOT_RUNNING
 
 
+def _no_redis_reason(facts: dict[str, Any], local: dict[str, Any]) -> str:
+    if local.get("hung"):
+        return (
+            f"our Redis pid {local.get('pid')} in the data dir does not answer PING (hung); "
+            "`vechnost redis stop` stops it"
+        )
+    return str(facts.get("error") or "no Redis answers")
+
+
 async def _ping(settings: Settings, as_json: bool) -> int:
     source, facts, local = await _which(settings)
     if source is None:
         reason = facts.get("error") or "not running"
+        if local.get("pid") is None:
+            local_text = "not running"
+        elif local.get("hung"):
+            local_text = f"pid {local.get('pid')} does not answer (hung; `vechnost redis stop`)"
+        else:
+            local_text = "not answering"
         message = (
             f"no Redis answers: REDIS_URL {endpoint_url_masked(settings.redis_url)}: {reason}; "
-            f"data dir server: {'not running' if local.get('pid') is None else 'not answering'}"
+            f"data dir server: {local_text}"
         )
         if as_json:
             print(json.dumps({"pong": False, "error": message}))

@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -56,12 +56,16 @@ __all__ = [
     "DataDirFiles",
     "RedisManager",
     "StartedBy",
+    "StopHow",
+    "Stopped",
+    "UnresponsiveServer",
     "build_config",
     "data_dir_lock",
     "ensure_data_dir",
     "is_port_free",
     "pick_free_port",
     "pid_alive",
+    "resolve_data_dir",
     "spawn_arguments",
 ]
 
@@ -69,8 +73,19 @@ log = structlog.get_logger(__name__)
 
 LOOPBACK = "127.0.0.1"
 StartedBy = Literal["bot", "cli"]
+StopHow = Literal["shutdown-save", "sigterm", "sigkill", "terminate", "already-exited"]
+"""Which step of the stop sequence ended the server."""
 
 _STOP_SHUTDOWN_WAIT = 10.0
+# A local server answers PING in well under a millisecond; one that does not answer in
+# this time gets SIGTERM, which makes Redis save and exit just as SHUTDOWN SAVE does.
+_STOP_PING_TIMEOUT = 0.5
+# adopt(): like the monitor, two missed PINGs before a live server counts as hung; each
+# waits up to 1 s (less with a short health check interval, as the monitor's do).
+_ADOPT_PING_TIMEOUT = 1.0
+_ADOPT_PING_TIMEOUT_MIN = 0.5
+_ADOPT_MISSES = 2
+_ADOPT_RETRY_DELAY = 0.25
 _STOP_TERM_WAIT = 5.0
 _STOP_KILL_WAIT = 3.0
 _BACKOFF_BASE = 0.25
@@ -83,6 +98,26 @@ _FATAL_RE = re.compile(
 )
 _CREATE_NEW_PROCESS_GROUP = 0x00000200
 _DETACHED_PROCESS = 0x00000008
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    """What :meth:`RedisManager.stop` did: which pid, and which step ended it."""
+
+    pid: int
+    port: int
+    how: StopHow
+    answered: bool
+    """False when the server did not answer PING, so SHUTDOWN SAVE was not tried."""
+
+
+@dataclass(frozen=True, slots=True)
+class UnresponsiveServer:
+    """Our own server in the data dir, alive but not answering two PINGs (hung)."""
+
+    pid: int
+    port: int
+    password: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +159,18 @@ def _is_windows(platform: str) -> bool:
     return platform.startswith(("win32", "cygwin", "msys"))
 
 
+def resolve_data_dir(path: Path) -> Path:
+    """The data dir as the OS sees it: ``~`` expanded, symlinks and ``..`` resolved.
+
+    redis-server reports (and /proc shows) the real folder it works in, so every
+    comparison with it, and every path we hand to it, uses this form.
+    """
+    return path.expanduser().resolve()
+
+
 def ensure_data_dir(path: Path) -> Path:
     """Create the data dir (0700) or tighten it; raise :class:`RedisDataDirError` if unusable."""
-    path = path.expanduser().absolute()
+    path = resolve_data_dir(path)
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
@@ -264,6 +308,7 @@ def is_our_redis_process(pid: int, data_dir: Path, port: int | None) -> bool | N
     cmdline, cwd = info
     if not re.search(r"(redis|valkey|memurai|keydb)[-\w.]*", cmdline.split(" ", 1)[0]):
         return False
+    data_dir = resolve_data_dir(data_dir)
     if cwd is not None and Path(cwd) != data_dir:
         return False
     if port is None or f":{port}" in cmdline:
@@ -384,7 +429,7 @@ class RedisManager:
         platform: str | None = None,
     ) -> None:
         self._settings = settings
-        self._data_dir = settings.redis_data_dir.expanduser().absolute()
+        self._data_dir = resolve_data_dir(settings.redis_data_dir)
         self._files = DataDirFiles(self._data_dir)
         self._preferred_port = port if port is not None else _port_from_url(settings.redis_url)
         self._binary = binary
@@ -398,6 +443,7 @@ class RedisManager:
         self._client: aioredis.Redis | None = None
         self._child: asyncio.subprocess.Process | None = None
         self._last_error: str | None = None
+        self._unresponsive: UnresponsiveServer | None = None
 
     # -- public facts ---------------------------------------------------------------
 
@@ -428,6 +474,11 @@ class RedisManager:
     @property
     def last_error(self) -> str | None:
         return self._last_error
+
+    @property
+    def unresponsive(self) -> UnresponsiveServer | None:
+        """Our own server that the last :meth:`adopt` found alive but hung (not adopted)."""
+        return self._unresponsive
 
     @property
     def running(self) -> bool:
@@ -495,13 +546,17 @@ class RedisManager:
         if self.running and self._port is not None:
             return
         ensure_data_dir(self._data_dir)
+        if self._binary is None:
+            self._binary = find_binary(self._settings.redis_server_bin)
+        if self._binary.version is None and self._binary.origin == "REDIS_SERVER_BIN":
+            # The operator named this file: prove it is Redis (one `--version`, a few ms)
+            # before any file is written for it. Found binaries are checked only on failure.
+            self._record_version(await server_version(self._binary.path))
+        unchecked = self._binary.version is None
         try:
             password = self._load_or_create_password()
         except OSError as error:
             raise RedisDataDirError(self._data_dir, error.strerror or str(error)) from None
-        unchecked = self._binary is None or self._binary.version is None
-        if self._binary is None:
-            self._binary = find_binary(self._settings.redis_server_bin)
         attempts = self._settings.redis_max_startup_attempts
         preferred = self._port or self._preferred_port
         last: RedisStartError | None = None
@@ -548,7 +603,12 @@ class RedisManager:
         really a redis-server in this data dir (checked through /proc on Linux),
         and a PING with the stored password whose INFO reports that same pid. A
         stale pid file is removed; its process is never signalled.
+
+        Our own server that is alive but misses two PINGs in a row (hung, e.g.
+        SIGSTOPped) is not adopted and not touched: it is recorded in
+        :attr:`unresponsive`, and the caller decides (:meth:`stop_unresponsive`).
         """
+        self._unresponsive = None
         if self.running and self._port is not None:
             return True
         pid = _read_int(self._files.pid)
@@ -572,19 +632,37 @@ class RedisManager:
             return False
         endpoint = RedisEndpoint(host=LOOPBACK, port=port, password=password)
         deadline = time.monotonic() + self._settings.redis_startup_timeout
-        client = make_client(endpoint, timeout=1.0)
+        interval = self._settings.redis_health_check_interval
+        timeout = min(_ADOPT_PING_TIMEOUT, max(_ADOPT_PING_TIMEOUT_MIN, interval))
+        client = make_client(endpoint, timeout=timeout)
+        misses = 0
         try:
-            while True:
+            while misses < _ADOPT_MISSES:
                 try:
                     info = await client.info("server")
                 except BusyLoadingError:
                     if time.monotonic() > deadline:
-                        break
+                        log.info("redis_adopt_still_loading", pid=pid, port=port)
+                        return False
                     await asyncio.sleep(0.1)
                     continue
                 except (RedisClientError, OSError, TimeoutError) as error:
-                    log.info("redis_adopt_ping_failed", pid=pid, port=port, error=str(error))
-                    break
+                    if _refuses_auth(error):
+                        # It answers, but not to our password: not ours to adopt, not hung.
+                        log.warning("redis_adopt_refused", pid=pid, port=port, error=str(error))
+                        return False
+                    # A timeout, a refused connection, BUSY (a script that does not end)…
+                    misses += 1
+                    log.info(
+                        "redis_adopt_ping_failed",
+                        pid=pid,
+                        port=port,
+                        miss=misses,
+                        error=str(error) or type(error).__name__,
+                    )
+                    if misses < _ADOPT_MISSES:
+                        await asyncio.sleep(_ADOPT_RETRY_DELAY)
+                    continue
                 if int(info.get("process_id", -1)) != pid:
                     log.warning(
                         "redis_stale_pid_file",
@@ -596,12 +674,27 @@ class RedisManager:
                 return True
         finally:
             await client.aclose()
-        if ours:
-            # Our own server, alive but not answering: hung. Kill it so it can be replaced.
-            log.warning("redis_adopt_hung_server_killed", pid=pid, port=port)
-            await self._terminate(pid, graceful=False)
-            self._remove_pid_file(pid)
+        if ours and pid_alive(pid):
+            self._unresponsive = UnresponsiveServer(pid=pid, port=port, password=password)
+            log.warning("redis_server_not_answering", pid=pid, port=port, misses=misses)
         return False
+
+    async def stop_unresponsive(self) -> Stopped | None:
+        """Stop the hung server that :meth:`adopt` recorded (see :meth:`stop`); None if none.
+
+        Afterwards :meth:`start` reuses its port, so clients find the new server
+        where the old one was.
+        """
+        hung, self._unresponsive = self._unresponsive, None
+        if hung is None:
+            return None
+        await self._drop_client()
+        add_secret(hung.password)
+        self._pid = hung.pid
+        self._port = hung.port
+        self._password = hung.password
+        self._owned = False
+        return await self.stop()
 
     async def restart(self) -> None:
         """Kill the managed server (dead, hung or alive) and start a new one on the same port."""
@@ -618,10 +711,11 @@ class RedisManager:
             self._remove_pid_file(pid)
         self._pid = None
 
-    async def stop(self) -> None:
-        """SHUTDOWN SAVE, then SIGTERM, then SIGKILL after bounded waits. Safe twice.
+    async def stop(self) -> Stopped | None:
+        """SHUTDOWN SAVE if it answers PING, else SIGCONT + SIGTERM; SIGKILL after a bounded wait.
 
-        The pid file is removed; the data files are never touched.
+        Safe twice (None when no server is managed). The pid file is removed; the
+        data files are never touched.
         """
         pid = self._pid
         endpoint = self.endpoint
@@ -629,10 +723,16 @@ class RedisManager:
         self._pid = None
         self._owned = False
         if pid is None or endpoint is None:
-            return
-        how = "already-exited"
+            return None
+        how: StopHow = "already-exited"
+        answered = False
         if pid_alive(pid):
-            how = await self._shutdown(pid, endpoint)
+            answered = await _answers_ping(endpoint)
+            if answered:
+                how = await self._shutdown(pid, endpoint)
+            else:
+                log.warning("redis_server_not_answering", pid=pid, port=endpoint.port)
+                how = await self._terminate(pid, graceful=True)
         exit_code = await self._reap_child()
         self._remove_pid_file(pid)
         log.info(
@@ -640,9 +740,11 @@ class RedisManager:
             pid=pid,
             port=endpoint.port,
             how=how,
+            answered=answered,
             exit_code=exit_code,
             data_dir=str(self._data_dir),
         )
+        return Stopped(pid=pid, port=endpoint.port, how=how, answered=answered)
 
     async def detach(self) -> None:
         """Forget the server without stopping it (it keeps running for others)."""
@@ -887,7 +989,7 @@ class RedisManager:
         text = launcher + "\n" + _read_tail(self._files.log, log_offset)
         return _reason_from(text)
 
-    async def _shutdown(self, pid: int, endpoint: RedisEndpoint) -> str:
+    async def _shutdown(self, pid: int, endpoint: RedisEndpoint) -> StopHow:
         client = make_client(endpoint, timeout=_STOP_SHUTDOWN_WAIT)
         try:
             await client.shutdown(save=True)
@@ -900,7 +1002,7 @@ class RedisManager:
             return "shutdown-save"
         return await self._terminate(pid, graceful=True)
 
-    async def _terminate(self, pid: int, *, graceful: bool) -> str:
+    async def _terminate(self, pid: int, *, graceful: bool) -> StopHow:
         """SIGTERM (when graceful) then SIGKILL, each with a bounded wait."""
         if _is_windows(self._platform):
             with contextlib.suppress(OSError):
@@ -948,6 +1050,24 @@ async def _launcher_output(process: asyncio.subprocess.Process) -> str:
         process.kill()
         output, _ = await process.communicate()
     return output.decode("utf-8", errors="replace") if output else ""
+
+
+def _refuses_auth(error: BaseException) -> bool:
+    """True for NOAUTH / WRONGPASS / invalid password: the server answered, and said no."""
+    if isinstance(error, AuthenticationError):
+        return True
+    return isinstance(error, ResponseError) and "AUTH" in str(error).upper()
+
+
+async def _answers_ping(endpoint: RedisEndpoint) -> bool:
+    """True when ``endpoint`` answers PING within ``_STOP_PING_TIMEOUT``."""
+    client = make_client(endpoint, timeout=_STOP_PING_TIMEOUT)
+    try:
+        return bool(await asyncio.wait_for(client.ping(), _STOP_PING_TIMEOUT * 2))
+    except (RedisClientError, OSError, TimeoutError):
+        return False
+    finally:
+        await client.aclose()
 
 
 async def _wait_gone(pid: int, within: float) -> bool:
