@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.support.env import bot_env
 from tests.support.fake_bot_api import DEFAULT_TOKEN, ApiCall, FakeBotApi
 from tests.support.redis_server import free_port
 
@@ -32,25 +33,17 @@ CHAT = 777
 
 
 def _env(tmp_path: Path, api_url: str, **extra: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("TELEGRAM_", "REDIS_", "HEALTH_", "LOG_", "RATE_LIMIT_"))
+    settings = {
+        "TELEGRAM_BOT_TOKEN": DEFAULT_TOKEN,
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "REDIS_DATA_DIR": str(tmp_path / "data"),
+        "REDIS_HEALTH_CHECK_INTERVAL": "0.5",
+        "HEALTH_PORT": str(free_port()),
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",
+        "RATE_LIMIT_UPDATES": "1000",
     }
-    env.update(
-        TELEGRAM_BOT_TOKEN=DEFAULT_TOKEN,
-        TELEGRAM_API_BASE_URL=api_url,
-        TELEGRAM_FILE_BASE_URL=api_url.replace("/bot", "/file/bot"),
-        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
-        REDIS_DATA_DIR=str(tmp_path / "data"),
-        REDIS_HEALTH_CHECK_INTERVAL="0.5",
-        HEALTH_PORT=str(free_port()),
-        LOG_FORMAT="json",
-        LOG_LEVEL="INFO",
-        RATE_LIMIT_UPDATES="1000",
-    )
-    env.update(extra)
-    return env
+    return bot_env(api_url, **{**settings, **extra})
 
 
 @dataclass

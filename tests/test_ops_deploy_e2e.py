@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.env import bot_env
 from tests.support.fake_bot_api import DEFAULT_TOKEN
 from tests.support.redis_server import free_port
 
@@ -91,24 +92,17 @@ def fake_api() -> Iterator[int]:
         yield port
 
 
-def _bot_env(tmp_path: Path, api_port: int) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("TELEGRAM_", "REDIS_", "HEALTH_", "LOG_", "VECHNOST_"))
+def _bot_env(tmp_path: Path, api_port: int, **extra: str) -> dict[str, str]:
+    settings = {
+        "TELEGRAM_BOT_TOKEN": DEFAULT_TOKEN,
+        "HEALTH_HOST": "127.0.0.1",
+        "HEALTH_PORT": str(free_port()),
+        "REDIS_DATA_DIR": str(tmp_path / "data"),
+        "VECHNOST_RUN_DIR": str(tmp_path / "run"),
+        "VECHNOST_READY_TIMEOUT": "45",
+        "VECHNOST_STOP_TIMEOUT": "20",
     }
-    env.update(
-        TELEGRAM_BOT_TOKEN=DEFAULT_TOKEN,
-        TELEGRAM_API_BASE_URL=f"http://127.0.0.1:{api_port}/bot",
-        TELEGRAM_FILE_BASE_URL=f"http://127.0.0.1:{api_port}/file/bot",
-        HEALTH_HOST="127.0.0.1",
-        HEALTH_PORT=str(free_port()),
-        REDIS_DATA_DIR=str(tmp_path / "data"),
-        VECHNOST_RUN_DIR=str(tmp_path / "run"),
-        VECHNOST_READY_TIMEOUT="45",
-        VECHNOST_STOP_TIMEOUT="20",
-    )
-    return env
+    return bot_env(f"http://127.0.0.1:{api_port}/bot", **{**settings, **extra})
 
 
 def _say_start(api_port: int, chat_id: int) -> None:
@@ -174,22 +168,13 @@ def test_deploy_auto_status_logs_stop(tmp_path: Path, fake_api: int) -> None:
     redis_port = free_port()
     run_dir = tmp_path / "run"
     data_dir = tmp_path / "data"
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("TELEGRAM_", "REDIS_", "HEALTH_", "LOG_", "VECHNOST_"))
-    }
-    env.update(
-        TELEGRAM_BOT_TOKEN=DEFAULT_TOKEN,
-        TELEGRAM_API_BASE_URL=f"http://127.0.0.1:{fake_api}/bot",
-        TELEGRAM_FILE_BASE_URL=f"http://127.0.0.1:{fake_api}/file/bot",
-        HEALTH_HOST="127.0.0.1",
+    env = _bot_env(
+        tmp_path,
+        fake_api,
         HEALTH_PORT=str(health_port),
         REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
         REDIS_DATA_DIR=str(data_dir),
         VECHNOST_RUN_DIR=str(run_dir),
-        VECHNOST_READY_TIMEOUT="45",
-        VECHNOST_STOP_TIMEOUT="20",
     )
     bot_pid = redis_pid = first_redis_pid = 0
     try:
