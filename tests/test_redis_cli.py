@@ -254,3 +254,26 @@ def test_bot_adopts_cli_server_and_leaves_it_running(data_dir: Path) -> None:
     assert "adopted" in result.stdout
     assert pid_alive(started["pid"])
     assert _vechnost(env, "redis", "stop").returncode == 0
+
+
+def test_start_notes_that_the_bot_uses_an_answering_redis_url(
+    data_dir: Path, redis_factory: RedisFactory
+) -> None:
+    """REDIS_URL already answers: start still starts the data-dir server when asked, but
+    says that the bot will use the one at REDIS_URL; stop ends ours, not that one."""
+    external = redis_factory()
+    env = _env(data_dir, external.port)
+    started = _vechnost(env, "redis", "start")
+    try:
+        assert started.returncode == 0, started.stderr
+        assert f"a Redis already answers at REDIS_URL (127.0.0.1:{external.port})" in (
+            started.stderr
+        )
+        facts = json.loads(_vechnost(env, "redis", "start", "--json").stdout)
+        assert facts["bot_uses_external"] is True
+        assert facts["already_running"] is True
+        assert facts["port"] != external.port
+    finally:
+        assert _vechnost(env, "redis", "stop").returncode == 0
+    assert redis_pids_in(data_dir) == []
+    assert external.client().ping()

@@ -90,16 +90,15 @@ def _emit_failure(action: str, error: str) -> None:
 
 async def _start_server(settings: Settings, as_json: bool) -> int:
     external = endpoint_from_url(settings.redis_url)
-    if external is not None and external.password is not None:
+    probed = await probe_facts(external) if external is not None else {}
+    if external is not None and external.password is not None and probed.get("auth_failed"):
         # The bot would stop right here (memory mode): a wrong password is not fixed by a
         # local server on another port.
-        probed = await probe_facts(external)
-        if probed.get("auth_failed"):
-            message = password_rejected_message(external)
-            if as_json:
-                _emit_failure("start", message)
-            print(f"vechnost: {message}", file=sys.stderr)
-            return 1
+        message = password_rejected_message(external)
+        if as_json:
+            _emit_failure("start", message)
+        print(f"vechnost: {message}", file=sys.stderr)
+        return 1
     manager = RedisManager(settings, started_by="cli")
     ensure_data_dir(manager.data_dir)
     replaced: Stopped | None = None
@@ -112,9 +111,12 @@ async def _start_server(settings: Settings, as_json: bool) -> int:
         pid, port = manager.pid, manager.port
         version = await manager.version()
         await manager.detach()
+    # A Redis already answering at REDIS_URL (and not ours) is what the bot will use.
+    bot_uses_external = bool(probed.get("answering")) and probed.get("pid") != pid
     data: dict[str, Any] = {
         "action": "start",
         "ok": True,
+        "bot_uses_external": bot_uses_external,
         "already_running": already,
         "pid": pid,
         "port": port,
@@ -128,6 +130,12 @@ async def _start_server(settings: Settings, as_json: bool) -> int:
         print(
             f"vechnost: Redis pid {replaced.pid} in {manager.data_dir} did not answer PING "
             f"(hung); stopped it ({_how_text(replaced)}) and started a new one on its port",
+            file=sys.stderr,
+        )
+    if bot_uses_external and not as_json and external is not None:
+        print(
+            f"vechnost: note: a Redis already answers at REDIS_URL "
+            f"({external.host}:{external.port}); the bot uses that one, not this server",
             file=sys.stderr,
         )
     verb = "already running" if already else "started"
