@@ -21,6 +21,7 @@ from tests.support.lifecycle import data_dir, redis_pids_in, settings_for
 from tests.support.redis_server import free_port
 from vechnost_bot.errors import RedisBinaryInvalidError, RedisStartError
 from vechnost_bot.redis import manager as manager_module
+from vechnost_bot.redis.autostart import RedisAutoStartManager
 from vechnost_bot.redis.client import make_client
 from vechnost_bot.redis.manager import (
     RedisDataDirError,
@@ -444,3 +445,30 @@ async def test_configured_binary_is_checked_before_files_are_written(data_dir: P
         await manager.start()
     assert not (data_dir / "redis.conf").exists()
     assert not (data_dir / "redis.password").exists()
+
+
+async def test_own_server_refusing_the_stored_password_is_not_doubled(data_dir: Path) -> None:
+    """Our data dir's server whose password was changed is neither adopted nor joined by a
+    second server in the same folder: adopt fails saying what to do, the bot goes to memory."""
+    settings = settings_for(data_dir)
+    owner = RedisManager(settings)
+    await owner.start()
+    try:
+        endpoint = owner.endpoint
+        assert endpoint is not None
+        admin = make_client(endpoint)
+        try:
+            await admin.config_set("requirepass", "changed-by-someone")
+        finally:
+            await admin.aclose()
+        with pytest.raises(RedisStartError) as caught:
+            await RedisManager(settings).adopt()
+        assert f"kill {owner.pid}" in str(caught.value)
+        bot = RedisAutoStartManager(settings)
+        assert await bot.initialize() is False
+        assert bot.state == "unavailable"
+        await bot.cleanup()
+        assert redis_pids_in(data_dir) == [owner.pid]
+    finally:
+        assert owner.pid is not None
+        os.kill(owner.pid, signal.SIGTERM)

@@ -650,6 +650,15 @@ class RedisManager:
                     if _refuses_auth(error):
                         # It answers, but not to our password: not ours to adopt, not hung.
                         log.warning("redis_adopt_refused", pid=pid, port=port, error=str(error))
+                        if ours:
+                            # Our data dir's own server: a second one must never share the
+                            # folder (AOF, RDB), so starting is refused too.
+                            raise RedisStartError(
+                                f"the redis-server of data dir {self._data_dir} (pid {pid}, "
+                                f"port {port}) refuses the password stored there",
+                                reason=f"stop it with `kill {pid}` (it saves on SIGTERM), "
+                                "then start again",
+                            ) from None
                         return False
                     # A timeout, a refused connection, BUSY (a script that does not end)…
                     misses += 1
