@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 
 from vechnost_bot.config import Settings
 from vechnost_bot.redis import RedisAutoStartManager
-from vechnost_bot.redis.manager import pick_free_port
+from vechnost_bot.redis.process import pick_free_port
 
 _POLL = 0.005
 

@@ -20,7 +20,8 @@ from vechnost_bot.config import load_settings
 from vechnost_bot.errors import ConfigError
 from vechnost_bot.redis import RedisAutoStartManager, RedisEvent
 from vechnost_bot.redis import discovery as discovery_module
-from vechnost_bot.redis.manager import RedisManager, pid_alive
+from vechnost_bot.redis.manager import RedisManager
+from vechnost_bot.redis.process import pid_alive
 
 __all__ = ["data_dir"]
 

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import RedisFactory
 from tests.support.lifecycle import data_dir, redis_pids_in
 from tests.support.redis_server import free_port
-from vechnost_bot.redis.manager import pid_alive
+from vechnost_bot.redis.process import pid_alive
 
 __all__ = ["data_dir"]
 

@@ -21,15 +21,11 @@ from tests.support.lifecycle import data_dir, redis_pids_in, settings_for
 from tests.support.redis_server import free_port
 from vechnost_bot.errors import RedisBinaryInvalidError, RedisStartError
 from vechnost_bot.redis import manager as manager_module
+from vechnost_bot.redis import process as process_module
 from vechnost_bot.redis.autostart import RedisAutoStartManager
 from vechnost_bot.redis.client import make_client
-from vechnost_bot.redis.manager import (
-    RedisDataDirError,
-    RedisManager,
-    build_config,
-    pid_alive,
-    spawn_arguments,
-)
+from vechnost_bot.redis.manager import RedisDataDirError, RedisManager
+from vechnost_bot.redis.process import build_config, pid_alive, spawn_arguments
 
 __all__ = ["data_dir"]
 
@@ -316,7 +312,7 @@ def test_spawn_arguments_per_platform(tmp_path: Path) -> None:
 def test_free_port_helper_matches_bind_check() -> None:
     """is_port_free says False for a listening port and True for a free one."""
     port = free_port()
-    assert manager_module.is_port_free(port)
+    assert process_module.is_port_free(port)
 
 
 async def test_adopts_through_symlinked_data_dir(data_dir: Path, tmp_path: Path) -> None:

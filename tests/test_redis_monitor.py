@@ -16,7 +16,7 @@ from tests.conftest import RedisFactory
 from tests.support.lifecycle import data_dir, redis_pids_in, settings_for
 from vechnost_bot.metrics import REDIS_RESTARTS, REDIS_STATE_CHANGES, REDIS_UP
 from vechnost_bot.redis import RedisAutoStartManager, RedisEvent
-from vechnost_bot.redis.manager import pid_alive
+from vechnost_bot.redis.process import pid_alive
 
 __all__ = ["data_dir"]
 

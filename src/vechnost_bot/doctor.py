@@ -21,9 +21,10 @@ from vechnost_bot.config import Settings
 from vechnost_bot.errors import RedisBinaryInvalidError, RedisBinaryNotFoundError
 from vechnost_bot.redis.autostart import endpoint_from_url, password_rejected_message
 from vechnost_bot.redis.commands import local_facts, probe_facts
+from vechnost_bot.redis.datadir import resolve_data_dir
 from vechnost_bot.redis.discovery import RedisBinary, discover
 from vechnost_bot.redis.events import RedisEndpoint
-from vechnost_bot.redis.manager import is_port_free, resolve_data_dir
+from vechnost_bot.redis.process import is_port_free
 
 __all__ = ["Check", "command", "run_checks"]
 

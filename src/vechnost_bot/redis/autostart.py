@@ -44,6 +44,7 @@ from vechnost_bot.errors import RedisBinaryNotFoundError, RedisError, RedisStart
 from vechnost_bot.log import add_secret
 from vechnost_bot.metrics import REDIS_RESTARTS, REDIS_STATE_CHANGES, REDIS_UP
 from vechnost_bot.redis.client import make_client
+from vechnost_bot.redis.datadir import DataDirFiles, data_dir_lock, ensure_data_dir
 from vechnost_bot.redis.events import (
     RedisEndpoint,
     RedisEvent,
@@ -51,13 +52,8 @@ from vechnost_bot.redis.events import (
     RedisSource,
     RedisState,
 )
-from vechnost_bot.redis.manager import (
-    DataDirFiles,
-    RedisManager,
-    data_dir_lock,
-    ensure_data_dir,
-    pid_alive,
-)
+from vechnost_bot.redis.manager import RedisManager
+from vechnost_bot.redis.process import pid_alive
 
 __all__ = [
     "RedisAutoStartManager",

@@ -34,16 +34,10 @@ from vechnost_bot.redis.autostart import (
     password_rejected_message,
 )
 from vechnost_bot.redis.client import make_client
+from vechnost_bot.redis.datadir import data_dir_lock, ensure_data_dir
 from vechnost_bot.redis.events import RedisEndpoint
-from vechnost_bot.redis.manager import (
-    LOOPBACK,
-    RedisManager,
-    Stopped,
-    data_dir_lock,
-    ensure_data_dir,
-    is_our_redis_process,
-    pid_alive,
-)
+from vechnost_bot.redis.manager import RedisManager, Stopped
+from vechnost_bot.redis.process import LOOPBACK, is_our_redis_process, pid_alive
 
 __all__ = ["command", "local_facts", "probe_facts"]
 

@@ -1,14 +1,7 @@
 """One local ``redis-server`` process: configure, spawn, wait for PING, stop, adopt.
 
-Files in the data dir (the dir itself is 0700; secrets and config are 0600):
-
-``redis.conf``      generated config (loopback, port, ``requirepass``, AOF + RDB)
-``redis.password``  the generated password, reused by every later start
-``redis.pid``       pid of the running server (written by redis-server itself)
-``redis.json``      what was started: port, binary, who started it, when
-``redis.log``       the server's own log (``redis-launch.log``: early output, Windows)
-``redis.lock``      the file lock that lets one process on the host start it
-``appendonlydir/``, ``dump.rdb``  the data (never deleted by us)
+The files it keeps in the data dir are listed in :mod:`vechnost_bot.redis.datadir`;
+ports, pids and spawn arguments are in :mod:`vechnost_bot.redis.process`.
 
 On POSIX the server is started with ``daemonize yes`` from a launcher spawned in
 its own session: the server is re-parented away from us, so it survives the bot
@@ -27,11 +20,9 @@ import random
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -40,7 +31,6 @@ from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 import structlog
-from filelock import FileLock
 from redis.exceptions import AuthenticationError, BusyLoadingError, ResponseError
 from redis.exceptions import RedisError as RedisClientError
 
@@ -48,30 +38,39 @@ from vechnost_bot.config import Settings
 from vechnost_bot.errors import RedisDataDirError, RedisError, RedisStartError
 from vechnost_bot.log import add_secret
 from vechnost_bot.redis.client import make_client
+from vechnost_bot.redis.datadir import (
+    DataDirFiles,
+    ensure_data_dir,
+    file_size,
+    read_int,
+    read_tail,
+    resolve_data_dir,
+    write_private,
+)
 from vechnost_bot.redis.discovery import RedisBinary, find_binary, server_version
 from vechnost_bot.redis.events import RedisEndpoint
+from vechnost_bot.redis.process import (
+    LOOPBACK,
+    build_config,
+    is_our_redis_process,
+    is_port_free,
+    is_windows,
+    pick_free_port,
+    pid_alive,
+    spawn_arguments,
+    wait_gone,
+)
 
 __all__ = [
-    "LOOPBACK",
-    "DataDirFiles",
     "RedisManager",
     "StartedBy",
     "StopHow",
     "Stopped",
     "UnresponsiveServer",
-    "build_config",
-    "data_dir_lock",
-    "ensure_data_dir",
-    "is_port_free",
-    "pick_free_port",
-    "pid_alive",
-    "resolve_data_dir",
-    "spawn_arguments",
 ]
 
 log = structlog.get_logger(__name__)
 
-LOOPBACK = "127.0.0.1"
 StartedBy = Literal["bot", "cli"]
 StopHow = Literal["shutdown-save", "sigterm", "sigkill", "terminate", "already-exited"]
 """Which step of the stop sequence ended the server."""
@@ -96,8 +95,6 @@ _FATAL_RE = re.compile(
     r"Failed opening|Permission denied|Bad directive|Wrong number of arguments|"
     r"Invalid argument|Unrecoverable error|Bad file format"
 )
-_CREATE_NEW_PROCESS_GROUP = 0x00000200
-_DETACHED_PROCESS = 0x00000008
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,263 +117,6 @@ class UnresponsiveServer:
     password: str = field(repr=False)
 
 
-@dataclass(frozen=True, slots=True)
-class DataDirFiles:
-    """Paths of everything the manager keeps in the data dir."""
-
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / "redis.conf"
-
-    @property
-    def password(self) -> Path:
-        return self.root / "redis.password"
-
-    @property
-    def pid(self) -> Path:
-        return self.root / "redis.pid"
-
-    @property
-    def state(self) -> Path:
-        return self.root / "redis.json"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "redis.log"
-
-    @property
-    def launch_log(self) -> Path:
-        return self.root / "redis-launch.log"
-
-    @property
-    def lock(self) -> Path:
-        return self.root / "redis.lock"
-
-
-def _is_windows(platform: str) -> bool:
-    return platform.startswith(("win32", "cygwin", "msys"))
-
-
-def resolve_data_dir(path: Path) -> Path:
-    """The data dir as the OS sees it: ``~`` expanded, symlinks and ``..`` resolved.
-
-    redis-server reports (and /proc shows) the real folder it works in, so every
-    comparison with it, and every path we hand to it, uses this form.
-    """
-    return path.expanduser().resolve()
-
-
-def ensure_data_dir(path: Path) -> Path:
-    """Create the data dir (0700) or tighten it; raise :class:`RedisDataDirError` if unusable."""
-    path = resolve_data_dir(path)
-    try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise RedisDataDirError(path, "a file is in the way of the folder") from None
-    except OSError as error:
-        raise RedisDataDirError(path, error.strerror or str(error)) from None
-    if not path.is_dir():
-        raise RedisDataDirError(path, "not a folder")
-    if os.name == "posix" and path.stat().st_mode & 0o077:
-        try:
-            path.chmod(0o700)
-        except OSError as error:
-            log.warning("redis_data_dir_permissions", path=str(path), error=str(error))
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise RedisDataDirError(path, "not writable by this user")
-    return path
-
-
-def _write_private(path: Path, text: str, *, atomic: bool = True) -> None:
-    """Write ``text`` to ``path`` with mode 0600 (atomically replaced unless ``atomic=False``)."""
-    if not atomic:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            if os.name == "posix":
-                os.fchmod(handle.fileno(), 0o600)
-            handle.write(text)
-        return
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        if os.name == "posix":
-            temporary.chmod(0o600)
-        temporary.replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
-
-
-@contextlib.asynccontextmanager
-async def data_dir_lock(files: DataDirFiles, wait: float) -> AsyncIterator[None]:
-    """Hold ``redis.lock`` in the data dir: the one process holding it starts or stops Redis.
-
-    Acquired by non-blocking attempts polled from the event loop, so the loop never
-    blocks and a cancelled waiter leaves no thread behind holding the lock.
-    """
-    lock = FileLock(files.lock, thread_local=False, mode=0o600)
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            lock.acquire(blocking=False)
-            break
-        except TimeoutError:
-            if time.monotonic() > deadline:
-                raise RedisStartError(
-                    f"another process holds {files.lock} for more than {wait:g} s",
-                    reason="lock busy; remove the file if no vechnost process runs",
-                ) from None
-            await asyncio.sleep(0.05)
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def is_port_free(port: int, host: str = LOOPBACK) -> bool:
-    """True when nothing listens on ``host:port`` (a bind test, like redis-server's own)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        if os.name == "posix":
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def pick_free_port(host: str = LOOPBACK) -> int:
-    """A port on ``host`` that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def pid_alive(pid: int) -> bool:
-    """True when process ``pid`` exists and is not a zombie."""
-    if pid <= 0:
-        return False
-    if _is_windows(sys.platform):
-        # os.kill(pid, 0) would terminate the process on Windows; PING decides there.
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        fields = stat.read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return True
-    return fields[0] not in {"Z", "X"}
-
-
-def _linux_process(pid: int) -> tuple[str, str | None] | None:
-    """(command line, cwd) of ``pid`` from /proc, or None where /proc is missing."""
-    proc = Path(f"/proc/{pid}")
-    if not proc.is_dir():
-        return None
-    try:
-        cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return None
-    try:
-        cwd: str | None = str((proc / "cwd").readlink())
-    except OSError:
-        cwd = None
-    return cmdline.strip(), cwd
-
-
-def is_our_redis_process(pid: int, data_dir: Path, port: int | None) -> bool | None:
-    """Is ``pid`` a redis-server working in ``data_dir``? None when the OS cannot tell.
-
-    redis-server changes into its ``dir`` and shows ``<binary> 127.0.0.1:<port>``
-    as its title, so /proc says whether a pid from a pid file is still ours.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    info = _linux_process(pid)
-    if info is None:
-        return None
-    cmdline, cwd = info
-    if not re.search(r"(redis|valkey|memurai|keydb)[-\w.]*", cmdline.split(" ", 1)[0]):
-        return False
-    data_dir = resolve_data_dir(data_dir)
-    if cwd is not None and Path(cwd) != data_dir:
-        return False
-    if port is None or f":{port}" in cmdline:
-        return True
-    # With proc-title changes off, the command line still names our config file.
-    return str(DataDirFiles(data_dir).config) in cmdline
-
-
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def build_config(
-    *,
-    data_dir: Path,
-    port: int,
-    password: str,
-    max_memory: str | None,
-    platform: str,
-    host: str = LOOPBACK,
-) -> str:
-    """The redis.conf text: loopback only, password, protected mode, AOF + RDB in ``data_dir``."""
-    files = DataDirFiles(data_dir)
-    lines = [
-        "# Written by vechnost; regenerated on every start. Do not edit.",
-        f"bind {host}",
-        f"port {port}",
-        "protected-mode yes",
-        f"requirepass {_quote(password)}",
-        f"dir {_quote(str(data_dir))}",
-        'dbfilename "dump.rdb"',
-        "appendonly yes",
-        "appendfsync everysec",
-        "save 3600 1 300 100 60 10000",
-        f"logfile {_quote(str(files.log))}",
-        f"pidfile {_quote(str(files.pid))}",
-        "loglevel notice",
-        "tcp-keepalive 60",
-    ]
-    if not _is_windows(platform):
-        lines.append("daemonize yes")
-    if max_memory:
-        lines.append(f"maxmemory {max_memory}")
-    return "\n".join(lines) + "\n"
-
-
-def spawn_arguments(platform: str, binary: str, config: Path) -> tuple[list[str], dict[str, Any]]:
-    """argv and the extra ``create_subprocess_exec`` keywords for ``platform``.
-
-    POSIX: a new session, so no signal meant for the bot's group reaches Redis.
-    Windows: a new process group with no console, the equivalent there.
-    """
-    argv = [binary, str(config)]
-    if _is_windows(platform):
-        return argv, {"creationflags": _CREATE_NEW_PROCESS_GROUP | _DETACHED_PROCESS}
-    return argv, {"start_new_session": True}
-
-
-def _read_tail(path: Path, offset: int = 0, limit: int = 8192) -> str:
-    try:
-        with open(path, "rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(offset, size - limit) if size > offset else size)
-            return handle.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
 def _reason_from(text: str) -> str | None:
     """The most telling line of a redis-server log excerpt, without its prefix."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -394,21 +134,6 @@ def _reason_from(text: str) -> str | None:
     if lines:
         return re.sub(r"^\d+:[A-Z] [^#*.-]*?\d\d:\d\d:\d\d\.\d+ [#*.-] ", "", lines[-1])[:300]
     return None
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def _read_int(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
 
 
 class RedisManager:
@@ -611,7 +336,7 @@ class RedisManager:
         self._unresponsive = None
         if self.running and self._port is not None:
             return True
-        pid = _read_int(self._files.pid)
+        pid = read_int(self._files.pid)
         state = self.state_file()
         port = state.get("port")
         password = self._read_password()
@@ -824,7 +549,7 @@ class RedisManager:
         if password is None:
             password = secrets.token_urlsafe(32)
             add_secret(password)
-            _write_private(self._files.password, password + "\n")
+            write_private(self._files.password, password + "\n")
             log.info("redis_password_generated", path=str(self._files.password))
         elif os.name == "posix" and self._files.password.stat().st_mode & 0o077:
             self._files.password.chmod(0o600)
@@ -850,16 +575,16 @@ class RedisManager:
             platform=self._platform,
         )
         try:
-            _write_private(self._files.config, config, atomic=False)
+            write_private(self._files.config, config, atomic=False)
         except OSError as error:
             raise RedisDataDirError(self._data_dir, error.strerror or str(error)) from None
         with contextlib.suppress(OSError):
             self._files.pid.unlink()
-        log_offset = _size(self._files.log)
+        log_offset = file_size(self._files.log)
         argv, extra = spawn_arguments(self._platform, self._binary.path, self._files.config)
         started = time.monotonic()
         deadline = started + self._settings.redis_startup_timeout
-        daemonized = not _is_windows(self._platform)
+        daemonized = not is_windows(self._platform)
         # POSIX: the launcher's output (config errors come before the log file opens) goes
         # through a pipe; the daemon re-points its stdio at /dev/null, so the pipe ends with
         # the launcher. Windows: the server is the child and keeps its stdio, so a file.
@@ -915,7 +640,7 @@ class RedisManager:
                 except (RedisClientError, OSError, TimeoutError):
                     info = None
                 if info is not None:
-                    pid = int(info.get("process_id", 0)) or _read_int(self._files.pid)
+                    pid = int(info.get("process_id", 0)) or read_int(self._files.pid)
                     if pid:
                         if daemonized:
                             # The launcher exits right after forking the server.
@@ -933,7 +658,7 @@ class RedisManager:
                         reason=self._reason(log_offset, await _launcher_output(process)),
                     )
                 if now >= next_log_check and _FATAL_RE.search(
-                    _read_tail(self._files.log, log_offset)
+                    read_tail(self._files.log, log_offset)
                 ):
                     fatal_since = fatal_since or now
                     if now - fatal_since > 0.3:
@@ -957,7 +682,7 @@ class RedisManager:
             await client.aclose()
 
     async def _kill_unready(self, port: int) -> None:
-        pid = _read_int(self._files.pid)
+        pid = read_int(self._files.pid)
         if pid is not None and is_our_redis_process(pid, self._data_dir, port) is not False:
             await self._terminate(pid, graceful=False)
         if self._child is not None and self._child.returncode is None:
@@ -972,7 +697,7 @@ class RedisManager:
         self._started_monotonic = started
         self._last_error = None
         if not self._files.pid.exists():
-            _write_private(self._files.pid, f"{pid}\n")
+            write_private(self._files.pid, f"{pid}\n")
         log.info(
             "redis_server_ready",
             pid=pid,
@@ -990,12 +715,12 @@ class RedisManager:
             "started_at": started_at,
             "binary": binary.path if binary else None,
         }
-        _write_private(self._files.state, json.dumps(state, indent=2) + "\n")
+        write_private(self._files.state, json.dumps(state, indent=2) + "\n")
 
     def _reason(self, log_offset: int, launcher: str) -> str | None:
-        if _is_windows(self._platform):
-            launcher = _read_tail(self._files.launch_log)
-        text = launcher + "\n" + _read_tail(self._files.log, log_offset)
+        if is_windows(self._platform):
+            launcher = read_tail(self._files.launch_log)
+        text = launcher + "\n" + read_tail(self._files.log, log_offset)
         return _reason_from(text)
 
     async def _shutdown(self, pid: int, endpoint: RedisEndpoint) -> StopHow:
@@ -1007,26 +732,26 @@ class RedisManager:
             log.debug("redis_shutdown_reply", error=str(error))
         finally:
             await client.aclose()
-        if await _wait_gone(pid, _STOP_SHUTDOWN_WAIT):
+        if await wait_gone(pid, _STOP_SHUTDOWN_WAIT):
             return "shutdown-save"
         return await self._terminate(pid, graceful=True)
 
     async def _terminate(self, pid: int, *, graceful: bool) -> StopHow:
         """SIGTERM (when graceful) then SIGKILL, each with a bounded wait."""
-        if _is_windows(self._platform):
+        if is_windows(self._platform):
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGTERM)
-            await _wait_gone(pid, _STOP_KILL_WAIT)
+            await wait_gone(pid, _STOP_KILL_WAIT)
             return "terminate"
         if graceful:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
                 os.kill(pid, signal.SIGTERM)
-            if await _wait_gone(pid, _STOP_TERM_WAIT):
+            if await wait_gone(pid, _STOP_TERM_WAIT):
                 return "sigterm"
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        await _wait_gone(pid, _STOP_KILL_WAIT)
+        await wait_gone(pid, _STOP_KILL_WAIT)
         return "sigkill"
 
     async def _reap_child(self) -> int | None:
@@ -1038,7 +763,7 @@ class RedisManager:
         return None
 
     def _remove_pid_file(self, pid: int) -> None:
-        if _read_int(self._files.pid) == pid:
+        if read_int(self._files.pid) == pid:
             with contextlib.suppress(OSError):
                 self._files.pid.unlink()
 
@@ -1077,16 +802,6 @@ async def _answers_ping(endpoint: RedisEndpoint) -> bool:
         return False
     finally:
         await client.aclose()
-
-
-async def _wait_gone(pid: int, within: float) -> bool:
-    """Wait up to ``within`` seconds for ``pid`` to exit; True when it did."""
-    deadline = time.monotonic() + within
-    while pid_alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
 
 
 def _backoff(attempt: int) -> float:
