@@ -31,6 +31,7 @@ from typing import Literal
 import structlog
 
 from vechnost_bot.errors import RedisBinaryInvalidError, RedisBinaryNotFoundError
+from vechnost_bot.redis.process import is_windows
 
 __all__ = [
     "BinaryOrigin",
@@ -71,20 +72,16 @@ class RedisBinary:
         return "redis"
 
 
-def _is_windows(platform: str) -> bool:
-    return platform.startswith(("win32", "cygwin", "msys"))
-
-
 def server_names(platform: str) -> list[str]:
     """Executable names looked up on PATH, in order."""
-    if _is_windows(platform):
+    if is_windows(platform):
         return ["redis-server.exe", "valkey-server.exe", "memurai.exe"]
     return ["redis-server", "valkey-server"]
 
 
 def install_locations(platform: str, environ: Mapping[str, str]) -> list[str]:
     """Usual install places of redis-server for ``platform`` (not checked for existence)."""
-    if _is_windows(platform):
+    if is_windows(platform):
         roots: list[str] = []
         for variable, fallback in (
             ("ProgramFiles", r"C:\Program Files"),
