@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
 
 import structlog
 from aiohttp import web
@@ -20,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vechnost_bot.log import redact
 from vechnost_bot.metrics import REGISTRY
+from vechnost_bot.service import Service
 
 __all__ = ["HealthServer", "mask_secrets"]
 
@@ -65,7 +65,7 @@ def _section(snapshot: Mapping[str, object], name: str) -> Mapping[str, object]:
     return section if isinstance(section, Mapping) else {}
 
 
-class HealthServer:
+class HealthServer(Service):
     """An aiohttp server for liveness, readiness, Prometheus metrics and status.
 
     ``port`` 0 binds an ephemeral port; :attr:`port` is the bound one after
@@ -129,18 +129,6 @@ class HealthServer:
             return
         await runner.cleanup()
         log.info("health_server_stopped", host=self._host, port=self._port)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def _safe_snapshot(self) -> Mapping[str, object] | None:
         # A broken snapshot must not take /readyz down with it.

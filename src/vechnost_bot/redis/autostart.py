@@ -31,8 +31,7 @@ import re
 import time
 from collections import deque
 from pathlib import Path
-from types import TracebackType
-from typing import ClassVar, Literal, Self
+from typing import ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
 import structlog
@@ -54,6 +53,7 @@ from vechnost_bot.redis.events import (
 )
 from vechnost_bot.redis.manager import RedisManager
 from vechnost_bot.redis.process import pid_alive
+from vechnost_bot.service import Service
 
 __all__ = [
     "RedisAutoStartManager",
@@ -115,7 +115,7 @@ async def other_vechnost_clients(endpoint: RedisEndpoint, *, wait: float = 1.0) 
     return sorted(pids)
 
 
-class RedisAutoStartManager:
+class RedisAutoStartManager(Service):
     """High-level Redis auto-start manager with fallback strategy (see module doc)."""
 
     # Managers of this process using a local server, by data dir (tests run several).
@@ -262,18 +262,6 @@ class RedisAutoStartManager:
         """Ask the monitor to check Redis now (e.g. when storage sees errors)."""
         if self._wake_event is not None:
             self._wake_event.set()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- acquisition ----------------------------------------------------------------------
 
