@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from tests.support.fake_bot_api import DEFAULT_TOKEN, ApiCall, FakeBotApi
+from tests.support.fake_bot_api import DEFAULT_TOKEN, REPLY_METHODS, ApiCall, FakeBotApi
 from vechnost_bot.app import AnyApplication, build_application
 from vechnost_bot.bot.cards import CardSender
 from vechnost_bot.bot.handlers import GameBot
@@ -34,13 +34,20 @@ class Harness:
         """Send a message (or ``extra=`` content) and return the bot's first reply."""
         since = len(self.api.calls)
         await self.api.send_message(chat_id, text, **kwargs)
-        return await self.api.wait_reply(chat_id, since=since)
+        return await self.reply(chat_id, since)
 
     async def tap(self, chat_id: int, data: str, **kwargs: Any) -> ApiCall:
         """Tap a button with ``data`` and return the bot's first message, photo or edit."""
         since = len(self.api.calls)
         await self.api.press(chat_id, data, **kwargs)
-        return await self.api.wait_reply(chat_id, since=since)
+        return await self.reply(chat_id, since)
+
+    async def reply(self, chat_id: int, since: int, timeout: float = 10.0) -> ApiCall:
+        """The bot's first reply in ``chat_id`` from call ``since``; removing an old card's
+        keyboard is tidying up, not a reply."""
+        return await self.api.wait_for(
+            lambda call: call.chat_id == chat_id and _is_reply(call), since=since, timeout=timeout
+        )
 
     async def idle(self, update_id: int) -> None:
         """Wait until ``update_id`` was fetched and its handlers had time to finish."""
@@ -51,6 +58,12 @@ class Harness:
         await asyncio.sleep(0.2)
 
 
+def _is_reply(call: ApiCall) -> bool:
+    if call.method == "editMessageReplyMarkup" and not call.params.get("reply_markup"):
+        return False
+    return call.method in REPLY_METHODS - {"answerCallbackQuery"}
+
+
 @asynccontextmanager
 async def running_bot(
     storage: Storage,
@@ -59,6 +72,7 @@ async def running_bot(
     rate_limit_updates: int = 1000,
     rate_limit_window: float = 10.0,
     api: FakeBotApi | None = None,
+    pace_cards: int | None = None,
 ) -> AsyncIterator[Harness]:
     """Start the fake API (unless given) and the bot polling it; stop both after."""
     own_api = api is None
@@ -73,6 +87,8 @@ async def running_bot(
         rate_limit_window=rate_limit_window,
         rng=random.Random(4),
     )
+    if pace_cards is not None:
+        game.pace_cards = pace_cards
     application = build_application(
         DEFAULT_TOKEN, game, base_url=fake.base_url, base_file_url=fake.file_base_url
     )

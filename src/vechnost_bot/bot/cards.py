@@ -10,7 +10,8 @@ renders and uploads, the others wait for it and reuse its file id.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import importlib
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -24,12 +25,44 @@ from vechnost_bot.metrics import CARDS_RENDERED, FILE_ID_REUSED
 from vechnost_bot.storage.base import Storage
 from vechnost_bot.storage.models import Language
 
-__all__ = ["CardSender", "SendStats"]
+__all__ = ["MAX_CAPTION", "CardSender", "SendStats", "caption_text"]
 
 log = structlog.get_logger(__name__)
 
+MAX_CAPTION = 1024
+"""Telegram's limit for a photo caption, in characters."""
+
 IMAGE_TTL = 7 * 24 * 3600.0
 FILE_ID_TTL = 180 * 24 * 3600.0
+
+
+def _bind(text: str, language: Language) -> str:
+    """The card text with one-letter words bound to the next (game/typography.py)."""
+    try:
+        typography = importlib.import_module("vechnost_bot.game.typography")
+    except ModuleNotFoundError:  # the typography module lands with the new renderer
+        return text
+    bound: str = typography.bind_short_words(text, language)
+    return bound
+
+
+def caption_text(
+    card: Card,
+    language: Language,
+    *,
+    header: Sequence[str] = (),
+    also: Sequence[Language] = (),
+    footer: Sequence[str] = (),
+) -> str:
+    """A card's caption: the header lines, the card's text (so screen readers,
+    notifications and chat search have it), its text in ``also`` languages, the footer."""
+    parts = ["\n".join(header)] if header else []
+    parts.append(_bind(card.text(language), language))
+    parts += [_bind(card.text(other), other) for other in also if other != language]
+    if footer:
+        parts.append("\n".join(footer))
+    caption = "\n\n".join(part for part in parts if part)
+    return caption if len(caption) <= MAX_CAPTION else caption[: MAX_CAPTION - 1] + "…"
 
 
 @dataclass
