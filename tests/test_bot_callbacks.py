@@ -43,7 +43,8 @@ def test_every_button_round_trips_within_64_bytes() -> None:
         None, "", "x", "T", "T:", "T:z", "T:a:1", "V:a", "V:a:0", "V:a:01",
         "C:a:1:t", "C:a:1:x", "N:a:1", "R:a:1:q:q", "A:maybe", "A", "L:de", "L:RU",
         "M:1", "H:x", "K:a", "B:z", "S:xyz", "S:acq1q1", "S:abc1q01", "W", "P:01",
-        "P:1000", "P:x", "F:", "X:z", "X", "E:1", "Q:q", "B:a:1:q", "t:a", " T:a", "T:a ", "T:a\n", "Т:а",
+        "P:1000", "P:x", "F:", "X:z", "X", "E:1", "Q:q", "B:a:1:q", "t:a", " T:a", "T:a ",
+        "T:a\n", "Т:а",
         "N:a:1:q" + ":x" * 40, "💥", "N:a:1:" + "q" * 100,
     ],
 )  # fmt: skip

@@ -19,8 +19,8 @@ from vechnost_bot.bot.handlers import set_commands
 from vechnost_bot.bot.texts import t
 from vechnost_bot.game.content import Library, load_library
 from vechnost_bot.redis.events import RedisEndpoint
-from vechnost_bot.storage.hybrid import HybridStorage
 from vechnost_bot.storage.game_records import Player
+from vechnost_bot.storage.hybrid import HybridStorage
 from vechnost_bot.storage.memory import InMemoryStorage
 
 PER_DECK = 5
