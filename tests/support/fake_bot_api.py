@@ -96,6 +96,7 @@ class FakeBotApi:
         self.uploads = 0
         self.expired_queries: set[str] = set()  # answerCallbackQuery says "too old"
         self.failing_photos = 0  # this many next sendPhoto calls get 502 Bad Gateway
+        self.first_names: dict[int, str] = {}  # user id -> first name (default Player<id>)
         self._state = _State()
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._update_ids = itertools.count(1)
@@ -158,12 +159,27 @@ class FakeBotApi:
             self._changed.notify_all()
         return update_id
 
-    @staticmethod
-    def _user(user_id: int, language: str | None) -> dict[str, Any]:
-        user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": f"Player{user_id}"}
+    def _user(self, user_id: int, language: str | None) -> dict[str, Any]:
+        name = self.first_names.get(user_id, f"Player{user_id}")
+        user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": name}
         if language:
             user["language_code"] = language
         return user
+
+    async def send_group_message(
+        self,
+        chat_id: int,
+        text: str | None,
+        *,
+        user_id: int,
+        language: str | None = "en",
+        extra: Mapping[str, Any] | None = None,
+    ) -> int:
+        """A member ``user_id`` writes ``text`` in the group ``chat_id`` (a negative id)."""
+        return await self.send_message(
+            chat_id, text, user_id=user_id, language=language,
+            extra={"chat": _chat(chat_id), **(extra or {})},
+        )  # fmt: skip
 
     async def send_message(
         self,
@@ -208,7 +224,7 @@ class FakeBotApi:
             message = {
                 "message_id": next(self._message_ids),
                 "date": int(time.time()),
-                "chat": {"id": chat_id, "type": "private"},
+                "chat": _chat(chat_id),
                 "text": "old message",
             }
         query = {
@@ -376,7 +392,7 @@ class FakeBotApi:
         message: dict[str, Any] = {
             "message_id": next(self._message_ids),
             "date": int(time.time()),
-            "chat": {"id": chat_id, "type": "private"},
+            "chat": _chat(chat_id),
             "from": {"id": BOT_ID, "is_bot": True, "first_name": "Vechnost"},
             **content,
         }
@@ -512,6 +528,13 @@ class FakeBotApi:
         return web.json_response(
             [{"method": c.method, "params": c.params, "result": c.result} for c in self.calls]
         )
+
+
+def _chat(chat_id: int) -> dict[str, Any]:
+    """A chat as Telegram describes it: positive ids are private chats, negative groups."""
+    if chat_id < 0:
+        return {"id": chat_id, "type": "group", "title": f"Group{-chat_id}"}
+    return {"id": chat_id, "type": "private"}
 
 
 class _ApiError(Exception):
