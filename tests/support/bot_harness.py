@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from tests.support.fake_bot_api import DEFAULT_TOKEN, REPLY_METHODS, ApiCall, FakeBotApi
+from tests.support.fake_bot_api import DEFAULT_TOKEN, ApiCall, FakeBotApi
 from vechnost_bot.app import AnyApplication, build_application
 from vechnost_bot.bot.cards import CardSender
 from vechnost_bot.bot.handlers import GameBot
@@ -43,11 +43,8 @@ class Harness:
         return await self.reply(chat_id, since)
 
     async def reply(self, chat_id: int, since: int, timeout: float = 10.0) -> ApiCall:
-        """The bot's first reply in ``chat_id`` from call ``since``; removing an old card's
-        keyboard is tidying up, not a reply."""
-        return await self.api.wait_for(
-            lambda call: call.chat_id == chat_id and _is_reply(call), since=since, timeout=timeout
-        )
+        """The bot's first reply in ``chat_id`` from call ``since``."""
+        return await self.api.wait_reply(chat_id, since=since, timeout=timeout)
 
     async def idle(self, update_id: int) -> None:
         """Wait until ``update_id`` was fetched and its handlers had time to finish."""
@@ -56,12 +53,6 @@ class Harness:
                 break
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.2)
-
-
-def _is_reply(call: ApiCall) -> bool:
-    if call.method == "editMessageReplyMarkup" and not call.params.get("reply_markup"):
-        return False
-    return call.method in REPLY_METHODS - {"answerCallbackQuery"}
 
 
 @asynccontextmanager

@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["DEFAULT_TOKEN", "ApiCall", "FakeBotApi", "main"]
+__all__ = ["DEFAULT_TOKEN", "ApiCall", "FakeBotApi", "is_reply", "main"]
 
 DEFAULT_TOKEN = "123456789:AAFakeTokenForTestsOnly_abcdefghijk"
 BOT_ID = 123456789
@@ -239,11 +239,7 @@ class FakeBotApi:
     # -- reading what the bot did ---------------------------------------------------------------
     def replies(self, chat_id: int, since: int = 0) -> list[ApiCall]:
         """Calls that answer in ``chat_id`` (messages, photos, edits), from index ``since``."""
-        return [
-            call
-            for call in self.calls[since:]
-            if call.method in REPLY_METHODS - {"answerCallbackQuery"} and call.chat_id == chat_id
-        ]
+        return [call for call in self.calls[since:] if is_reply(call) and call.chat_id == chat_id]
 
     def last_keyboard_message(self, chat_id: int) -> dict[str, Any] | None:
         """The newest message in ``chat_id`` that carries an inline keyboard."""
@@ -285,13 +281,10 @@ class FakeBotApi:
                     await asyncio.wait_for(self._changed.wait(), left)
 
     async def wait_reply(self, chat_id: int, *, since: int, timeout: float = 10.0) -> ApiCall:
-        """The first message, photo or edit in ``chat_id`` from index ``since``."""
+        """The first message, photo or edit in ``chat_id`` from index ``since`` (see
+        :func:`is_reply`)."""
         return await self.wait_for(
-            lambda call: (
-                call.method in REPLY_METHODS - {"answerCallbackQuery"} and call.chat_id == chat_id
-            ),
-            since=since,
-            timeout=timeout,
+            lambda call: is_reply(call) and call.chat_id == chat_id, since=since, timeout=timeout
         )
 
     def photo_digest(self, call: ApiCall) -> str | None:
@@ -528,6 +521,14 @@ class FakeBotApi:
         return web.json_response(
             [{"method": c.method, "params": c.params, "result": c.result} for c in self.calls]
         )
+
+
+def is_reply(call: ApiCall) -> bool:
+    """A message, photo or edit the bot shows; removing an old card's keyboard is tidying
+    up, not a reply."""
+    if call.method == "editMessageReplyMarkup" and not call.params.get("reply_markup"):
+        return False
+    return call.method in REPLY_METHODS - {"answerCallbackQuery"}
 
 
 def _chat(chat_id: int) -> dict[str, Any]:
