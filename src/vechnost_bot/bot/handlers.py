@@ -577,6 +577,8 @@ class GameBot:
             here.table = await self._update_table(here.game_id, seat)
 
     async def _adult_ok(self, here: Here) -> bool:
+        if here.place == "private" and here.session.adult_confirmed:
+            return True  # confirmed on this phone before confirmations became per person
         players = await self._players([s.user_id for s in here.table.players] + [here.user_id])
         return engine.adult_ready(here.table, players, here.user_id)
 
@@ -1073,8 +1075,11 @@ class GameBot:
         result = summary[0]
         log.info("game_ended", chat_id=here.chat_id, cards=result.cards, minutes=result.minutes)
         for viewer in await self._viewers(here, None):
+            # UserStats counts every card this person drew, in every game.
+            stats = await self.storage.get_user_stats(viewer.user_id) if viewer.user_id else None
+            total = max(stats.cards_drawn if stats else 0, result.cards)
             text = t(viewer.language, "summary", cards=result.cards, minutes=result.minutes,
-                     saved=result.saved)  # fmt: skip
+                     saved=result.saved, total=total)  # fmt: skip
             _menu, markup = keyboards.menu_for(
                 here.session, self.library, viewer.language, place=here.place, table=here.table
             )

@@ -144,7 +144,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "summary": (
             "That's our game. Thank you for every honest answer 🌙\n\n"
             "Cards shared: {cards}\nTime together: {minutes} min\n"
-            "Saved to favourites: {saved}\n\n"
+            "Saved to favourites: {saved}\nCards in all your games: {total}\n\n"
             "/favourites plays the cards you saved."
         ),
         "favourites_empty": (
@@ -320,7 +320,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "summary": (
             "Вот и вся игра. Спасибо за каждый честный ответ 🌙\n\n"
             "Карт сыграно: {cards}\nВместе: {minutes} мин\n"
-            "В избранном: {saved}\n\n"
+            "В избранном: {saved}\nКарт во всех ваших играх: {total}\n\n"
             "/favourites — сыграть сохранённые карты."
         ),
         "favourites_empty": (
@@ -499,7 +499,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "summary": (
             "A to je celá hra. Díky za každou upřímnou odpověď 🌙\n\n"
             "Sdílených karet: {cards}\nSpolečný čas: {minutes} min\n"
-            "Uloženo do oblíbených: {saved}\n\n"
+            "Uloženo do oblíbených: {saved}\nKaret ve všech vašich hrách: {total}\n\n"
             "/favourites – zahrát si uložené karty."
         ),
         "favourites_empty": (
