@@ -208,6 +208,12 @@ async def test_a_room_across_two_private_chats(bot: Harness) -> None:
     await bot.api.press(ANNA, "N:c:2:q", user_id=ANNA, language="ru")
     assert await toast(bot, since) == t("ru", "not_your_turn", name="Tom")
     since = len(bot.api.calls)
+    await bot.api.press(ANNA, "V:c:3", user_id=ANNA, language="ru")  # a level deals a card
+    assert await toast(bot, since) == t("ru", "not_your_turn", name="Tom")
+    room_session = await bot.storage.get_session(-(10**15) - int(link.group(1)[5:]))
+    assert room_session is not None
+    assert room_session.level == 2
+    since = len(bot.api.calls)
     await bot.api.press(TOM, "N:c:2:q", user_id=TOM, language="en")
     for_anna, for_tom = await photo_in(bot, ANNA, since), await photo_in(bot, TOM, since)
     assert "· 2/6\nTom asks → Anna answers" in caption(for_tom)
@@ -226,13 +232,16 @@ async def test_a_room_across_two_private_chats(bot: Harness) -> None:
     await bot.api.press(TOM, "A:y", user_id=TOM, language="en", message=prompt.result)
     reply = await bot.reply(TOM, since)
     assert data(reply)[:2] == ["C:s:1:q", "C:s:1:t"]
+    menu = await bot.api.wait_for(lambda c: c.chat_id == ANNA and c.method == "sendMessage",
+                                  since=since)  # fmt: skip
+    assert data(menu)[:2] == ["C:s:1:q", "C:s:1:t"]  # both confirmed: Anna sees it too
     # Leaving: Tom's chat goes back to his own game, the room keeps its decks for Anna.
     since = len(bot.api.calls)
     reply = await bot.say(TOM, "/leave", language="en")
     assert reply.params["text"].startswith(t("en", "room_left"))
-    note = await bot.api.wait_for(lambda c: c.chat_id == ANNA and c.method == "sendMessage",
-                                  since=since)  # fmt: skip
-    assert note.params["text"] == t("ru", "room_partner_left", name="Tom")
+    left = t("ru", "room_partner_left", name="Tom")
+    await bot.api.wait_for(lambda c: c.chat_id == ANNA and c.params.get("text") == left,
+                           since=since)  # fmt: skip
     room_id = int(link.group(1).removeprefix("room_"))
     table = await bot.storage.get_record(Table, str(-(10**15) - room_id))
     assert table is not None
@@ -361,8 +370,9 @@ async def test_opening_first_then_closing_and_a_summary(bot: Harness) -> None:
 
 
 async def test_old_card_keyboards_are_removed(bot: Harness) -> None:
-    """Only the newest card keeps its buttons: the previous card's keyboard is removed."""
-    await bot.say(76, "/start")
+    """Only the newest card keeps its buttons: the previous card's keyboard is removed, and
+    so is the menu's the first card was dealt from."""
+    menu = await bot.say(76, "/start")
     first = await bot.tap(76, "T:p")
     second = await bot.tap(76, "N:p:1:q")
     await bot.tap(76, "N:p:1:q")
@@ -378,7 +388,8 @@ async def test_old_card_keyboards_are_removed(bot: Harness) -> None:
         for c in bot.api.calls
         if c.method == "editMessageReplyMarkup" and c.chat_id == 76
     ]
-    assert removed == [first.result["message_id"], second.result["message_id"]]
+    ids = [menu.result["message_id"], first.result["message_id"], second.result["message_id"]]
+    assert removed == ids
     assert bot.api.last_keyboard_message(76) is not None
     assert bot.api.last_keyboard_message(76)["message_id"] > second.result["message_id"]  # type: ignore[index]
 

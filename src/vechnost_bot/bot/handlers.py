@@ -58,7 +58,14 @@ from vechnost_bot.game import engine
 from vechnost_bot.game.content import LANGUAGES, THEMES, Card, Library, deck_key
 from vechnost_bot.metrics import ERRORS, UPDATES_HANDLED
 from vechnost_bot.storage.base import Storage
-from vechnost_bot.storage.game_records import ChatLink, Player, Seat, Table, room_game_id
+from vechnost_bot.storage.game_records import (
+    ROOM_GAME_BASE,
+    ChatLink,
+    Player,
+    Seat,
+    Table,
+    room_game_id,
+)
 from vechnost_bot.storage.models import (
     ContentType,
     Language,
@@ -508,6 +515,8 @@ class GameBot:
             session = here.session
             if (session.theme, session.level) != (callback.theme, callback.level):
                 return False
+            if not await self._may_deal(query, here):
+                return True
             content = callback.content
             here.session = await self.storage.update_session(
                 here.game_id, lambda s: engine.choose_content(s, content)
@@ -582,11 +591,26 @@ class GameBot:
         players = await self._players([s.user_id for s in here.table.players] + [here.user_id])
         return engine.adult_ready(here.table, players, here.user_id)
 
+    async def _may_deal(self, query: CallbackQuery, here: Here) -> bool:
+        """A choice that deals a card is the next drawer's to make (seating a group member
+        who takes part); anyone else gets a toast and nothing changes."""
+        await self._seat(here)
+        if engine.can_draw(here.table, here.user_id):
+            return True
+        drawer = engine.next_drawer(here.table)
+        await _answer(query, t(here.lang, "not_your_turn", name=drawer.name if drawer else ""))
+        return False
+
     async def _on_theme(
         self, update: Update, query: CallbackQuery, here: Here, callback: Callback
     ) -> bool:
         theme = callback.theme
         assert theme is not None
+        deals = (
+            len(engine.theme_levels(self.library, theme)) == 1 and len(THEMES[theme].contents) == 1
+        )
+        if deals and not await self._may_deal(query, here):
+            return True
         await self._seat(here)
         adult_ok = await self._adult_ok(here)
         if engine.needs_adult_confirmation(theme, confirmed=adult_ok):
@@ -632,6 +656,14 @@ class GameBot:
             here.game_id, lambda s: engine.choose_theme(s, self.library, "sex", adult_ok=True)
         )
         await self._show_menu(update, here)
+        if here.place == "room":
+            for uid, member in here.table.members.items():
+                if member.present and int(uid) != here.user_id:
+                    language = await self._language_of(int(uid))
+                    text, markup = keyboards.menu_for(
+                        here.session, self.library, language, place="room", table=here.table
+                    )
+                    await self._bot.send_message(member.chat_id, text, reply_markup=markup)
         return True
 
     async def _prompt_partners(self, here: Here) -> None:
@@ -687,6 +719,8 @@ class GameBot:
             return False
         if level not in engine.theme_levels(self.library, here.session.theme):
             return False
+        if not await self._may_deal(query, here):
+            return True
         here.session = await self.storage.update_session(
             here.game_id, lambda s: engine.choose_level(s, self.library, level)
         )
@@ -765,10 +799,7 @@ class GameBot:
         self, update: Update, query: CallbackQuery, here: Here, *, reshuffle: bool = False
     ) -> bool:
         """Deal the next card: the theme's opening first, then the deck, in turns."""
-        await self._seat(here)
-        if not engine.can_draw(here.table, here.user_id):
-            drawer = engine.next_drawer(here.table)
-            await _answer(query, t(here.lang, "not_your_turn", name=drawer.name if drawer else ""))
+        if not await self._may_deal(query, here):
             return True
         theme = here.session.theme
         if theme is not None and THEMES[theme].adult and not await self._adult_ok(here):
@@ -846,6 +877,7 @@ class GameBot:
             )
             await self._update_table(here.game_id, lambda t_: engine.undo_deal(t_, card.id, dealt))
             raise
+        await self._drop_menu(query)
         await self._touch_user(here.user, drew=True)
         log.debug("card_drawn", chat_id=here.chat_id, card=card.id, drawn=result.drawn)
         return True
@@ -857,6 +889,7 @@ class GameBot:
         )
         await _answer(query)
         await self._deliver(here, card, kind="opening")
+        await self._drop_menu(query)
         log.info("opening_dealt", chat_id=here.chat_id, card=card.id)
         return True
 
@@ -942,6 +975,12 @@ class GameBot:
         for chat, message_id in old.items():
             if chat in sent and sent[chat] != message_id:
                 await self._drop_keyboard(int(chat), message_id)
+
+    async def _drop_menu(self, query: CallbackQuery) -> None:
+        """The menu a card was dealt from has done its job: its buttons go."""
+        message = query.message
+        if isinstance(message, Message) and message.text is not None:
+            await self._drop_keyboard(message.chat.id, message.message_id)
 
     async def _clear_card_keyboards(self, table: Table) -> None:
         for chat, message_id in table.card_messages.items():
@@ -1087,10 +1126,18 @@ class GameBot:
         return True
 
     # -- rooms ------------------------------------------------------------------------------
+    def _invite(self, number: int) -> str:
+        return f"https://t.me/{self._bot.username}?start={ROOM_PREFIX}{number}"
+
     async def _make_room(self, update: Update, here: Here) -> None:
+        if here.place == "room":  # the link again, for a partner who lost it
+            link = self._invite(ROOM_GAME_BASE - here.game_id)
+            await self._show_menu(update, here, prefix=t(here.lang, "room_created", link=link),
+                                  edit=False)  # fmt: skip
+            return
         if here.place != "private" or here.user is None:
-            key = "room_private_only" if here.place == "group" else "room_own"
-            await self._show_menu(update, here, prefix=t(here.lang, key), edit=False)
+            await self._show_menu(update, here, prefix=t(here.lang, "room_private_only"),
+                                  edit=False)  # fmt: skip
             return
         number = secrets.randbits(40) | 1
         game_id = room_game_id(number)
@@ -1104,7 +1151,7 @@ class GameBot:
 
         await self._update_table(game_id, create)
         await self._link(here.chat_id, game_id)
-        link = f"https://t.me/{self._bot.username}?start={ROOM_PREFIX}{number}"
+        link = self._invite(number)
         log.info("room_created", chat_id=here.chat_id, room=number)
         here = await self._here(update) or here
         text, markup = self._menu(here)
