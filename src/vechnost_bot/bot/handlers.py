@@ -11,6 +11,7 @@ reads, dispatches, writes and talks to Telegram.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 import secrets
@@ -214,18 +215,26 @@ class GameBot:
         private = chat.type == ChatType.PRIVATE
         place: Place = "private" if private else "group"
         game_id = chat.id
-        table: Table | None = None
-        if private:
-            link = await self.storage.get_record(ChatLink, str(chat.id))
-            if link is not None and link.room is not None:
-                room_table = await self.storage.get_record(Table, str(link.room))
-                member = room_table.members.get(str(user.id)) if room_table and user else None
-                if room_table is not None and member is not None and member.present:
-                    game_id, table, place = link.room, room_table, "room"
-        session = await self.storage.get_session(game_id) or Session(chat_id=game_id)
-        if table is None:
-            table = await self.storage.get_record(Table, str(game_id)) or Table(game_id=game_id)
-        language = await self._person_language(user, chat.id if private else None)
+        place_of_chat = place
+        # The reads do not depend on each other (a room's are checked after): one round.
+        link, session, table, language = await asyncio.gather(
+            self.storage.get_record(ChatLink, str(chat.id)) if private else _none(),
+            self.storage.get_session(chat.id),
+            self.storage.get_record(Table, str(chat.id)),
+            self._person_language(user, chat.id if private else None),
+        )
+        if link is not None and link.room is not None:
+            room_session, room_table = await asyncio.gather(
+                self.storage.get_session(link.room),
+                self.storage.get_record(Table, str(link.room)),
+            )
+            member = room_table.members.get(str(user.id)) if room_table and user else None
+            if room_table is not None and member is not None and member.present:
+                game_id, session, table, place = link.room, room_session, room_table, "room"
+        if place == place_of_chat:
+            game_id = chat.id
+        session = session or Session(chat_id=game_id)
+        table = table or Table(game_id=game_id)
         return Here(chat.id, place, user, language, game_id, session, table)
 
     async def _person_language(
@@ -877,8 +886,7 @@ class GameBot:
             )
             await self._update_table(here.game_id, lambda t_: engine.undo_deal(t_, card.id, dealt))
             raise
-        await self._drop_menu(query)
-        await self._touch_user(here.user, drew=True)
+        await asyncio.gather(self._drop_menu(query), self._touch_user(here.user, drew=True))
         log.debug("card_drawn", chat_id=here.chat_id, card=card.id, drawn=result.drawn)
         return True
 
@@ -971,10 +979,14 @@ class GameBot:
             table.card_messages = {**table.card_messages, **sent}
             return table
 
-        here.table = await self._update_table(here.game_id, mutate)
-        for chat, message_id in old.items():
-            if chat in sent and sent[chat] != message_id:
-                await self._drop_keyboard(int(chat), message_id)
+        drops = [
+            self._drop_keyboard(int(chat), message_id)
+            for chat, message_id in old.items()
+            if chat in sent and sent[chat] != message_id
+        ]
+        table, *_dropped = await asyncio.gather(self._update_table(here.game_id, mutate), *drops)
+        assert isinstance(table, Table)
+        here.table = table
 
     async def _drop_menu(self, query: CallbackQuery) -> None:
         """The menu a card was dealt from has done its job: its buttons go."""
@@ -1273,6 +1285,10 @@ def _command(message: Message) -> str | None:
     for entity in message.entities:
         if entity.type == MessageEntityType.BOT_COMMAND and entity.offset == 0:
             return (message.text or "")[: entity.length]
+    return None
+
+
+async def _none() -> None:
     return None
 
 
