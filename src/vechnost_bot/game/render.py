@@ -120,7 +120,9 @@ def _greedy_lines(widths: list[float], space: float, box: float) -> int | None:
     return lines
 
 
-def _balanced(words: list[str], widths: list[float], space: float, box: float, count: int) -> list[str]:
+def _balanced(
+    words: list[str], widths: list[float], space: float, box: float, count: int
+) -> list[str]:
     """``words`` in ``count`` lines of even width (the text is centred).
 
     Minimises the sum of squared slack of every line, the last included, so the
