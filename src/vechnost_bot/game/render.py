@@ -167,11 +167,22 @@ def _balanced(
     return lines[::-1]
 
 
+# How much smaller than the largest fitting size the text may get to avoid an orphan.
+_ORPHAN_SHRINK: Final = 0.85
+
+
+def _orphan(lines: list[str]) -> bool:
+    """True when the last of several lines is a single word."""
+    return len(lines) > 1 and len(lines[-1].split()) == 1
+
+
 @lru_cache(maxsize=8192)
 def layout_text(text: str, language: Language) -> Layout | None:
     """The largest font size at which ``text`` fits the text box, in balanced lines.
 
-    None when it fits at no readable size (or is blank).
+    When the last line would be a single word, a slightly smaller size (down to 85 %)
+    that gives it company is taken instead. None when the text fits at no readable
+    size (or is blank).
     """
     # A unit is what may not be broken: words joined by non-breaking spaces.
     units = bind_short_words(" ".join(text.split()), language).split(" ")
@@ -180,7 +191,10 @@ def layout_text(text: str, language: Language) -> Layout | None:
     reference = _font(_REFERENCE_SIZE)
     unit_widths = [reference.getlength(unit) for unit in units]
     space = reference.getlength(" ")
+    first: Layout | None = None
     for size in range(MAX_FONT, MIN_FONT - 1, -2):
+        if first is not None and size < first.size * _ORPHAN_SHRINK:
+            break
         scale = size / _REFERENCE_SIZE
         box = _BOX_WIDTH / scale * 0.98  # room for hinting, checked below
         count = _greedy_lines(unit_widths, space, box)
@@ -191,9 +205,12 @@ def layout_text(text: str, language: Language) -> Layout | None:
             continue
         lines = _balanced(units, unit_widths, space, box, count)
         font = _font(size)
-        if all(font.getlength(line) <= _BOX_WIDTH for line in lines):
+        if any(font.getlength(line) > _BOX_WIDTH for line in lines):
+            continue
+        if not _orphan(lines):
             return Layout(size, tuple(lines), height)
-    return None
+        first = first or Layout(size, tuple(lines), height)
+    return first
 
 
 def fits(text: str, language: Language) -> bool:
