@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vechnost_bot.bot.callbacks import MAX_CALLBACK_BYTES, Callback, encode, parse
 from tests.support.decks import LEVELS
+from vechnost_bot.bot.callbacks import MAX_CALLBACK_BYTES, Callback, encode, parse
 from vechnost_bot.game.content import LANGUAGES, THEMES
 
 

@@ -28,8 +28,8 @@ def test_english_buttons_use_the_required_words() -> None:
     themes = [b.text for row in keyboards.themes_keyboard("en").inline_keyboard for b in row]
     for word in ("Acquaintance", "For Couples", "Sex", "Provocation"):
         assert any(word in label for label in themes)
-    levels = [b.text for row in keyboards.levels_keyboard("en", "couples", levels=(1, 2, 3)).inline_keyboard
-              for b in row]  # fmt: skip
+    menu = keyboards.levels_keyboard("en", "couples", levels=(1, 2, 3))
+    levels = [b.text for row in menu.inline_keyboard for b in row]
     assert levels[:3] == ["Level 1", "Level 2", "Level 3"]
     contents = [
         b.text for b in keyboards.contents_keyboard("en", "sex", 1, levels=(1,)).inline_keyboard[0]

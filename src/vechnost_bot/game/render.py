@@ -264,6 +264,18 @@ def _spaced(text: str) -> str:
     return "   ".join(" ".join(word) for word in text.upper().split())
 
 
+def _kind_colour(card: Card) -> RGB:
+    return _KIND_FILL[card.kind] or THEMES[card.theme].accent
+
+
+def _draw_frame(draw: ImageDraw.ImageDraw, card: Card) -> None:
+    """The card's edge: the theme's accent on questions, the kind's colour on the others."""
+    if _KIND_FILL[card.kind] is None:
+        return  # the background's own frame
+    draw.rounded_rectangle((36, 36, WIDTH - 36, HEIGHT - 36), radius=42,
+                           outline=(*_kind_colour(card), 255), width=5)  # fmt: skip
+
+
 def _draw_label(draw: ImageDraw.ImageDraw, card: Card, language: Language) -> None:
     """The kind pill under the wordmark: ``QUESTION``, ``ЗАДАНИЕ · ГОРЯЧО``."""
     words = [kind_label(card.kind, language)]
@@ -271,12 +283,12 @@ def _draw_label(draw: ImageDraw.ImageDraw, card: Card, language: Language) -> No
     if heat is not None:
         words.append(heat)
     text = "  ·  ".join(_spaced(word) for word in words)
-    font = _font(26, bold=True)
-    half = font.getlength(text) / 2 + 26
+    font = _font(30, bold=True)
+    half = min(font.getlength(text) / 2 + 28, WIDTH / 2 - 60)
     center = WIDTH / 2
-    fill = _KIND_FILL[card.kind] or THEMES[card.theme].accent
-    draw.rounded_rectangle((center - half, LABEL_Y - 24, center + half, LABEL_Y + 24),
-                           radius=24, fill=(*fill, 255))  # fmt: skip
+    fill = _kind_colour(card)
+    draw.rounded_rectangle((center - half, LABEL_Y - 27, center + half, LABEL_Y + 27),
+                           radius=27, fill=(*fill, 255))  # fmt: skip
     draw.text((center, LABEL_Y), text, font=font, fill=(*_LABEL_INK, 255), anchor="mm")
 
 
@@ -286,17 +298,20 @@ def _draw_pips(draw: ImageDraw.ImageDraw, card: Card) -> None:
         return
     accent = THEMES[card.theme].accent
     heat = heat_label(card.theme, card.level, "en") is not None
-    gap = 40
+    gap = 48
     left = WIDTH / 2 - gap * (card.level - 1) / 2
     for index in range(card.level):
         x = left + index * gap
         if heat:
             # A flame: a round base with a point on top.
             color = (255, 170, 90, 255) if card.level == 1 else (255, 96, 72, 255)
-            draw.ellipse((x - 13, PIPS_Y - 4, x + 13, PIPS_Y + 22), fill=color)
-            draw.polygon([(x - 13, PIPS_Y + 7), (x, PIPS_Y - 26), (x + 13, PIPS_Y + 7)], fill=color)
+            draw.ellipse((x - 15, PIPS_Y - 6, x + 15, PIPS_Y + 24), fill=color)
+            draw.polygon([(x - 15, PIPS_Y + 7), (x, PIPS_Y - 30), (x + 15, PIPS_Y + 7)], fill=color)
+            core = (255, 224, 140, 255)  # the flame's bright heart
+            draw.ellipse((x - 7, PIPS_Y + 6, x + 7, PIPS_Y + 20), fill=core)
+            draw.polygon([(x - 7, PIPS_Y + 12), (x, PIPS_Y - 6), (x + 7, PIPS_Y + 12)], fill=core)
         else:
-            draw.ellipse((x - 11, PIPS_Y - 11, x + 11, PIPS_Y + 11), fill=(*accent, 255))
+            draw.ellipse((x - 14, PIPS_Y - 14, x + 14, PIPS_Y + 14), fill=(*accent, 255))
 
 
 def _draw_footer(draw: ImageDraw.ImageDraw, footer: str) -> None:
@@ -328,6 +343,7 @@ def render_card(
     brand = _font(36, bold=True)
     draw.text((center, 100), " ".join(wordmark(language)), font=brand, fill=(*accent, 255),
               anchor="mm")  # fmt: skip
+    _draw_frame(draw, card)
     _draw_label(draw, card, language)
 
     text = card.text(language)
