@@ -161,7 +161,7 @@ class _BotUnderTest:
 def _render_cold(samples: int) -> dict[str, float]:
     library = load_library()
     cards = list(library.cards())[:samples]
-    render._background_png.cache_clear()
+    render._background_image.cache_clear()
     render._font.cache_clear()
     render.layout_text.cache_clear()
     started = time.perf_counter()

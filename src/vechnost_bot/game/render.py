@@ -49,8 +49,8 @@ RGB = tuple[int, int, int]
 WIDTH: Final = 900
 HEIGHT: Final = 1125
 MARGIN: Final = 90
-TEXT_TOP: Final = 235
-TEXT_BOTTOM: Final = HEIGHT - 235
+TEXT_TOP: Final = 250
+TEXT_BOTTOM: Final = HEIGHT - 250
 MAX_FONT: Final = 64
 MIN_FONT: Final = 34
 LINE_SPACING: Final = 1.28
@@ -252,11 +252,10 @@ def _background(theme: ThemeId, level: int) -> Image.Image:
 
 
 @cache
-def _background_png(theme: ThemeId, level: int) -> bytes:
-    # The background depends on the theme and level only: draw it once per process.
-    buffer = io.BytesIO()
-    _background(theme, level).save(buffer, format="PNG")
-    return buffer.getvalue()
+def _background_image(theme: ThemeId, level: int) -> Image.Image:
+    # The background depends on the theme and level only: draw it once per process;
+    # every render draws on a copy.
+    return _background(theme, level).convert("RGB")
 
 
 def _spaced(text: str) -> str:
@@ -334,9 +333,8 @@ def render_card(
     card: Card, language: Language, *, footer: str, image_format: ImageFormat = "JPEG"
 ) -> bytes:
     """The card as image bytes. Text that is too long is still drawn, at the smallest size."""
-    image = Image.open(io.BytesIO(_background_png(card.theme, card.level))).convert("RGBA")
-    overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
-    draw = ImageDraw.Draw(overlay)
+    image = _background_image(card.theme, card.level).copy()
+    draw = ImageDraw.Draw(image, "RGBA")  # translucent fills blend onto the background
     accent = THEMES[card.theme].accent
     center = WIDTH // 2
 
@@ -362,12 +360,11 @@ def render_card(
     _draw_pips(draw, card)
     _draw_footer(draw, footer)
 
-    rgb = Image.alpha_composite(image, overlay).convert("RGB")
     buffer = io.BytesIO()
     if image_format == "JPEG":
-        rgb.save(buffer, format="JPEG", quality=88, optimize=True)
+        image.save(buffer, format="JPEG", quality=88, optimize=True)
     else:
-        rgb.save(buffer, format="PNG", optimize=False)
+        image.save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()
 
 
