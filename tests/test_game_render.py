@@ -10,13 +10,11 @@ import pytest
 from PIL import Image, ImageFont
 
 from vechnost_bot.game import render
-from vechnost_bot.game.content import Card, CardKind
+from vechnost_bot.game.content import KINDS, THEMES, Card, CardKind
 from vechnost_bot.game.labels import HEAT_THEMES, heat_label, kind_label
 from vechnost_bot.storage.models import ContentType, Language, ThemeId
 
-_LETTER = {"question": "q", "task": "t", "wildcard": "w", "guess": "g", "opening": "o",
-           "closing": "c"}  # fmt: skip
-_PREFIX = {"acquaintance": "acq", "couples": "cpl", "provocation": "prv", "sex": "sex"}
+_LETTER = {kind: letter for letter, kind in KINDS.items()}
 
 
 def _card(
@@ -25,7 +23,7 @@ def _card(
     content: ContentType | None = "tasks" if kind == "task" else "questions"
     if kind in {"opening", "closing"}:
         level, content = 0, None
-    card_id = f"{_PREFIX[theme]}{level}{_LETTER[kind]}01"
+    card_id = f"{THEMES[theme].prefix}{level}{_LETTER[kind]}01"
     return Card(card_id, theme, level, content, {"ru": text, "en": text, "cs": text})
 
 
