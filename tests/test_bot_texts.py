@@ -52,6 +52,10 @@ def test_deck_titles_name_the_level_only_when_there_is_a_choice() -> None:
         keyboards.deck_title("en", "sex", 1, "questions", levels=(1,), icon=True)
         == "🔞 Sex · Questions"
     )
+    # Sex levels are heats, not numbers, once Sex has more than one.
+    assert keyboards.deck_title("en", "sex", 2, "tasks", levels=(1, 2)) == "Sex · Hot · Tasks"
+    heats = keyboards.levels_keyboard("ru", "sex", levels=(1, 2)).inline_keyboard[0]
+    assert [button.text for button in heats] == ["Нежно", "Горячо"]
 
 
 def test_unknown_command_has_its_own_text() -> None:

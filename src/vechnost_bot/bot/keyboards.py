@@ -8,6 +8,7 @@ from vechnost_bot.bot.callbacks import Callback, encode
 from vechnost_bot.bot.texts import LANGUAGE_NAMES, content_name, level_name, t, theme_name
 from vechnost_bot.game import engine
 from vechnost_bot.game.content import LANGUAGES, THEMES, Library
+from vechnost_bot.game.labels import heat_label
 from vechnost_bot.storage.models import ContentType, Language, Session, ThemeId
 
 __all__ = [
@@ -64,12 +65,17 @@ def adult_keyboard(language: Language) -> InlineKeyboardMarkup:
     )
 
 
+def _level_title(language: Language, theme: ThemeId, level: int) -> str:
+    """``Level 2``, or the heat (``Hot``) in a theme whose levels are heats."""
+    return heat_label(theme, level, language) or level_name(language, level)
+
+
 def levels_keyboard(
     language: Language, theme: ThemeId, *, levels: tuple[int, ...]
 ) -> InlineKeyboardMarkup:
     """The theme's levels (``Library.levels``), then back to the themes."""
     buttons = [
-        _button(level_name(language, level), Callback("level", theme=theme, level=level))
+        _button(_level_title(language, theme, level), Callback("level", theme=theme, level=level))
         for level in levels
     ]
     return InlineKeyboardMarkup([buttons, [_button(t(language, "btn_back"), Callback("back"))]])
@@ -147,7 +153,7 @@ def deck_title(
     info = THEMES[theme]
     parts = [theme_name(language, theme, icon=icon)]
     if len(levels) > 1:
-        parts.append(level_name(language, level))
+        parts.append(_level_title(language, theme, level))
     if len(info.contents) > 1:
         parts.append(content_name(language, content))
     return " · ".join(parts)

@@ -22,7 +22,7 @@ from typing import Final, Literal
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from vechnost_bot.game.content import THEMES, Card, CardKind
-from vechnost_bot.game.labels import heat_label, kind_label
+from vechnost_bot.game.labels import HEAT_THEMES, heat_label, kind_label
 from vechnost_bot.game.typography import bind_short_words
 from vechnost_bot.storage.models import Language, ThemeId
 
@@ -231,7 +231,7 @@ def _shade(color: RGB, level: int, *, heat: bool) -> RGB:
 
 def _background(theme: ThemeId, level: int) -> Image.Image:
     info = THEMES[theme]
-    heat = heat_label(theme, level, "en") is not None
+    heat = theme in HEAT_THEMES
     top, bottom = (_shade(color, level, heat=heat) for color in info.colors)
     mask = Image.linear_gradient("L").resize((WIDTH, HEIGHT))
     image = Image.composite(Image.new("RGB", (WIDTH, HEIGHT), bottom),
@@ -296,7 +296,7 @@ def _draw_pips(draw: ImageDraw.ImageDraw, card: Card) -> None:
     if card.level < 1:
         return
     accent = THEMES[card.theme].accent
-    heat = heat_label(card.theme, card.level, "en") is not None
+    heat = card.theme in HEAT_THEMES
     gap = 48
     left = WIDTH / 2 - gap * (card.level - 1) / 2
     for index in range(card.level):
