@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.decks import LEVELS
 from vechnost_bot.bot.callbacks import MAX_CALLBACK_BYTES, Callback, encode, parse
 from vechnost_bot.game.content import LANGUAGES, THEMES
 
@@ -16,7 +17,7 @@ def _every_callback() -> list[Callback]:
     for theme in THEMES.values():
         found.append(Callback("theme", theme=theme.id))
         found.append(Callback("back", theme=theme.id))
-        for level in theme.levels:
+        for level in LEVELS[theme.id]:
             found.append(Callback("level", theme=theme.id, level=level))
             found.append(Callback("back", theme=theme.id, level=level))
             for content in theme.contents:
@@ -40,9 +41,9 @@ def test_every_button_round_trips_within_64_bytes() -> None:
 @pytest.mark.parametrize(
     "data",
     [
-        None, "", "x", "T", "T:", "T:z", "T:a:1", "V:a", "V:a:0", "V:a:01",
-        "C:a:1:t", "C:a:1:x", "N:a:1", "R:a:1:q:q", "A:maybe", "A", "L:de", "L:RU",
-        "M:1", "H:x", "K:a", "B:z", "S:xyz", "S:acq1q1", "S:abc1q01", "W", "P:01",
+        None, "", "x", "T", "T:", "T:z", "T:a:1", "V:a", "V:a:0", "V:a:10", "V:p:x", "V:a:01",
+        "C:a:1:t", "C:a:1:x", "N:s:2:z", "N:a:1", "R:a:1:q:q", "A:maybe", "A", "L:de", "L:RU",
+        "M:1", "H:x", "K:a", "B:a:0", "B:z", "S:xyz", "S:acq1q1", "S:abc1q01", "W", "P:01",
         "P:1000", "P:x", "F:", "X:z", "X", "E:1", "Q:q", "B:a:1:q", "t:a", " T:a", "T:a ",
         "T:a\n", "Т:а",
         "N:a:1:q" + ":x" * 40, "💥", "N:a:1:" + "q" * 100,

@@ -5,8 +5,7 @@ opening and closing cards, a tidy chat, /reset, the language question."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,47 +15,29 @@ from tests.support.bot_harness import Harness, running_bot
 from tests.support.decks import write_decks
 from tests.support.fake_bot_api import ApiCall, FakeBotApi
 from vechnost_bot.bot.texts import CHOOSE_LANGUAGE_ANY, t
-from vechnost_bot.game.content import Card, Library, load_library
+from vechnost_bot.game.content import Library, load_library
 from vechnost_bot.redis.events import RedisEndpoint
 from vechnost_bot.storage.game_records import Player, Table
 from vechnost_bot.storage.hybrid import HybridStorage
 from vechnost_bot.storage.memory import InMemoryStorage
-from vechnost_bot.storage.models import ThemeId
 
 PER_DECK = 6
 GROUP = -4242
 ANNA, TOM = 501, 502
 
 
-@dataclass(frozen=True, slots=True)
-class RitualLibrary(Library):
-    """The decks plus opening and closing cards (the content module's interface)."""
-
-    openings: Mapping[ThemeId, tuple[Card, ...]] = field(default_factory=dict)
-    closings: Mapping[ThemeId, Card] = field(default_factory=dict)
-
-    def opening(self, theme: ThemeId) -> tuple[Card, ...]:
-        """The theme's opening cards."""
-        return self.openings.get(theme, ())
-
-    def closing(self, theme: ThemeId) -> Card | None:
-        """The theme's closing card."""
-        return self.closings.get(theme)
-
-
-def _ritual(card_id: str, words: str) -> Card:
-    return Card(card_id, "acquaintance", 0, "questions",
-                {"en": f"{words} (en)", "ru": f"{words} (ru)", "cs": f"{words} (cs)"})  # fmt: skip
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Library:
+    """Fixture decks with six cards each, without opening or closing cards."""
+    return load_library(write_decks(tmp_path_factory.mktemp("decks"), per_deck=PER_DECK))
 
 
 @pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory) -> Library:
-    """Fixture decks with six cards each; Acquaintance has an opening and a closing card."""
-    decks = load_library(write_decks(tmp_path_factory.mktemp("decks"), per_deck=PER_DECK))
-    return RitualLibrary(
-        decks=decks.decks,
-        openings={"acquaintance": (_ritual("acq0o01", "How we play"),)},
-        closings={"acquaintance": _ritual("acq0c01", "The last card")},
+def ritual_library(tmp_path_factory: pytest.TempPathFactory) -> Library:
+    """Fixture decks with two opening cards and a closing card per theme, and a wildcard
+    and a guess card after the six cards of each deck."""
+    return load_library(
+        write_decks(tmp_path_factory.mktemp("rituals"), per_deck=PER_DECK, extras=True)
     )
 
 
@@ -141,8 +122,6 @@ async def test_two_players_in_a_group_with_different_languages(bot: Harness) -> 
     assert t("cs", "ask_names") not in reply.params["text"]  # names come from the members
     await bot.tap(GROUP, "T:a", user_id=ANNA, language="cs")
     reply = await bot.tap(GROUP, "V:a:1", user_id=ANNA, language="cs")
-    assert caption(reply) == "Seznámení · Úroveň 1 · jak hrajeme\n\nHow we play (cs)"
-    reply = await bot.tap(GROUP, "N:a:1:q", user_id=ANNA, language="cs")
     assert caption(reply).split("\n")[1] == "Ptá se Anna"  # Tom has not taken part yet
     reply = await bot.tap(GROUP, "N:a:1:q", user_id=TOM, language="en")
     lines = caption(reply).split("\n")
@@ -341,32 +320,39 @@ async def test_pacing_prompt_after_n_cards_and_the_next_level_at_the_end(
         assert caption(reply).startswith("For Couples · Level 2 · 1/")
 
 
-async def test_opening_first_then_closing_and_a_summary(bot: Harness) -> None:
-    """A new game of a theme starts with its opening card (not counted in the deck); 🏁
-    deals the closing card and a short summary; the next game opens again."""
-    await bot.say(75, "/start")
-    await bot.tap(75, "T:a")
-    reply = await bot.tap(75, "V:a:1")
-    assert caption(reply) == "Acquaintance · Level 1 · how we play\n\nHow we play (en)"
-    assert "S:acq0o01" not in data(reply)  # the rules are not a card to save or swap
-    reply = await bot.tap(75, "N:a:1:q")
-    assert caption(reply).startswith(f"Acquaintance · Level 1 · 1/{PER_DECK}")
-    card_id = next(v.removeprefix("S:") for v in data(reply) if v.startswith("S:"))
-    await bot.tap(75, "N:a:1:q")
-    await bot.api.press(75, f"S:{card_id}")
-    since = len(bot.api.calls)
-    await bot.api.press(75, "E")
-    closing = await photo_in(bot, 75, since)
-    assert caption(closing) == "Acquaintance · Level 1 · the last card\n\nThe last card (en)"
-    assert not data(closing)
-    summary = await bot.api.wait_for(
-        lambda c: c.method == "sendMessage" and c.chat_id == 75, since=since
-    )
-    assert summary.params["text"] == t("en", "summary", cards=2, minutes=0, saved=1, total=2)
-    assert data(summary)[0] == "T:a"
-    await bot.tap(75, "T:a")
-    reply = await bot.tap(75, "V:a:2")
-    assert "how we play" in caption(reply)
+async def test_opening_first_then_closing_and_a_summary(ritual_library: Library) -> None:
+    """A new game of a theme starts with its opening cards (not counted in the deck, no
+    turn); 🏁 deals the closing card and a short summary; the next game opens again."""
+    async with running_bot(InMemoryStorage(), ritual_library) as bot:
+        await bot.say(75, "/start")
+        await bot.tap(75, "T:a")
+        reply = await bot.tap(75, "V:a:1")
+        assert caption(reply) == (
+            "Acquaintance · Level 1 · how we play\n\nQuestion acquaintance opening 1"
+        )
+        assert "S:acq0o01" not in data(reply)  # the rules are not a card to save or swap
+        reply = await bot.tap(75, "N:a:1:q")
+        assert caption(reply).endswith("Question acquaintance opening 2")
+        reply = await bot.tap(75, "N:a:1:q")
+        assert caption(reply).startswith(f"Acquaintance · Level 1 · 1/{PER_DECK + 2}")
+        card_id = next(v.removeprefix("S:") for v in data(reply) if v.startswith("S:"))
+        await bot.tap(75, "N:a:1:q")
+        await bot.api.press(75, f"S:{card_id}")
+        since = len(bot.api.calls)
+        await bot.api.press(75, "E")
+        closing = await photo_in(bot, 75, since)
+        assert caption(closing) == (
+            "Acquaintance · Level 1 · the last card\n\nQuestion acquaintance closing"
+        )
+        assert not data(closing)
+        summary = await bot.api.wait_for(
+            lambda c: c.method == "sendMessage" and c.chat_id == 75, since=since
+        )
+        assert summary.params["text"] == t("en", "summary", cards=2, minutes=0, saved=1, total=2)
+        assert data(summary)[0] == "T:a"
+        await bot.tap(75, "T:a")
+        reply = await bot.tap(75, "V:a:2")
+        assert "how we play" in caption(reply)
 
 
 async def test_old_card_keyboards_are_removed(bot: Harness) -> None:

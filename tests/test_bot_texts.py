@@ -43,11 +43,15 @@ def test_deck_titles_name_the_level_only_when_there_is_a_choice() -> None:
     only where there is a choice."""
     assert keyboards.deck_title("en", "acquaintance", 2, "questions") == "Acquaintance · Level 2"
     assert keyboards.deck_title("cs", "sex", 1, "tasks", several_levels=False) == "Sex · Úkoly"
-    assert keyboards.deck_title("cs", "sex", 2, "tasks") == "Sex · Úroveň 2 · Úkoly"
+    assert keyboards.deck_title("cs", "sex", 2, "tasks") == "Sex · Žhavě · Úkoly"
     title = keyboards.deck_title("ru", "provocation", 1, "questions", several_levels=False)
     assert title == "Провокация"
     icon = keyboards.deck_title("en", "sex", 1, "questions", several_levels=False, icon=True)
     assert icon == "🔞 Sex · Questions"
+    # Sex levels are heats, not numbers, once Sex has more than one.
+    assert keyboards.deck_title("en", "sex", 2, "tasks") == "Sex · Hot · Tasks"
+    heats = keyboards.levels_keyboard("ru", "sex", (1, 2)).inline_keyboard[0]
+    assert [button.text for button in heats] == ["Нежно", "Горячо"]
 
 
 def test_unknown_command_has_its_own_text() -> None:

@@ -320,11 +320,11 @@ def test_rooms_hold_two_and_remember_who_left() -> None:
     assert [s.user_id for s in table.players] == [2, 1]
 
 
-def test_card_kinds_come_from_the_id_letter(library: Library) -> None:
-    """q question, t task, w wildcard, g guess, o opening, c closing."""
+def test_the_library_says_levels_openings_and_closings(library: Library) -> None:
+    """The engine asks the library (the deck files) for levels, openings and closings."""
     card = library.deck("acquaintance", 1, "questions")
     assert card is not None
-    assert engine.card_kind(card.cards[0]) == "question"
+    assert card.cards[0].kind == "question"
     assert engine.opening_cards(library, "acquaintance") == ()
     assert engine.closing_card(library, "acquaintance") is None
     assert engine.theme_levels(library, "couples") == (1, 2, 3)

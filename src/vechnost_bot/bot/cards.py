@@ -10,7 +10,6 @@ renders and uploads, the others wait for it and reuse its file id.
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from telegram.error import BadRequest
 
 from vechnost_bot.game.content import Card
 from vechnost_bot.game.render import RENDER_VERSION, render_card_async
+from vechnost_bot.game.typography import bind_short_words
 from vechnost_bot.metrics import CARDS_RENDERED, FILE_ID_REUSED
 from vechnost_bot.storage.base import Storage
 from vechnost_bot.storage.models import Language
@@ -36,16 +36,6 @@ IMAGE_TTL = 7 * 24 * 3600.0
 FILE_ID_TTL = 180 * 24 * 3600.0
 
 
-def _bind(text: str, language: Language) -> str:
-    """The card text with one-letter words bound to the next (game/typography.py)."""
-    try:
-        typography = importlib.import_module("vechnost_bot.game.typography")
-    except ModuleNotFoundError:  # the typography module lands with the new renderer
-        return text
-    bound: str = typography.bind_short_words(text, language)
-    return bound
-
-
 def caption_text(
     card: Card,
     language: Language,
@@ -57,8 +47,8 @@ def caption_text(
     """A card's caption: the header lines, the card's text (so screen readers,
     notifications and chat search have it), its text in ``also`` languages, the footer."""
     parts = ["\n".join(header)] if header else []
-    parts.append(_bind(card.text(language), language))
-    parts += [_bind(card.text(other), other) for other in also if other != language]
+    parts.append(bind_short_words(card.text(language), language))
+    parts += [bind_short_words(card.text(other), other) for other in also if other != language]
     if footer:
         parts.append("\n".join(footer))
     caption = "\n\n".join(part for part in parts if part)
@@ -127,9 +117,7 @@ class CardSender:
             cached = await self._storage.cache_get(key)  # rendered while we waited?
             if cached:
                 return cached
-            data = await render_card_async(
-                card.text(language), theme=card.theme, language=language, footer=footer
-            )
+            data = await render_card_async(card, language, footer=footer)
             CARDS_RENDERED.inc()
             self.stats.rendered += 1
             await self._storage.cache_set(key, data, self._image_ttl)

@@ -54,6 +54,7 @@ from vechnost_bot.bot.texts import (
     MENU_LANGUAGES,
     language_from_code,
     t,
+    theme_name,
 )
 from vechnost_bot.game import engine
 from vechnost_bot.game.content import LANGUAGES, THEMES, Card, Library, deck_key
@@ -960,7 +961,7 @@ class GameBot:
             try:
                 message = await self.cards.send(
                     self._bot, viewer.chat_id, card, language,
-                    caption=caption, footer=title, reply_markup=markup,
+                    caption=caption, footer=self._footer(card, language), reply_markup=markup,
                 )  # fmt: skip
             except (TelegramError, OSError) as error:
                 if viewer.chat_id == here.chat_id:
@@ -1078,6 +1079,10 @@ class GameBot:
         return True
 
     def _footer(self, card: Card, language: Language) -> str:
+        """The image's footer: the card's own deck (an opening or closing card belongs to
+        the theme), so one image per card and language serves every game."""
+        if card.content is None:
+            return theme_name(language, card.theme)
         several = len(engine.theme_levels(self.library, card.theme)) > 1
         return keyboards.deck_title(language, card.theme, card.level, card.content,
                                     several_levels=several)  # fmt: skip

@@ -12,6 +12,7 @@ from vechnost_bot.bot.callbacks import Callback, encode
 from vechnost_bot.bot.texts import LANGUAGE_NAMES, content_name, level_name, t, theme_name
 from vechnost_bot.game import engine
 from vechnost_bot.game.content import LANGUAGES, THEMES, Library
+from vechnost_bot.game.labels import heat_label
 from vechnost_bot.storage.game_records import Table
 from vechnost_bot.storage.models import ContentType, Language, Session, ThemeId
 
@@ -26,6 +27,7 @@ __all__ = [
     "exhausted_keyboard",
     "favourite_keyboard",
     "language_keyboard",
+    "level_title",
     "levels_keyboard",
     "menu_for",
     "previous_keyboard",
@@ -41,6 +43,11 @@ Row = list[InlineKeyboardButton]
 
 def _button(text: str, callback: Callback) -> InlineKeyboardButton:
     return InlineKeyboardButton(text, callback_data=encode(callback))
+
+
+def level_title(language: Language, theme: ThemeId, level: int) -> str:
+    """``Level 2``, or the heat (``Hot``) in a theme whose levels are heats."""
+    return heat_label(theme, level, language) or level_name(language, level)
 
 
 def language_keyboard(back: Language | None = None) -> InlineKeyboardMarkup:
@@ -94,7 +101,7 @@ def levels_keyboard(
 ) -> InlineKeyboardMarkup:
     """The theme's levels, then back to the themes."""
     buttons = [
-        _button(level_name(language, level), Callback("level", theme=theme, level=level))
+        _button(level_title(language, theme, level), Callback("level", theme=theme, level=level))
         for level in levels
     ]
     return InlineKeyboardMarkup([buttons, [_button(t(language, "btn_back"), Callback("back"))]])
@@ -164,7 +171,7 @@ def exhausted_keyboard(
     """The next level when there is one, shuffle again, then back, themes and end."""
     rows: list[Row] = []
     if next_level is not None:
-        label = t(language, "btn_next_level", level=level_name(language, next_level))
+        label = t(language, "btn_next_level", level=level_title(language, theme, next_level))
         rows.append([_button(label, Callback("level", theme=theme, level=next_level))])
     rows.append(
         [
@@ -199,7 +206,7 @@ def card_keyboard(language: Language, spec: CardButtons) -> InlineKeyboardMarkup
     theme, level, content = spec.theme, spec.level, spec.content
     rows: list[Row] = []
     if spec.deeper is not None:
-        label = t(language, "btn_deeper", level=level_name(language, spec.deeper))
+        label = t(language, "btn_deeper", level=level_title(language, theme, spec.deeper))
         rows.append([_button(label, Callback("level", theme=theme, level=spec.deeper))])
     if spec.can_draw and spec.last:
         reshuffle = Callback("reshuffle", theme=theme, level=level, content=content)
@@ -271,7 +278,7 @@ def deck_title(
     """
     parts = [theme_name(language, theme, icon=icon)]
     if several_levels:
-        parts.append(level_name(language, level))
+        parts.append(level_title(language, theme, level))
     if len(THEMES[theme].contents) > 1:
         parts.append(content_name(language, content))
     return " · ".join(parts)

@@ -22,7 +22,6 @@ from vechnost_bot.storage.models import ContentType, Language, Session, ThemeId
 __all__ = [
     "DEFAULT_PACE",
     "HISTORY",
-    "CardKind",
     "DealInfo",
     "DrawOutcome",
     "JoinResult",
@@ -30,7 +29,6 @@ __all__ = [
     "Summary",
     "adult_ready",
     "can_draw",
-    "card_kind",
     "choose_content",
     "choose_language",
     "choose_level",
@@ -76,48 +74,21 @@ DEFAULT_PACE: Final = 12
 HISTORY: Final = 30
 """How many dealt cards a table remembers for "previous card"."""
 
-CardKind = Literal["question", "task", "wildcard", "guess", "opening", "closing"]
-_KIND_BY_LETTER: Final[dict[str, CardKind]] = {
-    "q": "question", "t": "task", "w": "wildcard", "g": "guess", "o": "opening", "c": "closing",
-}  # fmt: skip
-
 
 # -- the library's view of a theme ------------------------------------------------------------
-# The content module grows Library.levels / opening / closing and Card.kind; these read
-# them when they are there and fall back to the static theme table otherwise.
 def theme_levels(library: Library, theme: ThemeId) -> tuple[int, ...]:
     """The levels ``theme`` offers, from the decks loaded."""
-    levels = getattr(library, "levels", None)
-    if callable(levels):
-        found: tuple[int, ...] = tuple(levels(theme))
-        return found
-    return THEMES[theme].levels
+    return library.levels(theme)
 
 
 def opening_cards(library: Library, theme: ThemeId) -> tuple[Card, ...]:
     """The theme's opening cards (its rules), dealt first in a new game."""
-    opening = getattr(library, "opening", None)
-    if callable(opening):
-        found: tuple[Card, ...] = tuple(opening(theme))
-        return found
-    return ()
+    return library.opening(theme)
 
 
 def closing_card(library: Library, theme: ThemeId) -> Card | None:
     """The theme's closing ritual, dealt when the players end a game."""
-    closing = getattr(library, "closing", None)
-    if callable(closing):
-        found: Card | None = closing(theme)
-        return found
-    return None
-
-
-def card_kind(card: Card) -> CardKind:
-    """Question, task, wildcard, guess, opening or closing (the letter after the level)."""
-    kind = getattr(card, "kind", None)
-    if isinstance(kind, str) and kind in _KIND_BY_LETTER.values():
-        return kind  # type: ignore[return-value]
-    return _KIND_BY_LETTER.get(card.id[4:5], "question")
+    return library.closing(theme)
 
 
 Step = Literal["theme", "level", "content", "deck"]
