@@ -153,7 +153,7 @@ async def test_two_players_in_a_group_with_different_languages(bot: Harness) -> 
     tom = await bot.storage.get_record(Player, str(TOM))
     assert anna is not None and tom is not None  # noqa: PT018
     assert (anna.language, tom.language) == ("cs", "en")
-    assert anna.adult_confirmed_at is not None and tom.adult_confirmed_at is not None  # noqa: PT018
+    assert anna.adult_confirmed and tom.adult_confirmed  # noqa: PT018
 
 
 async def test_a_room_across_two_private_chats(bot: Harness) -> None:
@@ -224,7 +224,7 @@ async def test_a_room_across_two_private_chats(bot: Harness) -> None:
     room_id = int(link.group(1).removeprefix("room_"))
     table = await bot.storage.get_record(Table, str(-(10**15) - room_id))
     assert table is not None
-    assert [s.name for s in table.players] == ["Anna"]
+    assert [s.name for s in table.seats()] == ["Anna"]
     reply = await bot.say(TOM, "/leave", language="en")
     assert reply.params["text"].startswith(t("en", "not_in_room"))
     reply = await bot.say(TOM, f"/start {link.group(1)}", language="en")

@@ -132,7 +132,7 @@ async def test_adult_theme_needs_confirmation(bot: Harness) -> None:
     assert texts(FakeBotApi.buttons(reply))[:2] == ["Questions", "Tasks"]
     player = await bot.storage.get_record(Player, "12")
     assert player is not None
-    assert player.adult_confirmed_at is not None
+    assert player.adult_confirmed
     reply = await bot.tap(12, "C:s:1:t")
     assert reply.method == "sendPhoto"
     assert progress_line(reply) == f"Sex · Tasks · 1/{PER_DECK}"

@@ -229,8 +229,10 @@ class GameBot:
                 self.storage.get_session(link.room),
                 self.storage.get_record(Table, str(link.room)),
             )
-            member = room_table.members.get(str(user.id)) if room_table and user else None
-            if room_table is not None and member is not None and member.present:
+            present = (
+                room_table is not None and user is not None and (str(user.id) in room_table.members)
+            )
+            if room_table is not None and present:
                 game_id, session, table, place = link.room, room_session, room_table, "room"
         if place == place_of_chat:
             game_id = chat.id
@@ -367,7 +369,7 @@ class GameBot:
             return
         text = t(here.lang, "welcome", name=name)
         table = here.table
-        if here.place == "private" and not table.names_asked and not table.players:
+        if here.place == "private" and not table.names_asked and not table.player_names:
             text = f"{text}\n\n{t(here.lang, 'ask_names')}"
             here.table = await self._update_table(here.game_id, _mark_names_asked)
         _menu_text, markup = self._menu(here)
@@ -592,13 +594,13 @@ class GameBot:
     async def _seat(self, here: Here) -> None:
         """A group member who plays takes a seat (while there is one)."""
         seat = self._seat_if_group(here)
-        if seat is not None and not any(s.user_id == here.user_id for s in here.table.players):
+        if seat is not None and here.user_id not in here.table.player_ids:
             here.table = await self._update_table(here.game_id, seat)
 
     async def _adult_ok(self, here: Here) -> bool:
         if here.place == "private" and here.session.adult_confirmed:
             return True  # confirmed on this phone before confirmations became per person
-        players = await self._players([s.user_id for s in here.table.players] + [here.user_id])
+        players = await self._players([*here.table.player_ids, here.user_id])
         return engine.adult_ready(here.table, players, here.user_id)
 
     async def _may_deal(self, query: CallbackQuery, here: Here) -> bool:
@@ -651,8 +653,7 @@ class GameBot:
             return True
         if here.user is None:
             return False
-        now = self.clock()
-        await self._update_player(here.user.id, lambda p: engine.confirm_adult(p, now))
+        await self._update_player(here.user.id, engine.confirm_adult)
         log.info("adult_confirmed", chat_id=here.chat_id, place=here.place)
         await self._seat(here)
         adult_ok = await self._adult_ok(here)
@@ -667,28 +668,28 @@ class GameBot:
         )
         await self._show_menu(update, here)
         if here.place == "room":
-            for uid, member in here.table.members.items():
-                if member.present and int(uid) != here.user_id:
-                    language = await self._language_of(int(uid))
+            for uid, chat_id in here.table.partners():
+                if uid != here.user_id:
+                    language = await self._language_of(uid)
                     text, markup = keyboards.menu_for(
                         here.session, self.library, language, place="room", table=here.table
                     )
-                    await self._bot.send_message(member.chat_id, text, reply_markup=markup)
+                    await self._bot.send_message(chat_id, text, reply_markup=markup)
         return True
 
     async def _prompt_partners(self, here: Here) -> None:
         """In a room, the partner who has not confirmed 18+ gets the question on their phone."""
         if here.place != "room":
             return
-        players = await self._players([s.user_id for s in here.table.players])
-        for uid, member in here.table.members.items():
-            partner = players.get(int(uid))
-            confirmed = partner is not None and partner.adult_confirmed_at is not None
-            if int(uid) == here.user_id or not member.present or confirmed:
+        players = await self._players(here.table.player_ids)
+        for uid, chat_id in here.table.partners():
+            partner = players.get(uid)
+            confirmed = partner is not None and partner.adult_confirmed
+            if uid == here.user_id or confirmed:
                 continue
-            language = await self._language_of(int(uid))
+            language = await self._language_of(uid)
             await self._bot.send_message(
-                member.chat_id,
+                chat_id,
                 t(language, "adult_prompt_each"),
                 reply_markup=keyboards.adult_keyboard(language),
             )
@@ -785,9 +786,8 @@ class GameBot:
         table = here.table
         if here.place == "room":
             return [
-                _Viewer(m.chat_id, await self._language_of(int(uid)), int(uid))
-                for uid, m in table.members.items()
-                if m.present
+                _Viewer(chat_id, await self._language_of(uid), uid)
+                for uid, chat_id in table.partners()
             ]
         language = here.lang
         if here.place == "group" and reader is not None and reader.user_id is not None:
@@ -799,7 +799,7 @@ class GameBot:
         if here.place != "group":
             return []
         found: list[Language] = []
-        for seat in here.table.players:
+        for seat in here.table.seats():
             language = await self._language_of(seat.user_id)
             if seat.user_id is not None and language != shown and language not in found:
                 found.append(language)
@@ -937,8 +937,8 @@ class GameBot:
             if roles is not None:
                 key = "turn_both" if table.both_answer else "turn_ask"
                 lines.append(t(language, key, first=roles[0], second=roles[1]))
-            elif kind == "deck" and len(table.players) == 1:
-                lines.append(t(language, "turn_ask_one", first=table.players[0].name))
+            elif kind == "deck" and len(table.player_names) == 1:
+                lines.append(t(language, "turn_ask_one", first=table.player_names[0]))
             others = await self._other_languages(here, language)
             may_draw = next_drawer is None or next_drawer.user_id == viewer.user_id
             footer_lines: list[str] = []
@@ -1047,12 +1047,11 @@ class GameBot:
     async def _on_save(self, query: CallbackQuery, here: Here, card_id: str) -> bool:
         if here.user is None or self.library.card(card_id) is None:
             return False
-        now = self.clock()
         saved: list[bool] = []
 
         def toggle(player: Player) -> Player:
             saved.clear()
-            player, now_saved = engine.toggle_favourite(player, card_id, now=now)
+            player, now_saved = engine.toggle_favourite(player, card_id)
             saved.append(now_saved)
             return player
 
@@ -1091,7 +1090,7 @@ class GameBot:
         player = await self.storage.get_record(Player, str(here.user_id)) if here.user else None
         cards = [
             card
-            for card_id in (player.favourites() if player else [])
+            for card_id in (player.favourites if player else [])
             if (card := self.library.card(card_id)) is not None
         ]
         if not cards:
@@ -1158,12 +1157,11 @@ class GameBot:
             return
         number = secrets.randbits(40) | 1
         game_id = room_game_id(number)
-        user, now = here.user, self.clock()
+        user = here.user
 
         def create(table: Table) -> Table:
             table.room = True
-            table, _result = engine.join_room(table, user.id, here.chat_id, user.first_name,
-                                              now=now)  # fmt: skip
+            table, _result = engine.join_room(table, user.id, here.chat_id, user.first_name)
             return table
 
         await self._update_table(game_id, create)
@@ -1195,13 +1193,12 @@ class GameBot:
             return
         if here.place == "room" and here.game_id != game_id:
             await self._leave_room(update, here, quiet=True)
-        user, chat_id, now = here.user, here.chat_id, self.clock()
+        user, chat_id = here.user, here.chat_id
         outcome: list[engine.JoinResult] = []
 
         def join(current: Table) -> Table:
             outcome.clear()
-            current, result = engine.join_room(current, user.id, chat_id, user.first_name,
-                                               now=now)  # fmt: skip
+            current, result = engine.join_room(current, user.id, chat_id, user.first_name)
             outcome.append(result)
             return current
 
@@ -1216,15 +1213,15 @@ class GameBot:
         if result == "already":
             await self._show_menu(update, here, prefix=t(here.lang, "room_own"), edit=False)
             return
-        others = [m for uid, m in table.members.items() if m.present and int(uid) != user.id]
+        others = [seat for seat in table.seats() if seat.user_id != user.id]
         host = others[0].name if others else ""
         key = "room_back" if result == "back" else "room_joined"
         await self._show_menu(update, here, prefix=t(here.lang, key, name=host), edit=False)
-        for uid, member in table.members.items():
-            if member.present and int(uid) != user.id:
-                language = await self._language_of(int(uid))
+        for uid, partner_chat in table.partners():
+            if uid != user.id:
+                language = await self._language_of(uid)
                 await self._bot.send_message(
-                    member.chat_id, t(language, "room_partner_joined", name=user.first_name)
+                    partner_chat, t(language, "room_partner_joined", name=user.first_name)
                 )
 
     async def _leave_room(self, update: Update, here: Here, *, quiet: bool = False) -> None:
@@ -1232,20 +1229,18 @@ class GameBot:
             if not quiet:
                 await self._show_menu(update, here, prefix=t(here.lang, "not_in_room"), edit=False)
             return
-        user, now = here.user, self.clock()
+        user = here.user
         own_card = here.table.card_messages.get(str(here.chat_id))
-        table = await self._update_table(
-            here.game_id, lambda tb: engine.leave_room(tb, user.id, now=now)
-        )
+        table = await self._update_table(here.game_id, lambda tb: engine.leave_room(tb, user.id))
         await self._link(here.chat_id, None)
         if own_card is not None:
             await self._drop_keyboard(here.chat_id, own_card)
         log.info("room_left", chat_id=here.chat_id)
-        for member_id, member in table.members.items():
-            if member.present:
-                language = await self._language_of(int(member_id))
+        for uid, partner_chat in table.partners():
+            if uid != user.id:
+                language = await self._language_of(uid)
                 await self._bot.send_message(
-                    member.chat_id, t(language, "room_partner_left", name=user.first_name)
+                    partner_chat, t(language, "room_partner_left", name=user.first_name)
                 )
         if quiet:
             return

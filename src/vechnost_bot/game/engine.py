@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from vechnost_bot.game.content import THEMES, Card, Deck, Library, deck_key
-from vechnost_bot.storage.game_records import Member, Player, Seat, Table
+from vechnost_bot.storage.game_records import Player, Seat, Table
 from vechnost_bot.storage.models import ContentType, Language, Session, ThemeId
 
 __all__ = [
@@ -112,23 +112,22 @@ def needs_adult_confirmation(theme: ThemeId, *, confirmed: bool) -> bool:
     return THEMES[theme].adult and not confirmed
 
 
-def confirm_adult(player: Player, now: float) -> Player:
-    """Record this person's own 18+ confirmation."""
-    player.adult_confirmed_at = now
+def confirm_adult(player: Player) -> Player:
+    """Record this person's own 18+ confirmation (the storage dates it)."""
+    player.adult_confirmed = True
     return player
 
 
 def adult_ready(table: Table, players: Mapping[int, Player], user_id: int | None) -> bool:
     """True when everyone who must confirm 18+ has: the person asking, and every seated
     player the bot knows (a group's members, a room's partners)."""
-    needed = {seat.user_id for seat in table.players if seat.user_id is not None}
+    needed = {seat.user_id for seat in table.seats() if seat.user_id is not None}
     if user_id is not None:
         needed.add(user_id)
     if not needed:
         return False
     return all(
-        (player := players.get(uid)) is not None and player.adult_confirmed_at is not None
-        for uid in needed
+        (player := players.get(uid)) is not None and player.adult_confirmed for uid in needed
     )
 
 
@@ -317,7 +316,7 @@ def parse_names(text: str) -> tuple[str, str] | None:
 
 def set_names(table: Table, names: Sequence[str]) -> Table:
     """Seat two players by name (one phone for both: anyone may tap)."""
-    table.players = [Seat(name=name) for name in names]
+    table.set_seats([Seat(name) for name in names])
     table.names_asked = True
     table.turn = 0
     return table
@@ -325,21 +324,18 @@ def set_names(table: Table, names: Sequence[str]) -> Table:
 
 def seat(table: Table, user_id: int, name: str) -> Table:
     """Seat a group member who takes part, while there is a free seat (two players)."""
-    if any(s.user_id == user_id for s in table.players):
-        return table
-    if len(table.players) < 2:
-        table.players = [
-            *[s for s in table.players if s.user_id is not None],
-            Seat(name=name, user_id=user_id),
-        ][:2]
+    seats = [seat for seat in table.seats() if seat.user_id is not None]
+    if len(seats) < 2 and all(seat.user_id != user_id for seat in seats):
+        table.set_seats([*seats, Seat(name, user_id)])
     return table
 
 
 def next_drawer(table: Table) -> Seat | None:
     """Who draws the next card: its asker. None while anyone may (names on one phone)."""
-    if len(table.players) < 2 or any(s.user_id is None for s in table.players):
+    seats = table.seats()
+    if len(seats) < 2 or any(seat.user_id is None for seat in seats):
         return None
-    return table.players[table.turn % 2]
+    return seats[table.turn % 2]
 
 
 def can_draw(table: Table, user_id: int | None) -> bool:
@@ -351,11 +347,12 @@ def can_draw(table: Table, user_id: int | None) -> bool:
 def roles(table: Table, turn: int | None = None) -> tuple[str, str] | None:
     """``(first, second)`` names for the card at ``turn`` (default: the next one): who asks
     and who answers, or (both-answer rule) who answers first and who second."""
-    if len(table.players) < 2:
+    seats = table.seats()
+    if len(seats) < 2:
         return None
     at = table.turn if turn is None else turn
-    first = table.players[at % 2].name
-    second = table.players[(at + 1) % 2].name
+    first = seats[at % 2].name
+    second = seats[(at + 1) % 2].name
     return first, second
 
 
@@ -409,7 +406,7 @@ def drawer_of_current(table: Table) -> Seat | None:
     """Who drew the card on the table (its asker), when turns are bound to people."""
     if next_drawer(table) is None or table.turn == 0:
         return None
-    return table.players[(table.turn - 1) % 2]
+    return table.seats()[(table.turn - 1) % 2]
 
 
 def next_opening(table: Table, library: Library, theme: ThemeId) -> Card | None:
@@ -478,18 +475,17 @@ def reset_table(table: Table) -> Table:
     table.turn = 0
     table.both_answer = False
     if not table.room:
-        table.players = []
+        table.set_seats([])
         table.names_asked = False
     return table
 
 
-def toggle_favourite(player: Player, card_id: str, *, now: float) -> tuple[Player, bool]:
-    """Save ``card_id`` (or remove it when saved); True when it is saved now."""
-    if card_id in player.favourites():
-        player.unsaved = {**player.unsaved, card_id: now}
+def toggle_favourite(player: Player, card_id: str) -> tuple[Player, bool]:
+    """Save ``card_id`` (or remove it when saved); True when it is saved now.
+    if card_id in player.favourites:
+        player.favourites = [cid for cid in player.favourites if cid != card_id]
         return player, False
-    # A dated add newer than any removal: a favourite again.
-    player.saved = {**player.saved, card_id: max(now, player.unsaved.get(card_id, 0.0) + 1e-6)}
+    player.favourites = [*player.favourites, card_id]
     return player, True
 
 
@@ -497,46 +493,40 @@ def toggle_favourite(player: Player, card_id: str, *, now: float) -> tuple[Playe
 JoinResult = Literal["joined", "back", "already", "full"]
 
 
-def join_room(
-    table: Table, user_id: int, chat_id: int, name: str, *, now: float
-) -> tuple[Table, JoinResult]:
+def join_room(table: Table, user_id: int, chat_id: int, name: str) -> tuple[Table, JoinResult]:
     """A partner opens the invite: at most two people are present in a room at once."""
     key = str(user_id)
-    member = table.members.get(key)
-    if member is not None and member.present:
+    if key in table.members:
         return table, "already"
-    present = [m for m in table.members.values() if m.present]
-    if len(present) >= 2:
+    if len(table.members) >= 2:
         return table, "full"
-    joined = Member(chat_id=chat_id, name=name, joined_at=now,
-                    left_at=member.left_at if member else 0.0)  # fmt: skip
-    table.members = {**table.members, key: joined}
-    table.players = _room_seats(table)
-    return table, "back" if member is not None else "joined"
+    came_back = key in table.member_chats
+    table.members = [*table.members, key]
+    table.member_chats = {**table.member_chats, key: chat_id}
+    table.member_names = {**table.member_names, key: name}
+    _seat_members(table)
+    return table, "back" if came_back else "joined"
 
 
-def leave_room(table: Table, user_id: int, *, now: float) -> Table:
+def leave_room(table: Table, user_id: int) -> Table:
     """A partner leaves: the room and its decks stay for the other (and for a return)."""
     key = str(user_id)
-    member = table.members.get(key)
-    if member is not None and member.present:
-        table.members = {**table.members, key: member.model_copy(update={"left_at": now})}
-        table.card_messages = {
-            k: v for k, v in table.card_messages.items() if k != str(member.chat_id)
-        }
-        table.players = _room_seats(table)
+    if key in table.members:
+        table.members = [uid for uid in table.members if uid != key]
+        chat = str(table.member_chats.get(key))
+        table.card_messages = {k: v for k, v in table.card_messages.items() if k != chat}
+        _seat_members(table)
     return table
 
 
-def _room_seats(table: Table) -> list[Seat]:
-    present = sorted(
-        ((m.joined_at, uid, m) for uid, m in table.members.items() if m.present),
-        key=lambda item: item[0],
-    )
-    # Keep the order the partners were seated in (it decides whose turn it is).
-    order = {seat.user_id: index for index, seat in enumerate(table.players)}
-    present.sort(key=lambda item: order.get(int(item[1]), len(order)))
-    return [Seat(name=m.name, user_id=int(uid)) for _at, uid, m in present]
+def _seat_members(table: Table) -> None:
+    # The partners who stay keep their order (it decides whose turn it is); a newcomer
+    # or a returning partner sits after them.
+    seated = [seat.user_id for seat in table.seats()]
+    order = sorted(table.members, key=lambda uid: (
+        seated.index(int(uid)) if int(uid) in seated else len(seated)
+    ))  # fmt: skip
+    table.set_seats([Seat(table.member_names.get(uid, ""), int(uid)) for uid in order])
 
 
 def choose_language(player: Player, language: Language) -> Player:
