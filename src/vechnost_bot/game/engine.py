@@ -481,7 +481,7 @@ def reset_table(table: Table) -> Table:
 
 
 def toggle_favourite(player: Player, card_id: str) -> tuple[Player, bool]:
-    """Save ``card_id`` (or remove it when saved); True when it is saved now.
+    """Save ``card_id`` (or remove it when saved); True when it is saved now."""
     if card_id in player.favourites:
         player.favourites = [cid for cid in player.favourites if cid != card_id]
         return player, False
