@@ -420,3 +420,22 @@ async def test_media_gets_a_neutral_answer(bot: Harness) -> None:
     reply = await bot.say(79, None, extra=photo)
     assert reply.params["text"].startswith(t("en", "unexpected_media"))
     assert "lovely" not in reply.params["text"]
+
+
+async def test_room_links_and_where_rooms_do_not_go(bot: Harness) -> None:
+    """/room in a group says rooms are for private chats; /room inside a room shows its
+    link again; opening your own link says to send it; an invite opened in a group is
+    refused."""
+    reply = await group_say(bot, ANNA, "/room", "en")
+    assert reply.params["text"].startswith(t("en", "room_private_only"))
+    reply = await bot.say(ANNA, "/room", language="en")
+    link = re.search(r"\?start=(room_\d+)", reply.params["text"])
+    assert link is not None
+    again = await bot.say(ANNA, "/room", language="en")
+    assert link.group(1) in again.params["text"]
+    reply = await bot.say(ANNA, f"/start {link.group(1)}", language="en")
+    assert reply.params["text"].startswith(t("en", "room_own"))
+    reply = await group_say(bot, TOM, f"/start {link.group(1)}", "en")
+    assert reply.params["text"].startswith(t("en", "room_private_only"))
+    reply = await bot.say(TOM, "/start room_x1", language="en")
+    assert reply.params["text"].startswith(t("en", "room_unknown"))
