@@ -342,7 +342,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
             "одна колода, одна очередь, и у каждого свой язык."
         ),
         "room_joined": (
-            "Вы в одной комнате с {name}: теперь это одна игра на двух телефонах. "
+            "Вы в комнате, партнёр — {name}: теперь это одна игра на двух телефонах. "
             "/leave вернёт вас к своей игре."
         ),
         "room_back": "С возвращением в комнату! Игра там же, где вы остановились.",
@@ -365,7 +365,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         ),
         "adult_prompt_each": (
             "В теме «Секс» откровенные вопросы и задания — только для взрослых.\n\n"
-            "Каждый из вас подтверждает за себя, что ему есть 18 и такая игра ему по душе."
+            "Каждый из вас подтверждает это за себя: мне есть 18, и такая игра мне по душе."
         ),
         "adult_waiting": "Спасибо. Тема откроется, когда подтвердят все, кто играет.",
         "adult_first": "Сначала подтвердите, пожалуйста, что вам есть 18.",
@@ -479,7 +479,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
             "Kdo hraje? Napište mi svá dvě jména, třeba „Anna a Tom“, a na každé kartě "
             "uvidíte, kdo je na řadě. Nebo rovnou vyberte téma."
         ),
-        "names_set": "Těší mě, {first} a {second}! Jako první se ptá {first}.",
+        "names_set": "Těší mě! Hrají {first} a {second}, jako první se ptá {first}.",
         "turn_ask": "Ptá se {first} → odpovídá {second}",
         "turn_ask_one": "Ptá se {first}",
         "turn_both": "Nejdřív odpovídá {first}, pak {second}",
@@ -542,8 +542,8 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         ),
         "adult_prompt_each": (
             "Téma Sex obsahuje explicitní otázky a úkoly, určené jen pro dospělé.\n\n"
-            "Každý hráč potvrzuje sám za sebe, že je mu alespoň 18 let "
-            "a že s takovou hrou souhlasí."
+            "Každý z vás to potvrzuje za sebe: je mi alespoň 18 let "
+            "a s takovou hrou souhlasím."
         ),
         "adult_waiting": "Děkuji. Téma se otevře, až potvrdí všichni, kdo hrají.",
         "adult_first": "Nejdřív prosím potvrďte, že je vám alespoň 18 let.",
