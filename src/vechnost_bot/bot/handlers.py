@@ -194,7 +194,7 @@ class GameBot:
 
     async def _players(self, user_ids: Sequence[int | None]) -> dict[int, Player]:
         found: dict[int, Player] = {}
-        for uid in {u for u in user_ids if u is not None}:
+        for uid in {u for u in user_ids if u}:  # 0: a seat known by name only
             player = await self.storage.get_record(Player, str(uid))
             if player is not None:
                 found[uid] = player
