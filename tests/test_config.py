@@ -55,6 +55,7 @@ def test_environment_and_dotenv_are_read(monkeypatch: pytest.MonkeyPatch, tmp_pa
         ("REDIS_MAX_MEMORY", "lots", "must be a memory size"),
         ("REDIS_MAX_MEMORY", "12 gigs", "must be a memory size"),
         ("REDIS_URL", "unix://relative.sock", "absolute path"),
+        ("REDIS_DATA_DIR", "/tmp/a\nsave 1 1", "control characters"),
         ("REDIS_URL", "unix:///run/redis.sock?db=x", "database that is not a number"),
     ],
 )

@@ -209,6 +209,9 @@ class Settings(BaseSettings):
     def _resolve_data_dir(cls, value: Path) -> Path:
         # Resolved once, here: `~`, a path relative to the working dir (where .env is
         # read), symlinks and `..`. Redis's files, the log and the local store all use it.
+        if any(ord(char) < 32 for char in str(value)):
+            # redis.conf is line-based: a newline in `dir` would be a second directive.
+            raise ValueError("must not contain control characters such as a newline")
         return value.expanduser().resolve()
 
     @field_validator("redis_max_memory", mode="after")
