@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
 from tests.conftest import RedisFactory
@@ -22,6 +23,7 @@ from vechnost_bot.metrics import REDIS_DATA_LOST
 from vechnost_bot.redis import RedisAutoStartManager, RedisEvent
 from vechnost_bot.redis.autostart import EPOCH_KEY
 from vechnost_bot.redis.client import make_client
+from vechnost_bot.redis.manager import RedisManager
 
 __all__ = ["data_dir"]
 
@@ -154,5 +156,23 @@ async def test_sigkill_is_noticed_at_once_with_the_default_interval(data_dir: Pa
             finally:
                 await client.aclose()
             assert time.monotonic() - killed < 2.0
+    finally:
+        await manager.stop()
+
+
+async def test_without_pidfd_the_ping_still_finds_a_dead_server(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where there is no pidfd (macOS, Windows, old kernels) the PING every interval still
+    notices a SIGKILLed server and replaces it."""
+    monkeypatch.setattr(RedisManager, "open_pidfd", lambda _self: None)
+    manager = RedisAutoStartManager(settings_for(data_dir, redis_health_check_interval=0.2))
+    await manager.start()
+    try:
+        pid = manager.manager.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        await _until(lambda: manager.state == "running" and manager.manager.pid != pid)
+        assert manager.status()["restarts"] == 1
     finally:
         await manager.stop()

@@ -289,6 +289,7 @@ class RedisAutoStartManager(Service):
         if self._stopped:
             return
         self._stopped = True
+        self._disarm_pidfd()  # our own stop must not wake the monitor
         await self._drop_client()
         endpoint = self._manager.endpoint
         if self._source in {"auto-started", "adopted"} and endpoint is not None:
