@@ -176,3 +176,20 @@ async def test_without_pidfd_the_ping_still_finds_a_dead_server(
         assert manager.status()["restarts"] == 1
     finally:
         await manager.stop()
+
+
+async def test_doctor_says_what_the_bot_does_when_a_known_external_is_down(
+    data_dir: Path, redis_factory: RedisFactory
+) -> None:
+    """doctor makes the bot's decision: an external that answered before and is down is a
+    WARN (memory mode, no rival) whose fix names the record to delete, not "will start one"."""
+    external = redis_factory()
+    settings = settings_for(data_dir, port=external.port)
+    async with RedisAutoStartManager(settings):
+        pass
+    external.kill()
+    checks = {check.name: check for check in await run_checks(settings)}
+    assert checks["redis"].level == "WARN"
+    assert "start no rival" in checks["redis"].detail
+    assert checks["redis"].fix is not None
+    assert "redis-external.json" in checks["redis"].fix

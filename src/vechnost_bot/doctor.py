@@ -19,7 +19,7 @@ from typing import Any, Literal
 from vechnost_bot.config import Settings
 from vechnost_bot.datadir import data_dir_problem
 from vechnost_bot.errors import RedisBinaryInvalidError, RedisBinaryNotFoundError
-from vechnost_bot.redis.autostart import passwordless_warning
+from vechnost_bot.redis.autostart import names_external, passwordless_warning
 from vechnost_bot.redis.commands import local_facts, probe_facts
 from vechnost_bot.redis.discovery import RedisBinary, discover
 from vechnost_bot.redis.probe import password_rejected_message
@@ -81,11 +81,12 @@ async def redis_checks(settings: Settings) -> list[Check]:
     external_facts, local = await asyncio.gather(
         probe_facts(settings.redis_target), local_facts(settings)
     )
+    external = await asyncio.to_thread(names_external, settings.redis_target, settings.data_dir)
     return [
         binary_check,
         _check_port(settings, external_facts, local),
         _check_data_dir(settings.data_dir.root),
-        _check_reachability(settings, binary_check, external_facts, local),
+        _check_reachability(settings, binary_check, external_facts, local, external),
     ]
 
 
@@ -198,6 +199,7 @@ def _check_reachability(
     binary_check: Check,
     external_facts: dict[str, Any],
     local: dict[str, Any],
+    external: str | None,
 ) -> Check:
     name = "redis"
     endpoint = settings.redis_target
@@ -226,13 +228,17 @@ def _check_reachability(
             "and `vechnost redis start` exits 1",
             "fix the password in REDIS_URL",
         )
-    if not endpoint.auto_start_can_serve:
+    if external is not None:
+        recorded = endpoint.auto_start_can_serve
         return Check(
             "WARN",
             name,
-            f"REDIS_URL ({endpoint.where}) names an external server that does not answer "
-            f"({error}): the bot will run from memory until it does, and start no rival",
-            "start that server, or fix REDIS_URL",
+            f"{external}, and it does not answer ({error}): the bot will run from memory "
+            "until it does, and start no rival",
+            f"start that server, or delete {settings.data_dir.external} to let the bot start "
+            "its own"
+            if recorded
+            else "start that server, or fix REDIS_URL",
         )
     if local.get("answering"):
         return Check(

@@ -60,7 +60,7 @@ import structlog
 from redis.exceptions import RedisError as RedisClientError
 
 from vechnost_bot.config import RedisEndpoint, Settings
-from vechnost_bot.datadir import data_dir_lock, ensure_data_dir, write_private
+from vechnost_bot.datadir import DataDir, data_dir_lock, ensure_data_dir, write_private
 from vechnost_bot.errors import RedisBinaryNotFoundError, RedisError, RedisStartError
 from vechnost_bot.metrics import REDIS_DATA_LOST, REDIS_RESTARTS, REDIS_STATE_CHANGES, REDIS_UP
 from vechnost_bot.ops.snapshot import RedisSnapshot
@@ -79,6 +79,7 @@ from vechnost_bot.service import Service, backoff
 __all__ = [
     "EPOCH_KEY",
     "RedisAutoStartManager",
+    "names_external",
     "other_vechnost_clients",
     "passwordless_warning",
 ]
@@ -125,6 +126,18 @@ def _read_external_record(path: Path) -> str | None:
         return None
     url = data.get("url") if isinstance(data, dict) else None
     return url if isinstance(url, str) else None
+
+
+def names_external(target: RedisEndpoint, files: DataDir, *, seen: bool = False) -> str | None:
+    """Why ``target`` is an external server that auto-start must never stand in for, or
+    None when it is "nothing configured" (see the module doc). Reads one small file."""
+    if not target.auto_start_can_serve:
+        return "REDIS_URL names an external server (another host, a socket or a password)"
+    if seen:
+        return "REDIS_URL answered as an external server earlier"
+    if _read_external_record(files.external) == target.url():
+        return f"REDIS_URL answered as an external server before ({files.external})"
+    return None
 
 
 def _write_external_record(path: Path, url: str) -> None:
@@ -319,7 +332,9 @@ class RedisAutoStartManager(Service):
             reason = f"{password_rejected_message(target)} (staying in memory mode)"
             log.error("redis_connection_failed", url=target.url(), reason=reason)
             return await self._fallback(reason, first=first)
-        external = await self._names_external(target)
+        external = await asyncio.to_thread(
+            names_external, target, self._files, seen=self._external_seen
+        )
         if external is not None:
             return await self._external_down(found, external)
         if first or self._state != "unavailable":
@@ -350,17 +365,6 @@ class RedisAutoStartManager(Service):
         await self._check_epoch()
         await self._set_state("running")
         return True
-
-    async def _names_external(self, target: RedisEndpoint) -> str | None:
-        """Why ``target`` is an external server that auto-start must not stand in for."""
-        if not target.auto_start_can_serve:
-            return "REDIS_URL names an external server (another host, a socket or a password)"
-        if self._external_seen:
-            return "REDIS_URL answered as an external server earlier"
-        recorded = await asyncio.to_thread(_read_external_record, self._files.external)
-        if recorded == target.url():
-            return f"REDIS_URL answered as an external server before ({self._files.external})"
-        return None
 
     async def _external_down(self, found: Probe, why: str) -> bool:
         """An external server is not answering: memory mode until it is back; no rival."""
