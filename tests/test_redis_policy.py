@@ -193,3 +193,30 @@ async def test_doctor_says_what_the_bot_does_when_a_known_external_is_down(
     assert "start no rival" in checks["redis"].detail
     assert checks["redis"].fix is not None
     assert "redis-external.json" in checks["redis"].fix
+
+
+async def test_two_bots_on_one_server_report_a_flushall_once_each(
+    data_dir: Path, redis_factory: RedisFactory
+) -> None:
+    """Two bot processes' lifecycles on one external Redis: after a FLUSHALL each reports
+    the loss once and they agree on the new epoch (no accusing each other afterwards)."""
+    external = redis_factory(password="shared-pass")
+    first = RedisAutoStartManager(settings_for(data_dir / "a", redis_url=external.url))
+    second = RedisAutoStartManager(settings_for(data_dir / "b", redis_url=external.url))
+    await first.start()
+    await second.start()
+    try:
+        external.client().flushall()
+        for _ in range(4):
+            first.wake()
+            second.wake()
+            await asyncio.sleep(0.05)
+        await _until(lambda: first.data_lost_count == 1 and second.data_lost_count == 1)
+        for _ in range(4):
+            first.wake()
+            second.wake()
+            await asyncio.sleep(0.05)
+        assert (first.data_lost_count, second.data_lost_count) == (1, 1)
+    finally:
+        await first.stop()
+        await second.stop()

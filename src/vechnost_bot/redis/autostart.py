@@ -128,6 +128,12 @@ def _read_external_record(path: Path) -> str | None:
     return url if isinstance(url, str) else None
 
 
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def names_external(target: RedisEndpoint, files: DataDir, *, seen: bool = False) -> str | None:
     """Why ``target`` is an external server that auto-start must never stand in for, or
     None when it is "nothing configured" (see the module doc). Reads one small file."""
@@ -656,30 +662,31 @@ class RedisAutoStartManager(Service):
                 await client.aclose()
 
     async def _check_epoch(self) -> None:
-        """Write the epoch marker on first use; report it when it vanished (data lost)."""
+        """Write the epoch marker on first use; report it when it vanished (data lost).
+
+        A missing marker is re-created with SET NX and whatever is there is adopted, so
+        processes sharing one server agree on the new epoch and each reports the loss once
+        (none overwrites another's marker, which would make them accuse each other).
+        """
         endpoint = self._endpoint
         if endpoint is None:
             return
         client = self._client_of(endpoint)
         try:
-            if self._epoch is None:
-                fresh = secrets.token_hex(8)
-                await client.set(EPOCH_KEY, fresh, nx=True)
-                found = await client.get(EPOCH_KEY)
-                self._epoch = found.decode() if isinstance(found, bytes) else str(found)
+            current = _text(await client.get(EPOCH_KEY))
+            if current is not None and current == self._epoch:
                 return
-            found = await client.get(EPOCH_KEY)
-            current = found.decode() if isinstance(found, bytes) else found
-            if current == self._epoch:
-                return
-            fresh = secrets.token_hex(8)
-            await client.set(EPOCH_KEY, fresh)
+            if current is None:
+                await client.set(EPOCH_KEY, secrets.token_hex(8), nx=True)
+                current = _text(await client.get(EPOCH_KEY))
         except (RedisClientError, OSError, TimeoutError) as error:
             # Read-only, OOM or gone: the next check (or the storage) will say more.
             log.debug("redis_epoch_check_failed", error=str(error))
             await self._drop_client()
             return
-        self._epoch = fresh
+        previous, self._epoch = self._epoch, current
+        if previous is None:
+            return  # first use: nothing to compare with yet
         self._data_lost += 1
         REDIS_DATA_LOST.inc()
         reason = (
@@ -688,7 +695,7 @@ class RedisAutoStartManager(Service):
             "the storage writes back what its local store holds"
         )
         self._last_error = reason
-        log.error("redis_data_lost", url=endpoint.url(), found=current, reason=reason)
+        log.error("redis_data_lost", url=endpoint.url(), epoch=current, reason=reason)
         await self._notify(
             RedisEvent(
                 state=self._state,
