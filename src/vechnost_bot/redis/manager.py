@@ -203,20 +203,17 @@ class RedisManager:
         """
         if self.running:
             return
-        ensure_data_dir(self.data_dir)
         binary = await self._find_binary()
         unchecked = binary.version is None
-        try:
-            password = self._load_or_create_password()
-        except OSError as error:
-            raise RedisDataDirError(self.data_dir, error.strerror or str(error)) from None
+        # File work in a thread: the event loop never waits on the disk.
+        password = await asyncio.to_thread(self._prepare)
         attempts = self._settings.redis_max_startup_attempts
         preferred = self._server.port or self._preferred_port
         last: RedisStartError | None = None
         for attempt in range(1, attempts + 1):
             log.info("redis_startup_attempt", attempt=attempt, max_attempts=attempts)
             port = self._choose_port(preferred)
-            self._write_state(port)
+            await asyncio.to_thread(self._write_state, port)
             try:
                 version = await self._server.start(port, password)
             except RedisStartError as error:
@@ -248,6 +245,14 @@ class RedisManager:
             return
         assert last is not None
         raise last
+
+    def _prepare(self) -> str:
+        """Create or check the data dir, and load (or create) the password."""
+        ensure_data_dir(self.data_dir)
+        try:
+            return self._load_or_create_password()
+        except OSError as error:
+            raise RedisDataDirError(self.data_dir, error.strerror or str(error)) from None
 
     async def _find_binary(self) -> RedisBinary:
         if self._binary is None:
@@ -281,23 +286,21 @@ class RedisManager:
         self._unresponsive = None
         if self.running:
             return True
-        pid = read_int(self._files.pid)
-        port = self.state_file().get("port")
-        password = self._read_password()
-        if pid is None or password is None or not isinstance(port, int):
+        recorded = await asyncio.to_thread(self._recorded)
+        if recorded is None:
             return False
-        if not pid_alive(pid):
+        pid, port, password, alive, ours = recorded
+        if not alive:
             log.info("redis_stale_pid_file", pid=pid, reason="process not running")
-            self._remove_pid_file(pid)
+            await asyncio.to_thread(self._remove_pid_file, pid)
             return False
-        ours = is_our_redis_process(pid, self.data_dir, port)
         if ours is False:
             log.warning(
                 "redis_stale_pid_file",
                 pid=pid,
                 reason="pid belongs to another program; not adopted, not signalled",
             )
-            self._remove_pid_file(pid)
+            await asyncio.to_thread(self._remove_pid_file, pid)
             return False
         endpoint = RedisEndpoint(host=LOOPBACK, port=port, password=password)
         deadline = time.monotonic() + self._settings.redis_startup_timeout
@@ -417,6 +420,18 @@ class RedisManager:
         if self._binary is None and version:
             self._binary = RedisBinary(path="", origin="PATH", version=version)
         log.info("redis_adopted", pid=pid, port=port, data_dir=str(self.data_dir))
+
+    def _recorded(self) -> tuple[int, int, str, bool, bool | None] | None:
+        """(pid, port, password, pid alive, a redis-server in this data dir?) from the files,
+        or None when the data dir records no server."""
+        pid = read_int(self._files.pid)
+        port = self.state_file().get("port")
+        password = self._read_password()
+        if pid is None or password is None or not isinstance(port, int):
+            return None
+        if not pid_alive(pid):
+            return pid, port, password, False, None
+        return pid, port, password, True, is_our_redis_process(pid, self.data_dir, port)
 
     def _read_password(self) -> str | None:
         try:

@@ -164,13 +164,7 @@ class RedisServerProcess:
             max_memory=self.max_memory,
             platform=self.platform,
         )
-        try:
-            write_private(self.files.config, config)
-        except OSError as error:
-            raise RedisDataDirError(self.files.root, error.strerror or str(error)) from None
-        with contextlib.suppress(OSError):
-            self.files.pid.unlink()
-        log_offset = file_size(self.files.log)
+        log_offset = await asyncio.to_thread(self._write_config, config)
         process = await self._spawn()
         started = time.monotonic()
         endpoint = RedisEndpoint(host=LOOPBACK, port=port, password=password)
@@ -179,6 +173,16 @@ class RedisServerProcess:
         except RedisStartError:
             await self._kill_unready(port)
             raise
+
+    def _write_config(self, config: str) -> int:
+        """Write redis.conf, drop a stale pid file; the log's size (where this start begins)."""
+        try:
+            write_private(self.files.config, config)
+        except OSError as error:
+            raise RedisDataDirError(self.files.root, error.strerror or str(error)) from None
+        with contextlib.suppress(OSError):
+            self.files.pid.unlink()
+        return file_size(self.files.log)
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         argv, extra = spawn_arguments(self.platform, self.binary, self.files.config)
@@ -222,6 +226,7 @@ class RedisServerProcess:
         daemonized = not is_windows(self.platform)
         deadline = started + self.startup_timeout
         fatal_since: float | None = None
+        next_log_check = started
         port = endpoint.port
         client = make_client(endpoint, timeout=0.5)
         try:
@@ -265,7 +270,9 @@ class RedisServerProcess:
                         port=port,
                         port_in_use=not is_port_free(port),
                     )
-                if _FATAL_RE.search(read_tail(self.files.log, log_offset)):
+                if now >= next_log_check and _FATAL_RE.search(
+                    read_tail(self.files.log, log_offset)
+                ):
                     fatal_since = fatal_since or now
                     if now - fatal_since > 0.3:
                         raise RedisStartError(
@@ -274,6 +281,8 @@ class RedisServerProcess:
                             port=port,
                             port_in_use=not is_port_free(port),
                         )
+                if now >= next_log_check:
+                    next_log_check = now + 0.02
                 if now > deadline:
                     if daemonized and process.returncode is None:
                         process.kill()
