@@ -431,7 +431,7 @@ class RedisAutoStartManager(Service):
         self._warning = None
         binary = self._manager.binary
         self._version = binary.version if binary else None
-        started_at = self._manager.state_file().get("started_at")
+        started_at = self._manager.recorded.get("started_at")
         if isinstance(started_at, int | float):
             self._server_since = time.monotonic() - max(0.0, time.time() - started_at)
         else:
@@ -466,7 +466,7 @@ class RedisAutoStartManager(Service):
             return
         try:
             async with self._locked(wait=_STOP_LOCK_TIMEOUT):
-                started_by = manager.state_file().get("started_by")
+                started_by = manager.recorded.get("started_by")
                 if started_by == "cli" and not manager.owned:
                     log.info("redis_left_running", reason="started by `vechnost redis start`")
                     await manager.detach()

@@ -100,6 +100,7 @@ class RedisManager:
         self._client: aioredis.Redis | None = None
         self._last_error: str | None = None
         self._unresponsive: UnresponsiveServer | None = None
+        self._state: dict[str, Any] = {}
 
     # -- public facts ---------------------------------------------------------------
 
@@ -149,6 +150,11 @@ class RedisManager:
     def open_pidfd(self) -> int | None:
         """A pidfd readable when the managed server exits (Linux), else None."""
         return self._server.open_pidfd()
+
+    @property
+    def recorded(self) -> dict[str, Any]:
+        """``redis.json`` of the managed server as last written or read (no file access)."""
+        return dict(self._state)
 
     def state_file(self) -> dict[str, Any]:
         """The contents of ``redis.json`` (empty when missing or unreadable)."""
@@ -425,7 +431,8 @@ class RedisManager:
         """(pid, port, password, pid alive, a redis-server in this data dir?) from the files,
         or None when the data dir records no server."""
         pid = read_int(self._files.pid)
-        port = self.state_file().get("port")
+        self._state = self.state_file()
+        port = self._state.get("port")
         password = self._read_password()
         if pid is None or password is None or not isinstance(port, int):
             return None
@@ -468,6 +475,7 @@ class RedisManager:
             "binary": binary.path if binary else None,
         }
         write_private(self._files.state, json.dumps(state, indent=2) + "\n")
+        self._state = state
 
     def _remove_pid_file(self, pid: int) -> None:
         if read_int(self._files.pid) == pid:
