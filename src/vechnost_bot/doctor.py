@@ -84,7 +84,7 @@ async def redis_checks(settings: Settings) -> list[Check]:
     external = await asyncio.to_thread(names_external, settings.redis_target, settings.data_dir)
     return [
         binary_check,
-        _check_port(settings, external_facts, local),
+        _check_port(settings, external_facts, local, external),
         _check_data_dir(settings.data_dir.root),
         _check_reachability(settings, binary_check, external_facts, local, external),
     ]
@@ -113,7 +113,12 @@ async def _check_binary(settings: Settings) -> tuple[Check, RedisBinary | None]:
     return Check("OK", "redis binary", detail), binary
 
 
-def _check_port(settings: Settings, external_facts: dict[str, Any], local: dict[str, Any]) -> Check:
+def _check_port(
+    settings: Settings,
+    external_facts: dict[str, Any],
+    local: dict[str, Any],
+    external: str | None,
+) -> Check:
     endpoint = settings.redis_target
     if endpoint.is_unix:
         return Check("OK", "port", "REDIS_URL is a unix socket; no TCP port to check")
@@ -121,6 +126,8 @@ def _check_port(settings: Settings, external_facts: dict[str, Any], local: dict[
     if endpoint.host not in _LOOPBACK_NAMES:
         return Check("OK", "port", f"{where} is on another host; auto-start would use loopback")
     if is_port_free(endpoint.port):
+        if external is not None:
+            return Check("OK", "port", f"{where} is free; kept for REDIS_URL's external server")
         return Check("OK", "port", f"{where} is free; auto-start will use it")
     if external_facts.get("answering"):
         return Check("OK", "port", f"{where} is served by a Redis that accepts REDIS_URL")

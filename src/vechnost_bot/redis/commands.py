@@ -28,7 +28,11 @@ from vechnost_bot.datadir import data_dir_lock, ensure_data_dir, read_int
 from vechnost_bot.errors import VechnostError
 from vechnost_bot.log import redact
 from vechnost_bot.ops.snapshot import EXIT_NOT_RUNNING
-from vechnost_bot.redis.autostart import other_vechnost_clients, passwordless_warning
+from vechnost_bot.redis.autostart import (
+    names_external,
+    other_vechnost_clients,
+    passwordless_warning,
+)
 from vechnost_bot.redis.manager import RedisManager, Stopped
 from vechnost_bot.redis.probe import password_rejected_message, probe
 from vechnost_bot.redis.process import LOOPBACK, is_our_redis_process, pid_alive
@@ -100,10 +104,17 @@ async def _start_server(settings: Settings, as_json: bool) -> int:
         await manager.detach()
     # A Redis already answering at REDIS_URL (and not ours) is what the bot will use.
     bot_uses_external = bool(probed.get("answering")) and probed.get("pid") != pid
+    # An external REDIS_URL that is down is waited for; the bot never uses this server then.
+    waits_for = (
+        None
+        if bot_uses_external
+        else await asyncio.to_thread(names_external, external, settings.data_dir)
+    )
     data: dict[str, Any] = {
         "action": "start",
         "ok": True,
         "bot_uses_external": bot_uses_external,
+        "bot_waits_for_external": waits_for is not None,
         "already_running": already,
         "pid": pid,
         "port": port,
@@ -123,6 +134,11 @@ async def _start_server(settings: Settings, as_json: bool) -> int:
         print(
             f"vechnost: note: a Redis already answers at REDIS_URL "
             f"({external.where}); the bot uses that one, not this server",
+            file=sys.stderr,
+        )
+    if waits_for is not None and not as_json:
+        print(
+            f"vechnost: note: {waits_for}; the bot waits for that server and does not use this one",
             file=sys.stderr,
         )
     verb = "already running" if already else "started"

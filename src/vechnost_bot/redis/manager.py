@@ -84,7 +84,8 @@ class RedisManager:
         self._files = settings.data_dir
         target = settings.redis_target
         self._preferred_port = port
-        if port is None and not target.is_unix and target.is_loopback:
+        if port is None and target.auto_start_can_serve:
+            # Only a URL our server could be: never take the port of an external server.
             self._preferred_port = target.port
         self._binary = binary
         self._started_by: StartedBy = started_by
