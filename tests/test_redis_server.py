@@ -3,6 +3,8 @@ whose start fails is stopped by ``async with``."""
 
 from __future__ import annotations
 
+import argparse
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from tests.support.lifecycle import data_dir, settings_for
 from vechnost_bot.redis import server as server_module
 from vechnost_bot.redis.client import make_client
+from vechnost_bot.redis.commands import command as redis_command
 from vechnost_bot.redis.manager import RedisManager
 from vechnost_bot.redis.process import pid_alive
 from vechnost_bot.service import Service
@@ -70,3 +73,27 @@ async def test_async_with_stops_a_service_whose_start_failed() -> None:
         async with service:
             pytest.fail("the body must not run")
     assert service.stopped == 1
+
+
+def test_redis_stop_of_a_server_that_cannot_save_exits_1_and_says_why(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`vechnost redis stop` on a server that cannot save: exit 1, one line with what to do,
+    and the server still runs with its data."""
+    monkeypatch.setattr(server_module, "_SAVE_RETRY_WINDOW", 0.5)
+    settings = settings_for(data_dir)
+    assert redis_command(settings, argparse.Namespace(action="start", json=True)) == 0
+    pid = json.loads(capsys.readouterr().out.splitlines()[-1])["pid"]
+    blocker = data_dir / f"temp-{pid}.rdb"
+    blocker.mkdir()
+    try:
+        assert redis_command(settings, argparse.Namespace(action="stop", json=False)) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"vechnost: Redis pid {pid} was not stopped")
+        assert "free disk space" in err
+        assert "\n" not in err
+        assert pid_alive(pid)
+    finally:
+        blocker.rmdir()
+    assert redis_command(settings, argparse.Namespace(action="stop", json=False)) == 0
+    assert not pid_alive(pid)

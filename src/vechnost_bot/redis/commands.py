@@ -159,6 +159,7 @@ def _how_text(stopped: Stopped) -> str:
         "sigkill": "SIGKILL",
         "terminate": "terminated",
         "already-exited": "it had already exited",
+        "left-running": "left running: it cannot save",
     }[stopped.how]
     if stopped.answered:
         return (
@@ -192,6 +193,13 @@ async def _stop(settings: Settings, as_json: bool) -> int:
                 f"Redis is not running in {manager.data_dir}",
             )
             return 0
+    if stopped.how == "left-running":
+        message = f"Redis pid {stopped.pid} was not stopped: {stopped.reason}"
+        if as_json:
+            _emit_failure("stop", message)
+        else:
+            print(f"vechnost: {message}", file=sys.stderr)
+        return 1
     if users:
         print(
             f"vechnost: warning: {len(users)} running bot process(es) used this server; "
