@@ -19,7 +19,7 @@ from structlog.testing import capture_logs
 from tests.conftest import RedisFactory
 from tests.support.lifecycle import data_dir, redis_pids_in, settings_for
 from vechnost_bot.doctor import run_checks
-from vechnost_bot.metrics import REDIS_DATA_LOST
+from vechnost_bot.metrics import REDIS_DATA_LOST, REDIS_PASSWORDLESS
 from vechnost_bot.redis import RedisAutoStartManager, RedisEvent
 from vechnost_bot.redis.autostart import EPOCH_KEY
 from vechnost_bot.redis.client import make_client
@@ -91,6 +91,7 @@ async def test_passwordless_external_is_used_with_a_loud_warning(
         assert "requirepass" in warned[0]["fix"]
         status = manager.status()
         assert status["passwordless"] is True
+        assert REDIS_PASSWORDLESS._value.get() == 1
         assert "without a password" in str(status["warning"])
     finally:
         await manager.cleanup()

@@ -15,6 +15,7 @@ __all__ = [
     "JOURNAL_SIZE",
     "RECORDS_RECONCILED",
     "REDIS_DATA_LOST",
+    "REDIS_PASSWORDLESS",
     "REDIS_RESTARTS",
     "REDIS_STATE_CHANGES",
     "REDIS_UP",
@@ -41,6 +42,11 @@ REDIS_RESTARTS = Counter(
 REDIS_DATA_LOST = Counter(
     "vechnost_redis_data_lost_total",
     "Times the Redis in use lost our data (the epoch marker vanished: FLUSHALL, empty server)",
+    registry=REGISTRY,
+)
+REDIS_PASSWORDLESS = Gauge(
+    "vechnost_redis_passwordless",
+    "1 while the Redis in use answers without a password (anyone on the host can use it)",
     registry=REGISTRY,
 )
 REDIS_STATE_CHANGES = Counter(

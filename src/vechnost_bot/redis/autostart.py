@@ -62,7 +62,13 @@ from redis.exceptions import RedisError as RedisClientError
 from vechnost_bot.config import RedisEndpoint, Settings
 from vechnost_bot.datadir import DataDir, data_dir_lock, ensure_data_dir, write_private
 from vechnost_bot.errors import RedisBinaryNotFoundError, RedisError, RedisStartError
-from vechnost_bot.metrics import REDIS_DATA_LOST, REDIS_RESTARTS, REDIS_STATE_CHANGES, REDIS_UP
+from vechnost_bot.metrics import (
+    REDIS_DATA_LOST,
+    REDIS_PASSWORDLESS,
+    REDIS_RESTARTS,
+    REDIS_STATE_CHANGES,
+    REDIS_UP,
+)
 from vechnost_bot.ops.snapshot import RedisSnapshot
 from vechnost_bot.redis.client import make_client
 from vechnost_bot.redis.events import (
@@ -396,6 +402,7 @@ class RedisAutoStartManager(Service):
             log.warning("redis_without_password", url=self._target.url(), fix=self._warning)
         else:
             self._warning = None
+        REDIS_PASSWORDLESS.set(1 if found.passwordless else 0)
         if not self._external_seen:
             self._external_seen = True
             try:
@@ -429,6 +436,7 @@ class RedisAutoStartManager(Service):
         self._source = source
         self._endpoint = self._manager.endpoint
         self._warning = None
+        REDIS_PASSWORDLESS.set(0)
         binary = self._manager.binary
         self._version = binary.version if binary else None
         started_at = self._manager.recorded.get("started_at")
