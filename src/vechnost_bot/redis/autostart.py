@@ -360,7 +360,7 @@ class RedisAutoStartManager(Service):
             )
         log.info("starting_redis_instance", data_dir=str(self._files.root))
         try:
-            ensure_data_dir(self._files.root)
+            await asyncio.to_thread(ensure_data_dir, self._files.root)
             async with self._locked():
                 source = await self._adopt_or_start()
         except RedisBinaryNotFoundError as error:
