@@ -11,17 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-import uvicorn
 
 from tests.support.redis_server import free_port
 from tests.support.webhook_pusher import WebhookPusher, chat_of
+from vechnost_bot.bot.webhook import AsgiServer
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -68,29 +67,15 @@ class Recorder:
         await send({"type": "http.response.body", "body": b""})
 
 
-class _QuietServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[no-untyped-def]
-        yield  # pytest owns the signals
-
-
 @contextlib.asynccontextmanager
 async def serve(app: Recorder) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn on a free loopback port; yield its URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False)
-    server = _QuietServer(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
+    """Serve ``app`` with uvicorn (the server the webhook uses) on a free port; its URL."""
+    server = AsgiServer(app, "127.0.0.1", 0)
+    await server.start()
     try:
-        yield f"http://127.0.0.1:{port}/hook"
+        yield server.url + "/hook"
     finally:
-        server.should_exit = True
-        await task
-        sock.close()
+        await server.stop()
 
 
 def message(chat: int, text: str = "hi") -> dict[str, Any]:
