@@ -24,7 +24,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
 from tests.support.redis_server import RedisServer, free_port
@@ -32,7 +31,8 @@ from tests.support.webhook_pusher import SECRET_HEADER, WebhookPusher, chat_of
 from tests.support.webhook_replica import PATH
 from vechnost_bot.bot.webhook import UpdateDeferredError, WebhookServer
 from vechnost_bot.errors import ConfigError
-from vechnost_bot.storage import InMemoryStorage, RedisStorage
+from vechnost_bot.redis.events import RedisEndpoint
+from vechnost_bot.storage import InMemoryStorage, RedisStorage, connect_redis
 from vechnost_bot.storage.redis import KEY_PREFIX
 
 SECRET = "test-webhook-secret_0123"
@@ -87,13 +87,14 @@ async def started(processor: Processor, gate: Any = None, **kwargs: Any) -> Webh
     return server
 
 
+def endpoint_of(server: RedisServer) -> RedisEndpoint:
+    return RedisEndpoint("127.0.0.1", server.port, password=server.password)
+
+
 @pytest.fixture
 async def gate_redis(redis_server: RedisServer) -> AsyncIterator[RedisStorage]:
     """The real storage on a real redis-server, used as the dedup gate."""
-    storage = RedisStorage(
-        aioredis.Redis(host="127.0.0.1", port=redis_server.port,
-                       password=redis_server.password, socket_timeout=1)
-    )  # fmt: skip
+    storage = RedisStorage(connect_redis(endpoint_of(redis_server)))
     yield storage
     await storage.close()
 
@@ -219,10 +220,7 @@ async def test_concurrent_copies_are_processed_once(gate_redis: RedisStorage) ->
 async def test_gate_down_fails_closed_but_liveness_stays(redis_server: RedisServer) -> None:
     """With the gate's Redis killed, updates get 503 (nothing processed unguarded) while
     /healthz and /readyz still answer 200."""
-    storage = RedisStorage(
-        aioredis.Redis(host="127.0.0.1", port=redis_server.port,
-                       password=redis_server.password, socket_timeout=0.3)
-    )  # fmt: skip
+    storage = RedisStorage(connect_redis(endpoint_of(redis_server)))
     processor = Processor()
     server = await started(processor, gate=storage)
     redis_server.kill()

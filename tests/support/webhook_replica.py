@@ -21,11 +21,10 @@ import contextlib
 import signal
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from tests.support.webhook_pusher import chat_of
 from vechnost_bot.bot.webhook import WebhookServer
-from vechnost_bot.storage import RedisStorage
+from vechnost_bot.redis.events import RedisEndpoint
+from vechnost_bot.storage import RedisStorage, connect_redis
 
 PATH = "/telegram/webhook"
 
@@ -50,7 +49,7 @@ class _HangingGate:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    client = aioredis.Redis(host="127.0.0.1", port=args.redis_port, socket_timeout=2)
+    client = connect_redis(RedisEndpoint("127.0.0.1", args.redis_port), socket_timeout=2)
     storage = RedisStorage(client)
 
     async def process(update: dict[str, Any]) -> None:
