@@ -138,6 +138,19 @@ async def test_no_answer_moves_to_the_next_target_and_redelivers() -> None:
     assert all(d.target == url for d in pusher.deliveries)
 
 
+async def test_round_robin_spreads_requests_over_the_targets() -> None:
+    """With ``balance="round_robin"`` consecutive requests alternate between targets."""
+    one, two = Recorder(), Recorder()
+    async with serve(one) as first, serve(two) as second:
+        pusher = WebhookPusher([first, second], None, balance="round_robin")
+        async with pusher:
+            for _ in range(6):
+                pusher.push(message(1))
+            await pusher.wait_idle()
+    assert [d.target for d in pusher.deliveries] == [first, second] * 3
+    assert len(one.seen) == len(two.seen) == 3
+
+
 async def test_gives_up_after_the_budget() -> None:
     """An update that never gets a 2xx is dropped once ``give_up_after`` has passed."""
     app = Recorder()

@@ -6,9 +6,10 @@ after its ``Retry-After`` (or a default delay); a refused connection or a timeou
 is retried too, so nothing is dropped until ``give_up_after`` seconds. Every
 request carries ``X-Telegram-Bot-Api-Secret-Token``.
 
-``targets`` are the replicas behind a load balancer: the pusher keeps sending to
-one and moves to the next when a connection fails, as a balancer takes a dead
-backend out. Every attempt and every delivery is recorded for the test to read.
+``targets`` are the replicas behind a load balancer. With ``balance="failover"``
+the pusher keeps sending to one and moves to the next when a connection fails, as a
+balancer takes a dead backend out; with ``"round_robin"`` each request goes to the
+next target. Every attempt and every delivery is recorded for the test to read.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import itertools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import aiohttp
 
@@ -84,6 +85,7 @@ class WebhookPusher:
         error_retry_delay: float = 0.05,
         give_up_after: float = 60.0,
         max_connections: int = 40,
+        balance: Literal["failover", "round_robin"] = "failover",
     ) -> None:
         if not targets:
             raise ValueError("a pusher needs at least one target URL")
@@ -93,6 +95,7 @@ class WebhookPusher:
         self.default_retry_after = default_retry_after
         self.error_retry_delay = error_retry_delay
         self.give_up_after = give_up_after
+        self.balance = balance
         self.attempts: list[Attempt] = []
         self.deliveries: list[Delivery] = []
         self.dropped: list[int] = []
@@ -192,6 +195,8 @@ class WebhookPusher:
     async def _attempt(self, chat_id: int, update: dict[str, Any]) -> Attempt:
         assert self._session is not None, "use the pusher as `async with`"
         target = self.targets[self._current]
+        if self.balance == "round_robin":
+            self._current = (self._current + 1) % len(self.targets)
         headers = {} if self.secret is None else {SECRET_HEADER: self.secret}
         update_id = int(update["update_id"])
         started = time.monotonic()
