@@ -27,6 +27,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.support.redis_server import RedisServer, free_port
+from tests.support.sentinel import SentinelTopology
 from tests.support.webhook_pusher import SECRET_HEADER, WebhookPusher, chat_of
 from tests.support.webhook_replica import PATH
 from vechnost_bot.bot.webhook import UpdateDeferredError, WebhookServer
@@ -481,3 +482,56 @@ def test_a_path_must_be_absolute() -> None:
     with pytest.raises(ConfigError, match="must start with /"):
         WebhookServer(host="127.0.0.1", port=0, path="hook", secret=SECRET,
                       process=Processor(), gate=None)  # fmt: skip
+
+
+@pytest.mark.slow
+async def test_master_killed_mid_game_every_update_once_and_in_order(
+    tmp_path: Path, replicas: list[Replica]
+) -> None:
+    """Two replicas on a Sentinel Redis (1 master, 2 replicas, min-replicas-to-write 1).
+    The master is SIGKILLed while 4 chats keep sending: updates are answered 503 until a
+    new master takes writes, Telegram's redelivery then lands, and in the end every
+    update was processed exactly once, each chat in order, none lost."""
+    topo = SentinelTopology(
+        tmp_path, replicas=2, down_after_ms=1000, extra_args=("--min-replicas-to-write", "1")
+    ).start()
+    try:
+        flags = [arg for s in topo.sentinels for arg in ("--sentinel", str(s.port))]
+        a, b = Replica("A", 0, *flags), Replica("B", 0, *flags)
+        replicas += [a, b]
+        await asyncio.gather(a.wait_ready(), b.wait_ready())
+        pushed: dict[int, list[int]] = defaultdict(list)
+        async with WebhookPusher([a.url, b.url], SECRET, balance="round_robin") as pusher:
+            killed_at = 0.0
+            for round_number in range(16):
+                for chat in (1, 2, 3, 4):
+                    pushed[chat].append(pusher.push(message(chat)))
+                if round_number == 4:
+                    killed_at = time.monotonic()
+                    old = topo.kill_master()
+                await asyncio.sleep(0.15)
+            election = await topo.wait_new_master(old, killed_at)
+            await pusher.wait_idle(timeout=60)
+        client = topo.server_on(election.new_port).client()
+        try:
+            for chat, ids in pushed.items():
+                assert client.lrange(f"replica-test:order:{chat}", 0, -1) == [
+                    str(i).encode() for i in ids
+                ], chat
+            for ids in pushed.values():
+                for update_id in ids:
+                    assert client.llen(f"replica-test:processed:{update_id}") == 1, update_id
+        finally:
+            client.close()
+        assert pusher.dropped == []
+        assert len(pusher.deliveries) == 64
+        refused = [t for t in pusher.attempts if t.status != 200]
+        assert refused, "the kill was not felt: nothing was refused"
+        first_ok = min(t.finished for t in pusher.attempts
+                       if t.status == 200 and t.started > killed_at + 0.3)  # fmt: skip
+        print(  # the figures docs/scaling.md quotes (pytest -s shows them)
+            f"no_master_s={election.named_after:.2f} refused={len(refused)} "
+            f"first_200_after_kill_s={first_ok - killed_at:.2f}"
+        )
+    finally:
+        topo.stop()

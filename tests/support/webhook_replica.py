@@ -11,6 +11,11 @@ kill it at a chosen point of a request:
 * ``--hang-in-process ID``: before the effect (the replica dies with only its lease);
 * ``--hang-after-done ID``: after the update was processed and marked done, before
   the answer leaves (the replica dies between its commit and its reply).
+
+With ``--sentinel PORT`` (repeated) the replica reaches the master through
+``Sentinel.master_for`` instead of ``--redis-port``, and a Redis error while
+processing drops the pool and defers the update (503 + Retry-After), as the bot's
+storage is to do in webhook mode: Telegram redelivers it once a master is elected.
 """
 
 from __future__ import annotations
@@ -21,8 +26,15 @@ import contextlib
 import signal
 from typing import Any
 
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from tests.support.sentinel import MASTER_NAME
 from tests.support.webhook_pusher import chat_of
-from vechnost_bot.bot.webhook import WebhookServer
+from vechnost_bot.bot.webhook import UpdateDeferredError, WebhookServer
 from vechnost_bot.redis.events import RedisEndpoint
 from vechnost_bot.storage import RedisStorage, connect_redis
 
@@ -48,18 +60,32 @@ class _HangingGate:
             await asyncio.Event().wait()
 
 
+def _client(args: argparse.Namespace) -> aioredis.Redis:
+    if not args.sentinel:
+        return connect_redis(RedisEndpoint("127.0.0.1", args.redis_port), socket_timeout=2)
+    sentinel = Sentinel([("127.0.0.1", port) for port in args.sentinel], socket_timeout=0.5)
+    return sentinel.master_for(
+        MASTER_NAME, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
+    )
+
+
 async def _serve(args: argparse.Namespace) -> None:
-    client = connect_redis(RedisEndpoint("127.0.0.1", args.redis_port), socket_timeout=2)
+    client = _client(args)
     storage = RedisStorage(client)
 
     async def process(update: dict[str, Any]) -> None:
         update_id = int(update["update_id"])
         if update_id in args.hang_in_process:
             await asyncio.Event().wait()
-        async with client.pipeline(transaction=True) as pipe:
-            pipe.rpush(f"replica-test:processed:{update_id}", args.name)
-            pipe.rpush(f"replica-test:order:{chat_of(update)}", update_id)
-            await pipe.execute()
+        try:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.rpush(f"replica-test:processed:{update_id}", args.name)
+                pipe.rpush(f"replica-test:order:{chat_of(update)}", update_id)
+                await pipe.execute()
+        except RedisError as error:
+            # The next try asks Sentinel (or the server) again for the master.
+            await client.connection_pool.disconnect()
+            raise UpdateDeferredError(type(error).__name__, retry_after=1) from error
 
     server = WebhookServer(
         host="127.0.0.1",
@@ -83,7 +109,8 @@ async def _serve(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--redis-port", type=int, required=True)
+    parser.add_argument("--redis-port", type=int, default=0)
+    parser.add_argument("--sentinel", type=int, action="append", default=[])
     parser.add_argument("--name", required=True)
     parser.add_argument("--secret", required=True)
     parser.add_argument("--process-timeout", type=float, default=1.0)

@@ -180,7 +180,7 @@ class AsgiServer(Service):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         except (SystemExit, Exception) as error:  # noqa: BLE001 - uvicorn sys.exit()s on failure
-            log.warning("asgi_server_failed", url=self.url, error=repr(error))
+            log.warning("asgi_server_failed", url=self.url, error=_describe(error))
         finally:
             if sock is not None:
                 sock.close()
@@ -372,7 +372,7 @@ class WebhookServer(Service):
                 return None
             state = await self._gate.cache_get(key)
         except Exception as error:  # noqa: BLE001 - any gate failure means "cannot dedup now"
-            log.warning("webhook_gate_unavailable", update_id=update_id, error=repr(error))
+            log.warning("webhook_gate_unavailable", update_id=update_id, error=_describe(error))
             return self._later(self._retry_after)
         if state == _DONE:
             log.info("webhook_update_duplicate", update_id=update_id)
@@ -387,7 +387,7 @@ class WebhookServer(Service):
         try:
             await self._gate.cache_set(key, b"", 0)  # a non-positive ttl removes the entry
         except Exception as error:  # noqa: BLE001 - the lease then simply expires
-            log.warning("webhook_gate_release_failed", key=key, error=repr(error))
+            log.warning("webhook_gate_release_failed", key=key, error=_describe(error))
 
     async def _mark_done(self, key: str, update_id: int) -> None:
         if self._gate is None:
@@ -395,7 +395,7 @@ class WebhookServer(Service):
         try:
             await self._gate.cache_set(key, _DONE, self._done_ttl)
         except Exception as error:  # noqa: BLE001 - processed already: still answer 200
-            log.warning("webhook_gate_mark_failed", update_id=update_id, error=repr(error))
+            log.warning("webhook_gate_mark_failed", update_id=update_id, error=_describe(error))
 
     @staticmethod
     def _later(retry_after: float) -> Response:
@@ -406,3 +406,8 @@ class WebhookServer(Service):
 
 def _client(request: Request) -> str | None:
     return None if request.client is None else request.client.host
+
+
+def _describe(error: BaseException) -> str:
+    # repr() of a redis-py error hides its message (NOREPLICAS, READONLY …).
+    return f"{type(error).__name__}: {error}"
