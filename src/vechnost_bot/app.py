@@ -33,8 +33,8 @@ from vechnost_bot.errors import ConfigError, TelegramTokenError
 from vechnost_bot.game.content import Library, load_library
 from vechnost_bot.ops.health import HealthServer
 from vechnost_bot.redis.autostart import RedisAutoStartManager
+from vechnost_bot.redis.datadir import resolve_data_dir
 from vechnost_bot.storage.hybrid import HybridStorage
-from vechnost_bot.storage.memory import InMemoryStorage
 from vechnost_bot.storage.redis import connect_redis
 
 __all__ = ["VechnostApp", "build_application", "check_token", "command"]
@@ -206,10 +206,11 @@ class VechnostApp:
         self.lifecycle = RedisAutoStartManager(settings)
         await self.lifecycle.start()
 
+        lifecycle = self.lifecycle
         self.storage = HybridStorage(
             client_factory=connect_redis,
-            memory=InMemoryStorage(),
-            journal_path=settings.redis_data_dir / "journal.jsonl",
+            local_dir=resolve_data_dir(settings.redis_data_dir) / "local",
+            on_connection_lost=lifecycle.wake,
         )
         await self.storage.start(self.lifecycle.endpoint)
         self._storage_started = True

@@ -22,7 +22,7 @@ from vechnost_bot.game.content import Card
 from vechnost_bot.game.render import RENDER_VERSION, render_card_async
 from vechnost_bot.metrics import CARDS_RENDERED, FILE_ID_REUSED
 from vechnost_bot.storage.base import Storage
-from vechnost_bot.storage.models import Language
+from vechnost_bot.storage.records import Language
 
 __all__ = ["CardSender", "SendStats"]
 

@@ -50,7 +50,7 @@ from vechnost_bot.game import engine
 from vechnost_bot.game.content import LANGUAGES, Library, deck_key
 from vechnost_bot.metrics import ERRORS, UPDATES_HANDLED
 from vechnost_bot.storage.base import Storage
-from vechnost_bot.storage.models import Language, Session, UserStats
+from vechnost_bot.storage.records import Language, Session, UserStats
 
 __all__ = ["MAX_TEXT_LENGTH", "GameBot", "set_commands"]
 

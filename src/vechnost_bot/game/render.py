@@ -18,7 +18,7 @@ from typing import Final, Literal
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from vechnost_bot.game.content import THEMES
-from vechnost_bot.storage.models import Language, ThemeId
+from vechnost_bot.storage.records import Language, ThemeId
 
 __all__ = [
     "FONT_DIR",
