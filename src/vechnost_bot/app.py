@@ -157,7 +157,11 @@ class VechnostApp:
         redis = self.lifecycle.status() if self.lifecycle is not None else {}
         if not self.polling:
             status = "starting"
-        elif self.storage is not None and self.storage.mode == "redis":
+        elif (
+            self.storage is not None
+            and self.storage.mode == "redis"
+            and self.storage.degraded_reason is None
+        ):
             status = "ok"
         else:
             status = "degraded"
@@ -206,11 +210,12 @@ class VechnostApp:
         self.lifecycle = RedisAutoStartManager(settings)
         await self.lifecycle.start()
 
-        lifecycle = self.lifecycle
+        data_dir = resolve_data_dir(settings.redis_data_dir)
         self.storage = HybridStorage(
             client_factory=connect_redis,
-            local_dir=resolve_data_dir(settings.redis_data_dir) / "local",
-            on_connection_lost=lifecycle.wake,
+            local_dir=data_dir / "local",
+            legacy_journal=data_dir / "journal.jsonl",
+            on_connection_lost=self.lifecycle.wake,
         )
         await self.storage.start(self.lifecycle.endpoint)
         self._storage_started = True
@@ -367,6 +372,15 @@ async def _run(settings: Settings) -> int:
         finally:
             stopping.cancel()
             await asyncio.shield(app.stop())
+    at_risk = app.storage.writes_at_risk if app.storage is not None else 0
+    if at_risk:
+        # The local store could not keep them (full or read-only disk): say it, and fail.
+        log.error(
+            "vechnost_stopped_with_writes_at_risk",
+            writes=at_risk,
+            action="free disk space in the data dir; these writes are lost",
+        )
+        return 1
     return 0
 
 

@@ -41,6 +41,7 @@ from vechnost_bot.metrics import (
 )
 from vechnost_bot.redis.events import RedisEndpoint, RedisEvent
 from vechnost_bot.storage.base import Cas, R, Storage, StorageMode
+from vechnost_bot.storage.legacy_journal import import_legacy_journal
 from vechnost_bot.storage.local import LocalStore
 from vechnost_bot.storage.memory import InMemoryStorage
 from vechnost_bot.storage.reconcile import reconcile
@@ -90,6 +91,7 @@ class HybridStorage(Storage):
         commit_interval: float = 0.01,
         on_connection_lost: ConnectionLostHook | None = None,
         clock: HLC | None = None,
+        legacy_journal: Path | None = None,
     ) -> None:
         self.clock = clock or HLC()
         self._factory = client_factory
@@ -102,6 +104,7 @@ class HybridStorage(Storage):
         self._probe_initial = probe_initial
         self._probe_max = probe_max
         self._on_connection_lost = on_connection_lost
+        self._legacy_journal = legacy_journal
         self._hook_tasks: set[asyncio.Task[None]] = set()
         self._redis: RedisStorage | None = None
         self._endpoint: RedisEndpoint | None = None
@@ -137,6 +140,8 @@ class HybridStorage(Storage):
         self._started = True
         self._closed = False
         await self._local.open()
+        if self._legacy_journal is not None:
+            await import_legacy_journal(self._legacy_journal, self._local)
         JOURNAL_SIZE.set(self._local.pending_count)
         self._probe_task = asyncio.create_task(self._probe_loop(), name="storage-probe")
         if endpoint is not None:
