@@ -75,6 +75,7 @@ CREATE TABLE IF NOT EXISTS clock (id INTEGER PRIMARY KEY CHECK (id = 0), last IN
 """
 _PREFIX: Final = "local-"
 _SUFFIX: Final = ".sqlite3"
+_KNOWN_INTERVAL: Final = 1.0
 _RETRY_FIRST: Final = 0.1
 _RETRY_MAX: Final = 2.0
 
@@ -155,6 +156,8 @@ class LocalStore:
         self._open_tokens: dict[str, str] = {}
         self._pending_records = 0
         self._seq = 0
+        self._known: dict[_RecordKey, tuple[bytes, bool, int, int]] = {}
+        self._known_queued = False
         self._commit_interval = commit_interval
         self._queue: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self._batch = _Batch()
@@ -205,6 +208,8 @@ class LocalStore:
             return self.at_risk
         self._closed = True
         if self._writer is not None:
+            self._batch.records = {**self._known, **self._batch.records}
+            self._known = {}
             self._flush_now()
             self._queue.put(None)
             await asyncio.to_thread(self._writer.join, 10.0)
@@ -287,6 +292,7 @@ class LocalStore:
             self._pending_records -= 1
         entry = Entry(raw, pending, redis_version, seq)
         self._hot.pop(rkey, None)
+        self._known.pop(rkey, None)  # a lazy copy of Redis's state must not come after this
         if self.directory is None:  # RAM only: a pending write is pinned, never evicted
             if pending:
                 self._unsaved[rkey] = entry
@@ -300,11 +306,35 @@ class LocalStore:
         return entry
 
     def remember(self, kind: str, key: str, raw: bytes, version: int) -> None:
-        """Keep a state Redis holds (read or just written) unless a local write is pending."""
-        old = self.cached(kind, key)
+        """Keep a state Redis holds (read or just written) unless a local write is pending.
+
+        Redis has it, so it reaches the file lazily (about once a second, the latest per
+        record): a hot chat costs one row write a second, not one per call.
+        """
+        rkey = (kind, key)
+        old = self._unsaved.get(rkey) or self._hot.get(rkey)
         if old is not None and (old.pending or old.raw == raw):
             return
-        self.put_raw(kind, key, raw, pending=False, redis_version=version)
+        self._seq += 1
+        entry = Entry(raw, False, version, self._seq)
+        if rkey in self._unsaved:
+            self._unsaved[rkey] = entry
+            self._batch.records[rkey] = (raw, False, version, entry.seq)
+            self._schedule()
+            return
+        self._keep(kind, key, entry)
+        if self.directory is not None:
+            self._known[rkey] = (raw, False, version, entry.seq)
+            if not self._known_queued and self._loop is not None:
+                self._known_queued = True
+                self._loop.call_later(_KNOWN_INTERVAL, self._flush_known)
+
+    def _flush_known(self) -> None:
+        self._known_queued = False
+        if self._known and not self._closed:
+            self._batch.records = {**self._known, **self._batch.records}
+            self._known = {}
+            self._schedule()
 
     async def pending_chunk(
         self, after: _RecordKey | None, limit: int

@@ -310,14 +310,13 @@ class AddRemoveSet(Policy):
     def _diff(
         self, value: Iterable[str], adds: dict[str, int], dels: dict[str, int], clock: HLC
     ) -> tuple[dict[str, int], dict[str, int]] | None:
-        live = self._live(adds, dels)
         wanted = list(dict.fromkeys(value))
-        if wanted == live:
-            return None
-        present = set(live)
+        present = {item for item, at in adds.items() if at > dels.get(item, 0)}
+        if len(wanted) == len(present) and present.issuperset(wanted):
+            return None  # the same ids (an order is not an event): the usual case, cheap
         new_adds, new_dels = dict(adds), dict(dels)
         keep = set(wanted)
-        for item in live:
+        for item in self._live(adds, dels):
             if item not in keep:
                 new_dels[item] = clock.now()
         for item in wanted:
@@ -458,7 +457,8 @@ class PerKey(Policy):
         states: dict[str, Any] = meta if meta is not None else {}
         value = value or {}
         changed: dict[str, Any] | None = None
-        for key in dict.fromkeys([*states, *value]):
+        keys = states.keys() if value.keys() <= states.keys() else states.keys() | value.keys()
+        for key in keys:
             before = states.get(key)
             after = self.inner.stamp(value.get(key), before, clock)
             if after is not before:
