@@ -339,32 +339,31 @@ class LocalStore:
     async def pending_chunk(
         self, after: _RecordKey | None, limit: int
     ) -> list[tuple[_RecordKey, Entry]]:
-        """Up to ``limit`` pending records after ``after`` (in key order), with their entries."""
-        # Pending writes not committed yet are in RAM; the others are on disk.
-        keys = sorted(
-            {
-                *(
-                    k
-                    for k, e in self._unsaved.items()
-                    if e.pending and (after is None or k > after)
-                ),
-                *(
-                    []
-                    if self._reader is None
-                    else await self._read(self._pending_keys, after, limit)
-                ),
-            }
-        )[:limit]
+        """Up to ``limit`` pending records after ``after`` (in key order), with their
+        entries: one query for the chunk, RAM first for what it holds."""
+        rows: dict[_RecordKey, Entry] = {}
+        if self._reader is not None:
+            for kind, key, value, redis_version in await self._read(
+                self._pending_rows, after, limit
+            ):
+                rows[(kind, key)] = Entry(value, True, redis_version)
+        # Pending writes not committed yet are in RAM only.
+        for rkey, entry in self._unsaved.items():
+            if entry.pending and (after is None or rkey > after):
+                rows[rkey] = entry
         chunk = []
-        for kind, key in keys:
-            model = RECORD_KINDS.get(kind)
-            if model is None:
-                self._quarantine(kind, key, None, "unknown record kind")
-                self._pending_records -= 1
+        for rkey in sorted(rows)[:limit]:
+            known = self.cached(*rkey)
+            if known is None:
+                known = rows[rkey]
+                self._keep(*rkey, known)
+            entry = known
+            if rkey[0] not in RECORD_KINDS:
+                self._quarantine(*rkey, entry.raw, "unknown record kind")
+                self.put_raw(*rkey, entry.raw, pending=False, redis_version=0)
                 continue
-            entry = await self.entry(model, key)
-            if entry is not None and entry.pending:
-                chunk.append(((kind, key), entry))
+            if entry.pending:
+                chunk.append((rkey, entry))
         return chunk
 
     async def reconciled(self, entry: Entry, written: Record) -> None:
@@ -591,20 +590,18 @@ class LocalStore:
         )
         return None if row is None else (bytes(row[0]), int(row[1]), int(row[2]))
 
-    def _pending_keys(self, after: _RecordKey | None, limit: int) -> list[_RecordKey]:
+    def _pending_rows(
+        self, after: _RecordKey | None, limit: int
+    ) -> list[tuple[str, str, bytes, int]]:
         db = self._reader_db()
+        query = "SELECT kind, key, value, redis_version FROM records WHERE pending = 1"
         if after is None:
-            rows = db.execute(
-                "SELECT kind, key FROM records WHERE pending = 1 ORDER BY kind, key LIMIT ?",
-                (limit,),
-            )
+            rows = db.execute(f"{query} ORDER BY kind, key LIMIT ?", (limit,))
         else:
             rows = db.execute(
-                "SELECT kind, key FROM records WHERE pending = 1 AND (kind, key) > (?, ?) "
-                "ORDER BY kind, key LIMIT ?",
-                (*after, limit),
+                f"{query} AND (kind, key) > (?, ?) ORDER BY kind, key LIMIT ?", (*after, limit)
             )
-        return [(str(kind), str(key)) for kind, key in rows]
+        return [(str(k), str(key), bytes(v), int(rv)) for k, key, v, rv in rows]
 
     def _startup_counts(self) -> tuple[int, list[PendingIncrement], int]:
         db = self._reader_db()

@@ -40,7 +40,7 @@ __all__ = ["CHUNK", "reconcile"]
 
 log = structlog.get_logger(__name__)
 
-CHUNK: Final = 256
+CHUNK: Final = 64
 _TROUBLE_PREFIXES: Final = ("MISCONF", "NOSCRIPT", "NOAUTH", "WRONGPASS", "LOADING", "BUSY")
 
 
