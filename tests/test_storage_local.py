@@ -196,6 +196,24 @@ async def test_a_full_disk_is_loud_retried_and_counted_on_stop(tmp_path: Path) -
     assert child.returncode == 0
 
 
+async def test_a_full_disk_that_gets_space_again_keeps_every_write(tmp_path: Path) -> None:
+    """The same full disk, then space again: the retried commits get through, the
+    trouble leaves status(), and nothing is at risk on stop."""
+    child = await _child(str(tmp_path / "local"), "fill", "recover")
+    out, _ = await asyncio.wait_for(child.communicate(), 120)
+    during, recovered, after = (json.loads(line) for line in out.decode().split("\n")[-4:-1])
+    assert during["during"]["local_store"]["write_error"]
+    assert recovered["recovered"]["degraded_reason"] is None
+    assert recovered["recovered"]["local_store"]["write_errors"] >= 1
+    assert after["writes_at_risk"] == 0
+    heir = HybridStorage(client_factory=None, local_dir=tmp_path / "local")
+    await heir.start(None)
+    try:
+        assert heir.status()["journal_size"] == during["acked"]
+    finally:
+        await heir.stop()
+
+
 async def test_damaged_local_files_are_moved_aside_and_the_bot_starts(
     make_hybrid: HybridFactory, tmp_path: Path
 ) -> None:

@@ -5,9 +5,10 @@
 Modes:
 - ``draw N``: draw N cards into chats 1..N (memory mode unless a port is given),
   printing ``acked <chat>`` after each acknowledged write, then wait to be killed.
-- ``fill``: limit the file size (RLIMIT_FSIZE) so the local store's commits fail,
-  write until the failure shows in status(), print status and stop; the last line is
-  JSON with ``writes_at_risk``.
+- ``fill [recover]``: limit the file size (RLIMIT_FSIZE) so the local store's commits
+  fail, write until the failure shows in status(), print status (with ``recover``:
+  lift the limit and print status once the retries got through) and stop; the last
+  line is JSON with ``writes_at_risk``.
 - ``reconcile``: start against Redis and reconcile (the test kills it meanwhile).
 """
 
@@ -71,6 +72,13 @@ async def main() -> None:
             await storage.update_session(chat, lambda s, big=big: s.drawn.update(deck=big))
             await asyncio.sleep(0.002)
         print(json.dumps({"during": storage.status(), "acked": chat}), flush=True)
+        if rest and rest[0] == "recover":  # space again: the retries commit everything
+            resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+            for _ in range(100):
+                if storage.status()["degraded_reason"] is None and not storage.local.at_risk:
+                    break
+                await asyncio.sleep(0.1)
+            print(json.dumps({"recovered": storage.status()}), flush=True)
         await storage.stop()
         print(json.dumps({"writes_at_risk": storage.writes_at_risk}), flush=True)
     elif mode == "reconcile":
