@@ -338,9 +338,10 @@ class LocalStore:
 
     async def pending_chunk(
         self, after: _RecordKey | None, limit: int
-    ) -> list[tuple[_RecordKey, Entry]]:
+    ) -> tuple[list[tuple[_RecordKey, Entry]], _RecordKey | None]:
         """Up to ``limit`` pending records after ``after`` (in key order), with their
-        entries: one query for the chunk, RAM first for what it holds."""
+        entries (one query for the chunk, RAM first for what it holds), and the last key
+        looked at (None when there is nothing after ``after``)."""
         rows: dict[_RecordKey, Entry] = {}
         if self._reader is not None:
             for kind, key, value, redis_version in await self._read(
@@ -352,7 +353,8 @@ class LocalStore:
             if entry.pending and (after is None or rkey > after):
                 rows[rkey] = entry
         chunk = []
-        for rkey in sorted(rows)[:limit]:
+        keys = sorted(rows)[:limit]
+        for rkey in keys:
             known = self.cached(*rkey)
             if known is None:
                 known = rows[rkey]
@@ -364,7 +366,7 @@ class LocalStore:
                 continue
             if entry.pending:
                 chunk.append((rkey, entry))
-        return chunk
+        return chunk, keys[-1] if keys else None
 
     async def reconciled(self, entry: Entry, written: Record) -> None:
         """``entry`` (pending) is now in Redis as ``written``."""

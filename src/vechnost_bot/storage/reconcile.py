@@ -68,11 +68,12 @@ async def reconcile(
     done = 0
     after: tuple[str, str] | None = None
     while True:
-        entries = await local.pending_chunk(after, chunk)
-        if not entries:
+        entries, last = await local.pending_chunk(after, chunk)
+        if last is None:
             break
-        after = entries[-1][0]
-        done += await _records(redis, local, entries)
+        after = last  # rows committed as reconciled a moment ago are skipped, not an end
+        if entries:
+            done += await _records(redis, local, entries)
         await asyncio.sleep(0)
     sealed = local.seal_increments()
     for start in range(0, len(sealed), chunk):
