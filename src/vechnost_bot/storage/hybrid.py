@@ -264,7 +264,7 @@ class HybridStorage(Storage):
         log.warning(
             "redis_connection_failed",
             error=self._last_error,
-            action="serving from the local store",
+            action="serving from memory",  # memory mode: the local store
         )
         log.warning("storage_mode_changed", **{"from": "redis", "to": "memory"})
         STORAGE_FAILOVERS.inc()
