@@ -19,7 +19,7 @@ from tests.support.decks import write_decks
 from tests.support.redis_server import RedisServer
 from tests.support.storage_helpers import endpoint_of
 from vechnost_bot.game.content import load_library
-from vechnost_bot.storage import HybridStorage
+from vechnost_bot.storage import HybridStorage, UserStats
 
 PER_DECK = 8
 
@@ -56,6 +56,17 @@ def _monitor(server: RedisServer) -> Iterator[list[str]]:
         client.close()
 
 
+async def _stats_written(storage: HybridStorage, user_id: int, cards: int) -> None:
+    """Until the player's stats with ``cards`` draws are stored (watched in the local
+    store's copy of what Redis holds, so the wait itself sends nothing to Redis)."""
+    for _ in range(1000):
+        entry = storage.local.cached("user", str(user_id))
+        if entry is not None and entry.load(UserStats, str(user_id)).cards_drawn >= cards:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"stats of {user_id} never reached {cards} draws")
+
+
 def _evalsha_calls(server: RedisServer) -> int:
     client = server.client()
     try:
@@ -84,13 +95,13 @@ async def test_a_draw_is_at_most_three_round_trips(
                 await bot.tap(1, "N:a:2:q")
             await bot.tap(2, "N:a:2:q")  # warm: this process has seen chat 2 and its player
             draws = PER_DECK - 1
-            await asyncio.sleep(0.2)  # its stats write lands after the photo
+            await _stats_written(storage, 2, 1)  # it lands after the photo
             evalsha_before = _evalsha_calls(server)
             with _monitor(server) as commands:
                 for _ in range(draws):
                     reply = await bot.tap(2, "N:a:2:q")
                     assert reply.method == "sendPhoto"
-                await asyncio.sleep(0.2)  # the last stats write lands after the photo
+                await _stats_written(storage, 2, 1 + draws)
             evalsha = _evalsha_calls(server) - evalsha_before
     finally:
         await storage.stop()
