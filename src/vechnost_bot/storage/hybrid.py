@@ -53,7 +53,9 @@ __all__ = ["HybridStorage"]
 log = structlog.get_logger(__name__)
 
 ClientFactory = Callable[[RedisEndpoint], aioredis.Redis]
-ConnectionLostHook = Callable[[], Coroutine[Any, Any, None]]
+ConnectionLostHook = Callable[[], Coroutine[Any, Any, None] | None]
+"""Called at once when a call meets a reset or timed-out connection (a plain function,
+or a coroutine function whose coroutine is run as a task)."""
 
 # Everything that means "Redis cannot serve this call right now". ConnectionError
 # covers refused, reset, AuthenticationError and BusyLoadingError; ResponseError
@@ -271,9 +273,11 @@ class HybridStorage(Storage):
         self._set_mode_gauge()
         self._wake.set()
         if isinstance(error, _CONNECTION_LOST) and self._on_connection_lost is not None:
-            task = asyncio.get_running_loop().create_task(self._on_connection_lost())
-            self._hook_tasks.add(task)
-            task.add_done_callback(self._hook_tasks.discard)
+            woken = self._on_connection_lost()
+            if woken is not None:
+                task = asyncio.get_running_loop().create_task(woken)
+                self._hook_tasks.add(task)
+                task.add_done_callback(self._hook_tasks.discard)
 
     # -- record primitives -------------------------------------------------------------
     async def _load(self, model: type[R], key: str) -> R | None:
