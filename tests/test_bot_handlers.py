@@ -44,7 +44,7 @@ async def redis_storage(
 ) -> AsyncIterator[HybridStorage]:
     """A HybridStorage in Redis mode on a fresh real redis-server."""
     server = redis_factory(password="bot-pass")
-    storage = HybridStorage(journal_path=tmp_path / "journal.jsonl")
+    storage = HybridStorage(local_dir=tmp_path / "local")
     await storage.start(RedisEndpoint("127.0.0.1", server.port, password=server.password))
     assert storage.mode == "redis"
     try:
@@ -224,6 +224,16 @@ async def test_stale_and_tampered_buttons_get_the_current_menu(bot: Harness) -> 
         assert {e["event"] for e in logs} & {"callback_rejected", "callback_stale"}
     answered = [c for c in bot.api.calls if c.method == "answerCallbackQuery"]
     assert len(answered) == 8
+
+
+async def test_a_level_the_decks_lack_is_refused(bot: Harness) -> None:
+    """A well-formed level button for a level the theme's deck files do not hold (the
+    callback grammar allows any digit; the library says which levels exist) is stale."""
+    await bot.say(19, "/start")
+    await bot.tap(19, "T:a")
+    reply = await bot.tap(19, "V:a:4")
+    assert reply.params["text"].startswith(t("en", "stale"))
+    assert data(FakeBotApi.buttons(reply))[0] == "V:a:1"
 
 
 async def test_unexpected_messages_are_answered_gently(bot: Harness) -> None:

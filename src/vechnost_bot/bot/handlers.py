@@ -50,7 +50,7 @@ from vechnost_bot.game import engine
 from vechnost_bot.game.content import LANGUAGES, Library, deck_key
 from vechnost_bot.metrics import ERRORS, UPDATES_HANDLED
 from vechnost_bot.storage.base import Storage
-from vechnost_bot.storage.models import Language, Session, UserStats
+from vechnost_bot.storage.records import Language, Session, UserStats
 
 __all__ = ["MAX_TEXT_LENGTH", "GameBot", "set_commands"]
 
@@ -200,7 +200,7 @@ class GameBot:
         session = await self._session(chat.id, user)
         await self._touch_user(user, started=True)
         name = user.first_name if user else ""
-        if engine.step(session) == "theme":
+        if engine.step(session, self.library) == "theme":
             text = t(session.language, "welcome", name=name)
             await self._show(update, text, keyboards.themes_keyboard(session.language or "en"),
                              edit=False)  # fmt: skip
@@ -274,8 +274,16 @@ class GameBot:
         chat = update.effective_chat
         if query is None or chat is None:
             return
-        session = await self._session(chat.id, update.effective_user)
         callback = parse(query.data)
+        # A draw is one storage call (the check of where the chat is runs inside it):
+        # only when it does not fit, the session is read for the menus below.
+        if (
+            callback is not None
+            and callback.action in {"next", "reshuffle"}
+            and await self._on_draw(update, query, chat.id, callback)
+        ):
+            return
+        session = await self._session(chat.id, update.effective_user)
         if callback is None:
             log.info("callback_rejected", chat_id=chat.id, data_length=len(query.data or ""))
             await self._stale(update, query, session)
@@ -330,7 +338,7 @@ class GameBot:
                                  keyboards.adult_keyboard(language), edit=True)  # fmt: skip
                 return True
             session = await self.storage.update_session(
-                chat_id, lambda s: engine.choose_theme(s, theme)
+                chat_id, lambda s: engine.choose_theme(s, theme, self.library)
             )
             await _answer(query)
             await self._show_menu(update, session)
@@ -340,11 +348,13 @@ class GameBot:
         if action == "back":
             return await self._on_back(update, query, session, callback)
         if action == "level" and callback.level is not None:
-            if session.theme != callback.theme:
+            if session.theme is None or session.theme != callback.theme:
+                return False
+            if callback.level not in self.library.levels(session.theme):
                 return False
             level = callback.level
             session = await self.storage.update_session(
-                chat_id, lambda s: engine.choose_level(s, level)
+                chat_id, lambda s: engine.choose_level(s, level, self.library)
             )
             await _answer(query)
             await self._show_menu(update, session)
@@ -359,15 +369,6 @@ class GameBot:
             await _answer(query)
             await self._show_menu(update, session)
             return True
-        if action in {"next", "reshuffle"}:
-            here = (session.theme, session.level, session.content)
-            if engine.step(session) != "deck" or here != (
-                callback.theme,
-                callback.level,
-                callback.content,
-            ):
-                return False
-            return await self._on_draw(update, query, session, reshuffle=action == "reshuffle")
         return False
 
     async def _on_adult(
@@ -380,7 +381,7 @@ class GameBot:
             return True
 
         def confirm(current: Session) -> Session:
-            return engine.choose_theme(engine.confirm_adult(current), "sex")
+            return engine.choose_theme(engine.confirm_adult(current), "sex", self.library)
 
         session = await self.storage.update_session(chat_id, confirm)
         log.info("adult_confirmed", chat_id=chat_id)
@@ -415,13 +416,23 @@ class GameBot:
         return True
 
     async def _on_draw(
-        self, update: Update, query: CallbackQuery, session: Session, *, reshuffle: bool
+        self, update: Update, query: CallbackQuery, chat_id: int, callback: Callback
     ) -> bool:
-        chat_id = session.chat_id
+        """Draw (or reshuffle and draw) in one storage call; False when the button does
+        not match where the chat is (the caller shows the current menu)."""
+        reshuffle = callback.action == "reshuffle"
         outcome: list[engine.DrawOutcome] = []
+        wanted = (callback.theme, callback.level, callback.content)
 
-        def mutate(current: Session) -> Session:
+        def mutate(current: Session) -> Session | None:
             outcome.clear()
+            here = (current.theme, current.level, current.content)
+            if (
+                current.language is None
+                or engine.step(current, self.library) != "deck"
+                or here != wanted
+            ):
+                return None
             if reshuffle and current.theme and current.level and current.content:
                 current = engine.reshuffle(current, current.theme, current.level, current.content)
             current, result = engine.draw(current, self.library, self.rng)
@@ -429,30 +440,33 @@ class GameBot:
             return current
 
         session = await self.storage.update_session(chat_id, mutate)
+        if not outcome:
+            return False
         result = outcome[0]
         language = session.language or DEFAULT_LANGUAGE
         theme, level, content = session.theme, session.level, session.content
         if theme is None or level is None or content is None:
             return False
+        levels = self.library.levels(theme)
         if result.card is None:
             await _answer(query)
             log.info("deck_exhausted", chat_id=chat_id, deck=f"{theme}:{level}:{content}")
             await self._show(
                 update,
                 t(language, "exhausted", total=result.total),
-                keyboards.exhausted_keyboard(language, theme, level, content),
+                keyboards.exhausted_keyboard(language, theme, level, content, levels=levels),
                 edit=False,
             )
             return True
-        title = keyboards.deck_title(language, theme, level, content)
+        title = keyboards.deck_title(language, theme, level, content, levels=levels)
         caption = t(language, "card_caption", deck=title, drawn=result.drawn, total=result.total)
         card = result.card
         if result.drawn >= result.total:
             # The deck's last card: offer the reshuffle (and the themes) with it, not a
             # "Next card" that could only say the deck is done.
-            markup = keyboards.exhausted_keyboard(language, theme, level, content)
+            markup = keyboards.exhausted_keyboard(language, theme, level, content, levels=levels)
         else:
-            markup = keyboards.deck_keyboard(language, theme, level, content)
+            markup = keyboards.deck_keyboard(language, theme, level, content, levels=levels)
         # The answer only stops the button's spinner: send it alongside the card.
         answered, sent = await asyncio.gather(
             _answer(query, t(language, "reshuffled") if reshuffle else None),
