@@ -272,7 +272,7 @@ async def test_favourites_survive_a_restart(
     endpoint = RedisEndpoint("127.0.0.1", server.port, password=server.password)
     api = FakeBotApi()
     async with api:
-        storage = HybridStorage(journal_path=tmp_path / "journal.jsonl")
+        storage = HybridStorage(local_dir=tmp_path / "local")
         await storage.start(endpoint)
         async with running_bot(storage, library, api=api) as bot:
             await bot.say(73, "/start")
@@ -282,7 +282,7 @@ async def test_favourites_survive_a_restart(
             await api.press(73, f"S:{card_id}")
             assert await toast(bot, since) == t("en", "saved")
         await storage.close()
-        storage = HybridStorage(journal_path=tmp_path / "journal2.jsonl")
+        storage = HybridStorage(local_dir=tmp_path / "local")  # the same machine, restarted
         await storage.start(endpoint)
         try:
             async with running_bot(storage, library, api=api) as bot:

@@ -11,7 +11,7 @@ from tests.support.decks import write_decks
 from vechnost_bot.game import engine
 from vechnost_bot.game.content import Library, load_library
 from vechnost_bot.storage.game_records import Player, Seat, Table
-from vechnost_bot.storage.models import Session
+from vechnost_bot.storage.records import Session
 
 
 @pytest.fixture(scope="module")

@@ -68,7 +68,7 @@ from vechnost_bot.storage.game_records import (
     Table,
     room_game_id,
 )
-from vechnost_bot.storage.models import (
+from vechnost_bot.storage.records import (
     ContentType,
     Language,
     Record,
@@ -854,16 +854,17 @@ class GameBot:
             return True
         card = result.card
         now = self.clock()
-        deal: list[engine.DealInfo] = []
 
         def record(table: Table) -> Table:
-            deal.clear()
-            table, info = engine.record_deal(table, card, now=now, pace=self.pace_cards)
-            deal.append(info)
-            return table
+            return engine.record_deal(table, card, now=now, pace=self.pace_cards)[0]
 
-        here.table = await self._update_table(here.game_id, record)
-        dealt = deal[0]
+        # The captions are made from the table as it will be; it is written once, after
+        # the card went out, together with the card's message ids (so a card that could
+        # not be sent leaves the table as it was).
+        before = here.table
+        here.table, dealt = engine.record_deal(
+            before.model_copy(deep=True), card, now=now, pace=self.pace_cards
+        )
         last = result.drawn >= result.total
         deeper = (
             engine.deeper_level(here.session, self.library) if dealt.offer_deeper or last else None
@@ -876,7 +877,7 @@ class GameBot:
         try:
             await self._deliver(
                 here, card, roles=dealt.roles, progress=(result.drawn, result.total),
-                deeper=deeper, last=last, pace_line=pace_line,
+                deeper=deeper, last=last, pace_line=pace_line, record=record,
             )  # fmt: skip
         except (TelegramError, OSError) as error:
             # Never seen, so not drawn: put it back, and the next "Next card" sends it.
@@ -885,7 +886,7 @@ class GameBot:
             await self.storage.update_session(
                 here.game_id, lambda s: engine.undraw(s, key_, card.id)
             )
-            await self._update_table(here.game_id, lambda t_: engine.undo_deal(t_, card.id, dealt))
+            here.table = before
             raise
         await asyncio.gather(self._drop_menu(query), self._touch_user(here.user, drew=True))
         log.debug("card_drawn", chat_id=here.chat_id, card=card.id, drawn=result.drawn)
@@ -893,11 +894,13 @@ class GameBot:
 
     async def _deal_opening(self, query: CallbackQuery, here: Here, card: Card) -> bool:
         now = self.clock()
-        here.table = await self._update_table(
-            here.game_id, lambda table: engine.record_opening(table, card, now=now)
-        )
+
+        def record(table: Table) -> Table:
+            return engine.record_opening(table, card, now=now)
+
+        here.table = record(here.table.model_copy(deep=True))
         await _answer(query)
-        await self._deliver(here, card, kind="opening")
+        await self._deliver(here, card, kind="opening", record=record)
         await self._drop_menu(query)
         log.info("opening_dealt", chat_id=here.chat_id, card=card.id)
         return True
@@ -913,9 +916,12 @@ class GameBot:
         deeper: int | None = None,
         last: bool = False,
         pace_line: tuple[str, str, int] | None = None,
+        record: Callable[[Table], Table] | None = None,
     ) -> None:
         """Send ``card`` to every viewer of the game, each in their language, with their
-        keyboard; the previous card's keyboard in each chat goes."""
+        keyboard; then write the table once (``record``, and each chat's card message) while
+        the previous card's keyboard in each chat goes. ``here.table`` is the table as it
+        will be."""
         info = self._deck_info(here.session)
         if info is None:
             return
@@ -971,12 +977,16 @@ class GameBot:
                             card=card.id, error=repr(error))  # fmt: skip
                 continue
             sent[str(viewer.chat_id)] = message.message_id
-        await self._replace_card_keyboards(here, sent)
+        await self._replace_card_keyboards(here, sent, record)
 
-    async def _replace_card_keyboards(self, here: Here, sent: dict[str, int]) -> None:
+    async def _replace_card_keyboards(
+        self, here: Here, sent: dict[str, int], record: Callable[[Table], Table] | None
+    ) -> None:
         old = dict(here.table.card_messages)
 
         def mutate(table: Table) -> Table:
+            if record is not None:
+                table = record(table)
             table.card_messages = {**table.card_messages, **sent}
             return table
 
@@ -1030,9 +1040,11 @@ class GameBot:
         if card is None or card.id == card_id:
             await _answer(query, t(here.lang, "swap_last"))
             return True
-        here.table = await self._update_table(
-            here.game_id, lambda tb: engine.record_swap(tb, card_id, card)
-        )
+
+        def record(tb: Table) -> Table:
+            return engine.record_swap(tb, card_id, card)
+
+        here.table = record(here.table.model_copy(deep=True))
         await _answer(query, t(here.lang, "swapped"))
         # The passed card goes back into the deck, and out of the chat.
         for chat, message_id in table.card_messages.items():
@@ -1040,7 +1052,7 @@ class GameBot:
                 await self._bot.delete_message(int(chat), message_id)
         roles = engine.roles(here.table, here.table.turn - 1)
         await self._deliver(here, card, roles=roles, progress=(result.drawn, result.total),
-                            last=result.drawn >= result.total)  # fmt: skip
+                            last=result.drawn >= result.total, record=record)  # fmt: skip
         log.info("card_swapped", chat_id=here.chat_id, card=card_id, new=card.id)
         return True
 

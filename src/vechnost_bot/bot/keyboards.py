@@ -14,7 +14,7 @@ from vechnost_bot.game import engine
 from vechnost_bot.game.content import LANGUAGES, THEMES, Library
 from vechnost_bot.game.labels import heat_label
 from vechnost_bot.storage.game_records import Table
-from vechnost_bot.storage.models import ContentType, Language, Session, ThemeId
+from vechnost_bot.storage.records import ContentType, Language, Session, ThemeId
 
 __all__ = [
     "CardButtons",

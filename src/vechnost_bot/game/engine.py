@@ -17,7 +17,7 @@ from typing import Final, Literal
 
 from vechnost_bot.game.content import THEMES, Card, Deck, Library, deck_key
 from vechnost_bot.storage.game_records import Player, Seat, Table
-from vechnost_bot.storage.models import ContentType, Language, Session, ThemeId
+from vechnost_bot.storage.records import ContentType, Language, Session, ThemeId
 
 __all__ = [
     "DEFAULT_PACE",

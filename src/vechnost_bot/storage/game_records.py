@@ -9,21 +9,30 @@ A ``Session`` (the storage's record) keeps a game's decks. These records keep th
   message in each chat carries the live card keyboard.
 - :class:`ChatLink`, per private chat: the room this chat plays in, if any.
 
-Every field holds plain JSON values (no nested models), and the comment beside it
-names the merge it needs when two versions meet (DESIGN.md, "Records merge"): key;
-LWW = last writer wins by the record's hybrid logical clock; dated flag; add-remove
-set with dated events (its list is in the order the items were added); per-key map
-of LWW values.
+Every field holds plain JSON values (no nested models) and names its merge policy
+(storage/records.py): LWW (last writer wins by the hybrid logical clock), a dated
+flag, an add-remove set with dated events (its list is in the order the items were
+added), a per-key map of LWW values. Handlers just change fields; the storage dates
+the changes and merges versions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import Field
 
-from vechnost_bot.storage.models import RECORD_KINDS, Language, Record
+from vechnost_bot.storage.records import (
+    LWW,
+    RECORD_KINDS,
+    AddRemoveSet,
+    DatedFlag,
+    Key,
+    Language,
+    PerKey,
+    Record,
+)
 
 __all__ = ["ROOM_GAME_BASE", "ChatLink", "Player", "Seat", "Table", "room_game_id"]
 
@@ -45,14 +54,12 @@ class Player(Record):
 
     KIND: ClassVar[str] = "player"
 
-    user_id: int  # key
-    language: Language | None = None  # LWW
-    adult_confirmed: bool = False  # dated flag: stays until a later, dated reset
-    favourites: list[str] = Field(default_factory=list)  # add-remove set, in save order
-
-    @property
-    def key(self) -> str:
-        return str(self.user_id)
+    user_id: Annotated[int, Key()]
+    language: Annotated[Language | None, LWW()] = None
+    # own 18+ confirmation: stays until a later, dated reset
+    adult_confirmed: Annotated[bool, DatedFlag()] = False
+    # saved card ids, in save order
+    favourites: Annotated[list[str], AddRemoveSet()] = Field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,31 +75,28 @@ class Table(Record):
 
     KIND: ClassVar[str] = "table"
 
-    game_id: int  # key
-    # The seats, in turn order. Both lists are LWW and always written together.
-    player_names: list[str] = Field(default_factory=list)  # LWW
-    player_ids: list[int] = Field(default_factory=list)  # LWW (NO_USER: a name only)
-    both_answer: bool = False  # LWW
-    turn: int = 0  # LWW: cards dealt with a turn in this game
-    paced: int = 0  # LWW: cards since the level was chosen
-    pace_offered: bool = False  # LWW: the "go deeper" offer was made at this level
-    started_at: float | None = None  # LWW: when this game's first card came
-    shared: int = 0  # LWW: cards shared in this game
-    saved_in_game: int = 0  # LWW: favourites saved during this game
-    history: list[str] = Field(default_factory=list)  # LWW: the last cards dealt
-    opening_dealt: list[str] = Field(default_factory=list)  # LWW: opening cards dealt
-    current: str | None = None  # LWW: the card on the table now
-    names_asked: bool = False  # LWW
-    room: bool = False  # LWW (set once, when the room is made)
-    members: list[str] = Field(default_factory=list)  # add-remove set: user ids present
-    member_chats: dict[str, int] = Field(default_factory=dict)  # per-key LWW: user -> chat
-    member_names: dict[str, str] = Field(default_factory=dict)  # per-key LWW: user -> name
-    # per-key LWW: chat id -> message id of its card with a live keyboard
-    card_messages: dict[str, int] = Field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        return str(self.game_id)
+    game_id: Annotated[int, Key()]
+    # The seats, in turn order: both lists are always written together.
+    player_names: Annotated[list[str], LWW()] = Field(default_factory=list)
+    player_ids: Annotated[list[int], LWW()] = Field(default_factory=list)  # NO_USER: name only
+    both_answer: Annotated[bool, LWW()] = False
+    turn: Annotated[int, LWW()] = 0  # cards dealt with a turn in this game
+    paced: Annotated[int, LWW()] = 0  # cards since the level was chosen
+    pace_offered: Annotated[bool, LWW()] = False  # "go deeper" was offered at this level
+    started_at: Annotated[float | None, LWW()] = None  # when this game's first card came
+    shared: Annotated[int, LWW()] = 0  # cards shared in this game
+    saved_in_game: Annotated[int, LWW()] = 0  # favourites saved during this game
+    history: Annotated[list[str], LWW()] = Field(default_factory=list)  # last cards dealt
+    opening_dealt: Annotated[list[str], LWW()] = Field(default_factory=list)
+    current: Annotated[str | None, LWW()] = None  # the card on the table now
+    names_asked: Annotated[bool, LWW()] = False
+    room: Annotated[bool, LWW()] = False  # set once, when the room is made
+    # user ids of the partners present, in the order they came in
+    members: Annotated[list[str], AddRemoveSet()] = Field(default_factory=list)
+    member_chats: Annotated[dict[str, int], PerKey(LWW())] = Field(default_factory=dict)
+    member_names: Annotated[dict[str, str], PerKey(LWW())] = Field(default_factory=dict)
+    # chat id -> message id of its card with a live keyboard
+    card_messages: Annotated[dict[str, int], PerKey(LWW())] = Field(default_factory=dict)
 
     def seats(self) -> list[Seat]:
         """The players, in turn order."""
@@ -117,13 +121,10 @@ class ChatLink(Record):
 
     KIND: ClassVar[str] = "chatlink"
 
-    chat_id: int  # key
-    room: int | None = None  # LWW: the room's game id
-
-    @property
-    def key(self) -> str:
-        return str(self.chat_id)
+    chat_id: Annotated[int, Key()]
+    room: Annotated[int | None, LWW()] = None  # the room's game id
 
 
-# The journal and the reconciliation find record models by KIND here.
+# The local store, the legacy journal and the reconciliation find record models by KIND
+# here (an unknown kind is quarantined).
 RECORD_KINDS.update({model.KIND: model for model in (Player, Table, ChatLink)})
