@@ -311,10 +311,14 @@ class AddRemoveSet(Policy):
     def _diff(
         self, value: Iterable[str], adds: dict[str, int], dels: dict[str, int], clock: HLC
     ) -> tuple[dict[str, int], dict[str, int]] | None:
-        wanted = list(dict.fromkeys(value))
-        present = {item for item, at in adds.items() if at > dels.get(item, 0)}
-        if len(wanted) == len(present) and present.issuperset(wanted):
+        items = value if isinstance(value, list) else list(value)
+        if not dels and (not adds or min(adds.values()) > 0):
+            present: Any = adds.keys()  # nothing removed: every added id is in
+        else:
+            present = {item for item, at in adds.items() if at > dels.get(item, 0)}
+        if present == set(items):
             return None  # the same ids (an order is not an event): the usual case, cheap
+        wanted = list(dict.fromkeys(items))
         new_adds, new_dels = dict(adds), dict(dels)
         keep = set(wanted)
         for item in self._live(adds, dels):
