@@ -63,11 +63,12 @@ def _base_env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_missing_token_is_actionable(tmp_path: Path) -> None:
-    """Without TELEGRAM_BOT_TOKEN, deploy.sh says where to get it and where to put it."""
+    """Without TELEGRAM_BOT_TOKEN, deploy.sh says where to get it and where to put it, and
+    exits 2 (a configuration problem, as documented)."""
     if (ROOT / ".env").exists() and "TELEGRAM_BOT_TOKEN" in (ROOT / ".env").read_text():
         pytest.skip("this checkout has a token in .env")
     done = _deploy("auto", env=_base_env(tmp_path))
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "TELEGRAM_BOT_TOKEN is not set" in done.stderr
     assert "@BotFather" in done.stderr
     assert ".env" in done.stderr

@@ -59,6 +59,11 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _pid(pid_file: Path) -> int:
+    """The pid in deploy.sh's pid file (its first line; the second is the start time)."""
+    return int(pid_file.read_text().splitlines()[0])
+
+
 def _kill(pid: int) -> None:
     if _alive(pid):
         os.kill(pid, signal.SIGKILL)
@@ -181,7 +186,7 @@ def test_deploy_auto_status_logs_stop(tmp_path: Path, fake_api: int) -> None:
         deployed = _run(env, "auto")
         pid_file = run_dir / "vechnost.pid"
         if pid_file.exists():
-            bot_pid = int(pid_file.read_text().strip())
+            bot_pid = _pid(pid_file)
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         assert "installing" not in deployed.stdout, "deploy.sh reinstalled an up-to-date .venv"
         assert "ready: storage redis" in deployed.stdout
@@ -219,7 +224,7 @@ def test_deploy_auto_status_logs_stop(tmp_path: Path, fake_api: int) -> None:
 
         restarted = _run(env, "restart")
         assert restarted.returncode == 0, restarted.stdout + restarted.stderr
-        old_pid, bot_pid = bot_pid, int(pid_file.read_text().strip())
+        old_pid, bot_pid = bot_pid, _pid(pid_file)
         first_redis_pid = redis_pid
         assert bot_pid != old_pid
         assert not _alive(old_pid)
@@ -288,7 +293,7 @@ def test_deploy_redis_mode_uses_the_compose_redis(tmp_path: Path, fake_api: int)
         if (fake_dir / "redis.pid").exists():
             redis_pid = int((fake_dir / "redis.pid").read_text().strip())
         if (run_dir / "vechnost.pid").exists():
-            bot_pid = int((run_dir / "vechnost.pid").read_text().strip())
+            bot_pid = _pid(run_dir / "vechnost.pid")
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         assert "--profile redis-external up -d redis" in (fake_dir / "calls").read_text()
         password_file = run_dir / "redis-password"
@@ -330,3 +335,89 @@ def test_deploy_auto_reports_a_bot_that_dies_at_startup(tmp_path: Path) -> None:
     assert "Telegram rejected TELEGRAM_BOT_TOKEN" in deployed.stderr
     assert DEFAULT_TOKEN not in deployed.stderr
     assert not (Path(env["VECHNOST_RUN_DIR"]) / "vechnost.pid").exists()
+
+
+def test_restart_checks_before_it_stops_and_keeps_the_settings(
+    tmp_path: Path, fake_api: int
+) -> None:
+    """restart from a shell without the token or REDIS_DATA_DIR brings the same bot back on
+    the same data dir (run/env); a restart that could not start leaves the bot running."""
+    env = _bot_env(tmp_path, fake_api, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    run_dir = Path(env["VECHNOST_RUN_DIR"])
+    pid_file = run_dir / "vechnost.pid"
+    pids: list[int] = []
+    try:
+        deployed = _run(env, "auto")
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        pids.append(_pid(pid_file))
+        assert (run_dir / "env").stat().st_mode & 0o777 == 0o600
+        bare = {
+            key: value
+            for key, value in env.items()
+            if key not in {"TELEGRAM_BOT_TOKEN", "REDIS_DATA_DIR", "REDIS_URL"}
+        }
+
+        broken = _run({**bare, "HEALTH_PORT": "not-a-port"}, "restart")
+        assert broken.returncode == 2, broken.stdout + broken.stderr
+        assert "HEALTH_PORT" in broken.stderr
+        assert _alive(pids[0]), "a restart that cannot start stopped the running bot"
+
+        restarted = _run(bare, "restart")
+        assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+        pids.append(_pid(pid_file))
+        assert pids[1] != pids[0]
+        assert not _alive(pids[0])
+        status = _status_json(_run(bare, "status", "--json").stdout)
+        redis = status["redis"]
+        assert isinstance(redis, dict)
+        assert Path(str(redis["data_dir"])).resolve() == Path(env["REDIS_DATA_DIR"]).resolve()
+
+        # An older deploy without run/env, and no token in this shell: nothing is stopped.
+        (run_dir / "env").unlink()
+        refused = _run(bare, "restart")
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "TELEGRAM_BOT_TOKEN is not set" in refused.stderr
+        assert _alive(pids[1])
+        assert _run(bare, "status").returncode == 0
+    finally:
+        _run(env, "stop")
+        for pid in pids:
+            _kill(pid)
+
+
+def test_stale_pid_file_never_signals_a_bystander(tmp_path: Path) -> None:
+    """A pid file naming another live process, even one whose command line says
+    'vechnost', is stale: stop and status leave that process alone."""
+    bystander = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "vechnost", "run"],
+        start_new_session=True,
+    )
+    try:
+        run_dir = tmp_path / "run"
+        run_dir.mkdir()
+        for content in (f"{bystander.pid}\n", f"{bystander.pid}\n12345\n"):
+            (run_dir / "vechnost.pid").write_text(content)
+            env = _bot_env(tmp_path, free_port())
+            stopped = _run(env, "stop")
+            assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+            assert "not running" in stopped.stdout
+            assert bystander.poll() is None, "deploy.sh signalled a process that is not its bot"
+            assert _run(env, "status").returncode == 3
+    finally:
+        bystander.kill()
+        bystander.wait(5)
+
+
+def test_failed_start_shows_this_runs_error_first(tmp_path: Path) -> None:
+    """An older run's traceback in the log file is not what a failed start shows: this
+    start's own error comes first, the old lines not at all."""
+    with _fake_api_process("--bad-token", DEFAULT_TOKEN) as api_port:
+        env = _bot_env(tmp_path, api_port, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+        log = Path(env["REDIS_DATA_DIR"]) / "vechnost.log"
+        log.parent.mkdir(parents=True)
+        log.write_text("Traceback (most recent call last):\n  OldRunError: from yesterday\n")
+        deployed = _run(env, "auto")
+    assert deployed.returncode == 1
+    assert "OldRunError" not in deployed.stderr
+    first_error = deployed.stderr.index("Telegram rejected TELEGRAM_BOT_TOKEN")
+    assert first_error < deployed.stderr.index("--- last lines of")
