@@ -613,7 +613,8 @@ cmd_restart() {
 
 main() {
     local command=auto foreground=0 arg
-    # Empty arrays are expanded as ${a[@]+"${a[@]}"}: bash 3.2 calls "${a[@]}" unbound.
+    # Arrays that may be empty are expanded with a + guard: bash 3.2 under set -u calls an
+    # empty array unbound.
     local args=() rest=()
     while [ "$#" -gt 0 ]; do
         case $1 in

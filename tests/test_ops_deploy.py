@@ -174,6 +174,63 @@ def _pwsh_errors(source: bytes) -> list[str]:
     return problems
 
 
+def test_deploy_sh_is_bash_3_2_safe() -> None:
+    """macOS bash 3.2 calls an empty "${a[@]}" unbound under set -u: every array expansion
+    is guarded as ${a[@]+"${a[@]}"} (COMPOSE_FILES is never empty)."""
+    text = DEPLOY_SH.read_text()
+    bare = re.findall(r'(?<!\+)"\$\{(\w+)\[@\]\}"', text)
+    guarded = re.findall(r'\$\{(\w+)\[@\]\+"\$\{\1\[@\]\}"\}', text)
+    assert guarded, "the guard pattern is used"
+    assert set(bare) - {"COMPOSE_FILES"} == set(), bare
+    for needs_4 in ("mapfile", "readarray", "declare -A", "local -A", "${var,,}", "|&", "&>>"):
+        assert needs_4 not in text, f"{needs_4} needs bash 4"
+
+
+def test_gitattributes_keep_scripts_runnable_on_windows_checkouts() -> None:
+    """Shell scripts stay LF whatever core.autocrlf says; deploy.ps1 is CRLF."""
+    attributes = (ROOT / ".gitattributes").read_text().splitlines()
+    for rule in ("*.sh text eol=lf", ".ci/run text eol=lf", "scripts/check text eol=lf"):
+        assert rule in attributes
+    assert "*.ps1 text eol=crlf" in attributes
+    done = subprocess.run(
+        ["git", "check-attr", "eol", "deploy.sh", "deploy/docker-entrypoint.sh", "deploy.ps1"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode == 0:  # a git checkout (not an sdist)
+        assert "deploy.sh: eol: lf" in done.stdout
+        assert "deploy/docker-entrypoint.sh: eol: lf" in done.stdout
+        assert "deploy.ps1: eol: crlf" in done.stdout
+
+
+def _ps1_functions(text: str) -> dict[str, str]:
+    """Top-level functions of deploy.ps1: name -> body (up to the next function)."""
+    parts = re.split(r"^function ([\w-]+)", text, flags=re.MULTILINE)
+    return {parts[i]: parts[i + 1] for i in range(1, len(parts) - 1, 2)}
+
+
+def test_deploy_ps1_windows_powershell_5_1_patterns() -> None:
+    """Redirected native stderr (which throws under $ErrorActionPreference='Stop' on 5.1)
+    happens only in the two helpers that lower it; -Json output is JSON only (every
+    Write-Host is Write-Step's); the background bot logs errors only to its console file;
+    the script is ASCII (5.1 reads a BOM-less file as ANSI)."""
+    raw = DEPLOY_PS1.read_bytes()
+    assert all(byte < 128 for byte in raw)
+    text = raw.decode()
+    functions = _ps1_functions(text)
+    helpers = {"Invoke-NativeQuiet", "Get-NativeOutput"}
+    for name, body in functions.items():
+        if name in helpers:
+            assert "$ErrorActionPreference = 'Continue'" in body
+            continue
+        for pattern in ("2>$null", "*> $null", "2>&1", "2> $null"):
+            assert pattern not in body, f"{name} redirects native stderr ({pattern})"
+        if name != "Write-Step":
+            assert "Write-Host" not in body, f"{name} writes to stdout past -Json"
+    assert "$env:LOG_CONSOLE = 'false'" in functions["Start-Bot"]
+    assert "ExecutionPolicy" in text
+    assert "docker-compose @" not in text, "Compose v1 cannot read the file"
+
+
 def test_pwsh_parser_catches_errors() -> None:
     """The tree-sitter PowerShell grammar really flags broken scripts (the check has teeth)."""
     assert _pwsh_errors(b"function f { if ($x -eq 1 { Write-Host 'x' }\n")
@@ -185,10 +242,13 @@ def test_deploy_ps1_parses() -> None:
 
 
 def test_deploy_ps1_has_the_interface() -> None:
-    """deploy.ps1 takes -Mode auto|redis, -Command status|logs|stop|restart and -Foreground."""
+    """deploy.ps1 takes -Mode auto|redis, -Command status|doctor|logs|stop|restart and
+    -Foreground."""
     text = DEPLOY_PS1.read_text(encoding="utf-8")
     assert re.search(r"ValidateSet\(\s*'auto'\s*,\s*'redis'\s*\)", text)
-    assert re.search(r"ValidateSet\([^)]*'status'[^)]*'logs'[^)]*'stop'[^)]*'restart'", text)
+    assert re.search(
+        r"ValidateSet\([^)]*'status'[^)]*'doctor'[^)]*'logs'[^)]*'stop'[^)]*'restart'", text
+    )
     assert "[switch]$Foreground" in text
     assert r".venv\Scripts\python.exe" in text
     assert "Start-Process" in text
