@@ -138,6 +138,9 @@ class VechnostApp:
         self._storage_started = False
         self._bot_initialized = False
         self._bot_started = False
+        # The last error talking to Telegram (for `status`), and when (monotonic).
+        self._telegram_error: str | None = None
+        self._telegram_error_at: float | None = None
         self._stopped = False
 
     # -- facts ------------------------------------------------------------------------
@@ -176,6 +179,15 @@ class VechnostApp:
                 "username": username,
                 "cards_sent": self.game.cards.stats.sent if self.game else 0,
                 "file_ids_reused": self.game.cards.stats.reused if self.game else 0,
+            },
+            "telegram": {
+                "connected": self._bot_initialized,
+                "last_error": self._telegram_error,
+                "last_error_seconds_ago": (
+                    round(time.monotonic() - self._telegram_error_at, 1)
+                    if self._telegram_error_at is not None
+                    else None
+                ),
             },
             "storage": storage,
             "redis": redis,
@@ -273,6 +285,7 @@ class VechnostApp:
                     "telegram_unreachable", attempt=attempt, retry_in=round(wait, 2),
                     error=str(error),
                 )  # fmt: skip
+                self._note_telegram_error(error)
                 await asyncio.sleep(wait)
                 delay = min(delay * 2, _RETRY_MAX)
             else:
@@ -280,10 +293,14 @@ class VechnostApp:
                 log.info("telegram_connected", username=application.bot.username, attempt=attempt)
                 return
 
-    @staticmethod
-    def _on_polling_error(error: TelegramError) -> None:
+    def _on_polling_error(self, error: TelegramError) -> None:
         # python-telegram-bot retries polling by itself with backoff; one line per failure.
         log.warning("telegram_polling_error", error=str(error), kind=type(error).__name__)
+        self._note_telegram_error(error)
+
+    def _note_telegram_error(self, error: Exception) -> None:
+        self._telegram_error = f"{type(error).__name__}: {error}"
+        self._telegram_error_at = time.monotonic()
 
     async def stop(self) -> None:
         """Stop in reverse order, each step bounded; safe to call twice."""

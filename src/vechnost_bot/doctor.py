@@ -1,4 +1,4 @@
-"""``vechnost doctor``: check configuration, binary, port, data dir and Redis.
+"""``vechnost doctor``: check configuration, binary, port, data dir, Redis and Telegram.
 
 Each check prints ``OK``, ``WARN`` or ``FAIL`` with what it found and, when not
 OK, what to do. Nothing is started, created or changed. Exit code 0 when no
@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from vechnost_bot.config import Settings
 from vechnost_bot.errors import RedisBinaryInvalidError, RedisBinaryNotFoundError
+from vechnost_bot.ops.telegram_check import check_telegram
 from vechnost_bot.redis.autostart import endpoint_from_url, password_rejected_message
 from vechnost_bot.redis.commands import local_facts, probe_facts
 from vechnost_bot.redis.datadir import resolve_data_dir
@@ -70,6 +71,8 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
 
 async def run_checks(settings: Settings) -> list[Check]:
     """All checks, in the order they are printed."""
+    # Telegram answers in its own time: asked while the local checks run.
+    telegram = asyncio.create_task(check_telegram(settings))
     checks = [_check_config(settings)]
     binary_check, _binary = await _check_binary(settings)
     checks.append(binary_check)
@@ -79,6 +82,7 @@ async def run_checks(settings: Settings) -> list[Check]:
     checks.append(_check_port(settings, external_facts, local))
     checks.append(_check_data_dir(resolve_data_dir(settings.redis_data_dir)))
     checks.append(_check_reachability(settings, binary_check, external_facts, local))
+    checks.extend(Check(t.level, t.name, t.detail, t.fix) for t in await telegram)
     return checks
 
 
@@ -102,7 +106,15 @@ def _check_config(settings: Settings) -> Check:
             "use a number with an optional unit, e.g. 256mb or 1gb",
         )
     if settings.token is None:
-        return Check("WARN", "configuration", detail, "set TELEGRAM_BOT_TOKEN to run the bot")
+        dotenv = Path.cwd() / ".env"
+        where = f"{dotenv} has none" if dotenv.is_file() else f"there is no {dotenv}"
+        return Check(
+            "WARN",
+            "configuration",
+            f"{detail}; TELEGRAM_BOT_TOKEN is not set ({where})",
+            "put TELEGRAM_BOT_TOKEN in .env (the bot reads .env from its working directory; "
+            "./deploy.sh doctor uses what ./deploy.sh started the bot with)",
+        )
     return Check("OK", "configuration", detail)
 
 

@@ -96,6 +96,7 @@ class FakeBotApi:
         self.uploads = 0
         self.expired_queries: set[str] = set()  # answerCallbackQuery says "too old"
         self.failing_photos = 0  # this many next sendPhoto calls get 502 Bad Gateway
+        self.webhook_url = ""  # what getWebhookInfo reports (a webhook set elsewhere)
         self._state = _State()
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._update_ids = itertools.count(1)
@@ -351,6 +352,12 @@ class FakeBotApi:
             "can_read_all_group_messages": False,
             "supports_inline_queries": False,
         }
+
+    async def _api_getWebhookInfo(  # noqa: N802
+        self, _p: dict[str, Any], _f: dict[str, bytes]
+    ) -> dict[str, Any]:
+        pending = len(self._state.updates)
+        return {"url": self.webhook_url, "pending_update_count": pending}
 
     async def _api_getUpdates(  # noqa: N802
         self, params: dict[str, Any], _f: dict[str, bytes]
