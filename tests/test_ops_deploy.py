@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -415,3 +416,45 @@ def test_dockerignore_keeps_secrets_out() -> None:
     entries = (ROOT / ".dockerignore").read_text().split()
     for entry in (".env", ".venv", ".git", "run"):
         assert entry in entries
+
+
+# --- systemd ------------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not found")
+def test_systemd_unit_verifies(tmp_path: Path) -> None:
+    """deploy/vechnost.service passes `systemd-analyze verify` (pointed at this checkout,
+    whose .venv/bin/vechnost exists): no error and no warning about the unit; exit 2 (a
+    configuration error) is not restarted."""
+    unit = (ROOT / "deploy" / "vechnost.service").read_text()
+    assert "RestartPreventExitStatus=2" in unit
+    assert "ExecStart=/opt/vechnost/.venv/bin/vechnost run" in unit
+    copy = tmp_path / "vechnost.service"
+    copy.write_text(unit.replace("/opt/vechnost", str(ROOT)))
+    done = subprocess.run(
+        ["systemd-analyze", "verify", str(copy)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    about_unit = [
+        line for line in (done.stdout + done.stderr).splitlines() if "vechnost.service" in line
+    ]
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert about_unit == []
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not found")
+def test_systemd_verify_has_teeth(tmp_path: Path) -> None:
+    """The check above fails for a unit with a typo or a missing program."""
+    broken = tmp_path / "vechnost.service"
+    broken.write_text("[Service]\nRestrt=always\nExecStart=/nonexistent/vechnost run\n")
+    done = subprocess.run(
+        ["systemd-analyze", "verify", str(broken)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode != 0 or "vechnost.service" in done.stdout + done.stderr

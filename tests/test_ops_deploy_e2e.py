@@ -421,3 +421,93 @@ def test_failed_start_shows_this_runs_error_first(tmp_path: Path) -> None:
     assert "OldRunError" not in deployed.stderr
     first_error = deployed.stderr.index("Telegram rejected TELEGRAM_BOT_TOKEN")
     assert first_error < deployed.stderr.index("--- last lines of")
+
+
+def _quick_start_commands() -> list[str]:
+    """The commands of the README's Quick start block, in order."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Quick start", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [
+        line.split("#", 1)[0].strip()
+        for line in block.splitlines()
+        if line.split("#", 1)[0].strip()
+    ]
+
+
+def test_readme_quick_start_on_a_clean_clone(tmp_path: Path, fake_api: int) -> None:
+    """The Quick start as written, in a fresh clone: cp .env.example .env, the token put
+    in .env, ./deploy.sh auto from a shell without any setting. It even repairs a .venv
+    left without pip (python3-venv missing on the first try). The bot answers /start.
+    (./scripts/check is this test suite itself.)"""
+    assert _quick_start_commands() == [
+        "cp .env.example .env",
+        "./deploy.sh auto",
+        "./scripts/check",
+    ]
+    clone = tmp_path / "clone"
+    subprocess.run(
+        ["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(clone)],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    env = _bot_env(tmp_path, fake_api)
+    for name in [key for key in env if key.startswith(("TELEGRAM_", "REDIS_", "HEALTH_"))]:
+        del env[name]
+    del env["VECHNOST_RUN_DIR"]
+    # A venv made while python3-venv was missing: python but no pip.
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(clone / ".venv")],
+        check=True, timeout=120,
+    )  # fmt: skip
+    health_port = free_port()
+    bot_pid = 0
+    try:
+        copied = subprocess.run(
+            "cp .env.example .env", shell=True, cwd=clone, env=env, check=False, timeout=30
+        )
+        assert copied.returncode == 0
+        dotenv = clone / ".env"
+        text = dotenv.read_text().replace(
+            "TELEGRAM_BOT_TOKEN=\n", f"TELEGRAM_BOT_TOKEN={DEFAULT_TOKEN}\n"
+        )
+        assert DEFAULT_TOKEN in text, ".env.example has no TELEGRAM_BOT_TOKEN= line to fill"
+        # This machine's test setup: the fake Bot API, free ports, a private data dir.
+        text += (
+            f"TELEGRAM_API_BASE_URL=http://127.0.0.1:{fake_api}/bot\n"
+            f"HEALTH_PORT={health_port}\n"
+            f"REDIS_URL=redis://127.0.0.1:{free_port()}/0\n"
+            f"REDIS_DATA_DIR={tmp_path / 'data'}\n"
+        )
+        dotenv.write_text(text)
+        deployed = subprocess.run(
+            ["./deploy.sh", "auto"], cwd=clone, env=env, capture_output=True, text=True,
+            timeout=600, check=False,
+        )  # fmt: skip
+        pid_file = clone / "run" / "vechnost.pid"
+        if pid_file.exists():
+            bot_pid = _pid(pid_file)
+        assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+        assert "repairing" in deployed.stdout
+        assert "ready: storage" in deployed.stdout
+        _say_start(fake_api, chat_id=5151)
+        _wait_reply(fake_api, chat_id=5151)
+        for command in ("status", "doctor"):
+            done = subprocess.run(
+                ["./deploy.sh", command], cwd=clone, env=env, capture_output=True, text=True,
+                timeout=60, check=False,
+            )  # fmt: skip
+            assert DEFAULT_TOKEN not in done.stdout + done.stderr
+            if command == "doctor":
+                assert "OK    telegram" in done.stdout, done.stdout
+                assert "TELEGRAM_BOT_TOKEN is not set" not in done.stdout
+            else:
+                assert done.returncode in (0, 1), done.stdout + done.stderr
+        stopped = subprocess.run(
+            ["./deploy.sh", "stop"], cwd=clone, env=env, capture_output=True, text=True,
+            timeout=60, check=False,
+        )  # fmt: skip
+        assert stopped.returncode == 0
+        assert not _alive(bot_pid)
+    finally:
+        if bot_pid:
+            _kill(bot_pid)
