@@ -463,7 +463,7 @@ def test_readme_quick_start_on_a_clean_clone(tmp_path: Path, fake_api: int) -> N
     bot_pid = 0
     try:
         copied = subprocess.run(
-            "cp .env.example .env", shell=True, cwd=clone, env=env, check=False, timeout=30
+            ["sh", "-c", "cp .env.example .env"], cwd=clone, env=env, check=False, timeout=30
         )
         assert copied.returncode == 0
         dotenv = clone / ".env"
