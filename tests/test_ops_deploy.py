@@ -132,11 +132,30 @@ def test_redis_mode_docker_problems_are_actionable(
     assert expected in done.stderr
 
 
+def test_compose_v1_only_says_v2_is_needed(tmp_path: Path) -> None:
+    """Only the old docker-compose 1.x (Debian 12's package): a message that v2 is needed,
+    instead of falling back to it (it rejects the file's `name:`)."""
+    env = {**_base_env(tmp_path), "TELEGRAM_BOT_TOKEN": "1:x", "PYTHON": sys.executable}
+    env["PATH"] = _path_without(tmp_path, "docker", "docker-compose")
+    for name, script in (
+        ("docker", '#!/bin/sh\n[ "$1" = compose ] && exit 1\nexit 0\n'),
+        ("docker-compose", "#!/bin/sh\necho 'docker-compose version 1.29.2'\n"),
+    ):
+        fake = Path(env["PATH"]) / name
+        fake.write_text(script)
+        fake.chmod(0o755)
+    done = _deploy("redis", env=env)
+    assert done.returncode == 1
+    assert "Compose v2" in done.stderr
+    assert "1.x" in done.stderr
+    assert "docker-compose-plugin" in done.stderr
+
+
 def test_unknown_command_and_help(tmp_path: Path) -> None:
     """help lists every command; an unknown command exits 1 pointing at help."""
     done = _deploy("help", env=_base_env(tmp_path))
     assert done.returncode == 0
-    for word in ("auto", "redis", "status", "logs", "stop", "restart", "--foreground"):
+    for word in ("auto", "redis", "status", "doctor", "logs", "stop", "restart", "--foreground"):
         assert word in done.stdout
     done = _deploy("bogus", env=_base_env(tmp_path))
     assert done.returncode == 1
