@@ -211,6 +211,12 @@ def _container(engine: container.Engine, service: str, project: Path) -> dict[st
     return container.inspect(engine.runner, ids[0])
 
 
+def _restarted(engine: container.Engine, project: Path) -> bool:
+    """Docker restarted the killed Redis container and it runs again."""
+    redis = _container(engine, "redis", project)
+    return bool(redis["RestartCount"] >= 1 and redis["State"]["Running"])
+
+
 def _zombies(init_pid: int) -> list[tuple[int, str, str, int]]:
     return [proc for proc in container.container_processes(init_pid) if proc[1] == "Z"]
 
@@ -265,16 +271,18 @@ def test_auto_profile_survives_a_redis_kill(engine: container.Engine, tmp_path: 
                 assert len(redis) == 1, redis
                 os.kill(redis[0][0], signal.SIGKILL)
                 await player.draw()  # served whether or not Redis is back yet
-                back = await _wait_status(
+                await _wait_status(
                     http,
                     lambda s, k=kill: (
-                        s["storage"]["mode"] == "redis" and s["redis"]["restarts"] >= k + 1
+                        s["storage"]["mode"] == "redis"
+                        and s["redis"]["restarts"] >= k + 1
+                        # whatever went to the local store meanwhile is back in Redis
+                        and s["storage"]["failbacks"] == s["storage"]["failovers"]
+                        and s["storage"]["journal_size"] == 0
                     ),
                     60,
                 )
                 await player.draw()
-            assert back["storage"]["failbacks"] == back["storage"]["failovers"]
-            assert back["storage"]["journal_size"] == 0
             await asyncio.sleep(1)
             # Without an init as PID 1 each kill leaves one (the bot never reaps them).
             assert _zombies(init_pid) == [], "a killed redis-server was never reaped"
@@ -318,14 +326,20 @@ def test_external_profile_survives_a_redis_container_kill(
             for _ in range(2):
                 await player.draw()
             os.kill(redis_pid, signal.SIGKILL)
-            await _wait_status(http, lambda s: s["storage"]["mode"] == "memory", 30)
-            await player.draw()  # written to the local store while Redis is away
+            # At once: Docker brings Redis back within a second, so this draw usually
+            # meets the dead connection and is kept locally, then reconciled.
+            await player.draw()
+            await _wait_status(http, lambda s: _restarted(engine, project), 60)
             back = await _wait_status(
                 http,
-                lambda s: s["storage"]["mode"] == "redis" and s["storage"]["failbacks"] >= 1,
+                lambda s: (
+                    s["storage"]["mode"] == "redis"
+                    and s["storage"]["failbacks"] == s["storage"]["failovers"]
+                    and s["storage"]["journal_size"] == 0
+                ),
                 60,
             )
-            assert back["storage"]["journal_size"] == 0
+            assert back["redis"]["source"] == "external"
             await player.draw()
 
         _play(engine, scenario)

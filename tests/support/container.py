@@ -420,6 +420,7 @@ def prepare(cache: Path = CACHE_DIR) -> Iterator[Engine]:
     """
     cache.mkdir(parents=True, exist_ok=True)
     with _locked(cache / "lock"):
+        _clean_stale_runs(cache)
         timings: dict[str, float] = {}
         started = time.monotonic()
         engine_root = _download_engine(cache)
@@ -459,6 +460,16 @@ def prepare(cache: Path = CACHE_DIR) -> Iterator[Engine]:
             for pid in _processes_mentioning(str(work)):
                 _terminate(pid, 5)
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _clean_stale_runs(cache: Path) -> None:
+    """A run that was killed (its session ended) may have left daemons and its work dir;
+    under the lock no other run uses them. Its daemons are found by their command lines,
+    which name that dir (a pid file alone could name a reused pid), and ended by pid."""
+    for stale in cache.glob("run-*"):
+        for pid in _processes_mentioning(str(stale)):
+            _terminate(pid, 20)
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _start_builder(builder: Daemon) -> None:
