@@ -211,6 +211,14 @@ def _container(engine: container.Engine, service: str, project: Path) -> dict[st
     return container.inspect(engine.runner, ids[0])
 
 
+def _healthcheck(engine: container.Engine, bot: dict[str, Any]) -> int:
+    """Run the image's HEALTHCHECK command in the bot's container; its exit code."""
+    test = bot["Config"]["Healthcheck"]["Test"]
+    assert test[0] == "CMD"
+    done = engine.runner.docker("exec", bot["Id"], *test[1:], check=False)
+    return done.returncode
+
+
 def _restarted(engine: container.Engine, project: Path) -> bool:
     """Docker restarted the killed Redis container and it runs again."""
     redis = _container(engine, "redis", project)
@@ -292,6 +300,8 @@ def test_auto_profile_survives_a_redis_kill(engine: container.Engine, tmp_path: 
         bot = _container(engine, "vechnost-bot", project)
         assert bot["RestartCount"] == 0
         assert bot["HostConfig"]["LogConfig"]["Config"]["max-size"] == "10m"
+        # The image's HEALTHCHECK follows HEALTH_PORT (not 8080 here).
+        assert _healthcheck(engine, bot) == 0
         assert bot["Config"]["User"] not in ("", "0", "root")
     finally:
         _down(engine, project)
@@ -371,6 +381,7 @@ def test_missing_token_does_not_restart_loop(engine: container.Engine, tmp_path:
         bot = _container(engine, "vechnost-bot", project)
         assert bot["State"]["Running"] is True
         assert bot["RestartCount"] == 0
+        assert _healthcheck(engine, bot) != 0, "a bot that is not running reports healthy"
         stop_started = time.monotonic()
     finally:
         _down(engine, project)

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -509,5 +509,74 @@ def test_readme_quick_start_on_a_clean_clone(tmp_path: Path, fake_api: int) -> N
         assert stopped.returncode == 0
         assert not _alive(bot_pid)
     finally:
+        if bot_pid:
+            _kill(bot_pid)
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{what} within {timeout}s")
+
+
+def test_ctrl_c_in_the_readiness_wait_says_what_keeps_running(tmp_path: Path) -> None:
+    """Ctrl-C while deploy.sh waits for /readyz (Telegram unreachable: never ready): exit
+    130, no traceback, and it names the bot that keeps running in the background."""
+    env = _bot_env(tmp_path, free_port(), REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    pid_file = Path(env["VECHNOST_RUN_DIR"]) / "vechnost.pid"
+    deploy = subprocess.Popen(
+        [str(DEPLOY_SH), "auto"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    bot_pid = 0
+    try:
+        _wait_for(pid_file.exists, 30, "deploy.sh never started the bot")
+        bot_pid = _pid(pid_file)
+        time.sleep(1)
+        os.killpg(deploy.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
+        out, err = deploy.communicate(timeout=30)
+        assert deploy.returncode == 130, out + err
+        assert "Traceback" not in err
+        assert f"vechnost (pid {bot_pid}) keeps running" in err
+        assert "./deploy.sh stop" in err
+        assert _alive(bot_pid)
+        assert _run(env, "stop").returncode == 0
+        assert not _alive(bot_pid)
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+            deploy.communicate()
+        if bot_pid:
+            _kill(bot_pid)
+
+
+def test_foreground_leaves_no_pid_file(tmp_path: Path, fake_api: int) -> None:
+    """--foreground: the pid file names the bot while it runs (so status finds it) and is
+    gone after Ctrl-C stops it."""
+    env = _bot_env(tmp_path, fake_api, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    pid_file = Path(env["VECHNOST_RUN_DIR"]) / "vechnost.pid"
+    deploy = subprocess.Popen(
+        [str(DEPLOY_SH), "auto", "--foreground"], cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    bot_pid = 0
+    try:
+        _wait_for(
+            lambda: _run(env, "status").returncode == 0, 60, "the foreground bot was not ready"
+        )
+        bot_pid = _pid(pid_file)
+        status = _run(env, "status")
+        assert f"pid {bot_pid}" in status.stderr + status.stdout
+        os.killpg(deploy.pid, signal.SIGINT)
+        deploy.wait(45)
+        assert not pid_file.exists(), "--foreground left its pid file behind"
+        assert not _alive(bot_pid)
+    finally:
+        if deploy.poll() is None:
+            os.killpg(deploy.pid, signal.SIGKILL)
+            deploy.wait(10)
         if bot_pid:
             _kill(bot_pid)
