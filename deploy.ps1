@@ -284,13 +284,17 @@ function Import-State {
 }
 
 $SettingPattern = '^(TELEGRAM_|REDIS_|HEALTH_|LOG_|RATE_LIMIT_|PYTHON$)'
+# The settings the operator gave (this session's, or restored by Import-Environment), not
+# the ones this script derives per mode (REDIS_URL in redis mode, REDIS_AUTO_START, LOG_FILE).
+$script:OperatorSettings = @(Get-ChildItem Env: | Where-Object { $_.Name -match $SettingPattern } | ForEach-Object { $_.Name })
 
 # The bot's settings from this session, so that a restart from another window starts the
 # same bot (the file may hold the token: readable by this user only).
 function Save-Environment {
     $saved = @{}
-    foreach ($item in Get-ChildItem Env:) {
-        if ($item.Name -match $SettingPattern) { $saved[$item.Name] = $item.Value }
+    foreach ($name in $script:OperatorSettings) {
+        $value = [Environment]::GetEnvironmentVariable($name)
+        if ($null -ne $value) { $saved[$name] = $value }
     }
     $saved | ConvertTo-Json | Set-Content -LiteralPath $EnvFile -Encoding UTF8
     try {
@@ -314,6 +318,7 @@ function Import-Environment {
         if ($property.Name -match $SettingPattern -and
             $null -eq [Environment]::GetEnvironmentVariable($property.Name)) {
             [Environment]::SetEnvironmentVariable($property.Name, [string]$property.Value)
+            $script:OperatorSettings += $property.Name
         }
     }
 }

@@ -197,16 +197,18 @@ load_state() {
     done <"$STATE_FILE"
 }
 
-# The bot's settings from this shell (NUL-separated, 0600: it may hold the token), so
-# that `restart` from another shell starts the same bot.
+# The settings the operator gave (this shell's, or restored by load_env), not the ones
+# deploy.sh derives per mode (REDIS_URL in redis mode, REDIS_AUTO_START, LOG_FILE).
+OPERATOR_SETTINGS=$(compgen -e | grep -E '^(TELEGRAM_|REDIS_|HEALTH_|LOG_|RATE_LIMIT_|PYTHON$)' || true)
+
+# The operator's settings (NUL-separated, 0600: it may hold the token), so that
+# `restart` from another shell starts the same bot.
 save_env() {
     local name
     (
         umask 077
-        for name in $(compgen -e); do
-            case $name in
-            TELEGRAM_* | REDIS_* | HEALTH_* | LOG_* | RATE_LIMIT_* | PYTHON) printf '%s=%s\0' "$name" "${!name}" ;;
-            esac
+        for name in $OPERATOR_SETTINGS; do
+            if [ -n "${!name+set}" ]; then printf '%s=%s\0' "$name" "${!name}"; fi
         done >"$ENV_FILE"
     )
 }
@@ -220,6 +222,7 @@ load_env() {
         case $name in TELEGRAM_* | REDIS_* | HEALTH_* | LOG_* | RATE_LIMIT_* | PYTHON) ;; *) continue ;; esac
         if [ -z "${!name+set}" ]; then
             export "$name=${entry#*=}"
+            OPERATOR_SETTINGS="$OPERATOR_SETTINGS $name"
         fi
     done <"$ENV_FILE"
 }
