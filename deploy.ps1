@@ -573,6 +573,11 @@ function Invoke-Deploy([string]$DeployMode) {
     Install-Vechnost $python
     if ($DeployMode -eq 'auto') {
         $env:REDIS_AUTO_START = 'true'
+        # REDIS_PASSWORD (also in .env) is the Redis container's, for redis mode; the
+        # auto-started server has its own generated password. Set here, it wins over .env
+        # (a single space: PowerShell 5.1 deletes a variable set to '').
+        $env:REDIS_PASSWORD = ' '
+        $env:REDIS_PASSWORD_FILE = ' '
     }
     else {
         Assert-NotRunning

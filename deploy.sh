@@ -438,6 +438,9 @@ deploy_auto() {
     check_token
     install
     export REDIS_AUTO_START=true
+    # REDIS_PASSWORD (also in .env) is the Redis container's, for redis mode; the
+    # auto-started server has its own generated password. Empty here wins over .env.
+    export REDIS_PASSWORD="" REDIS_PASSWORD_FILE=""
     start_bot auto "$1"
 }
 

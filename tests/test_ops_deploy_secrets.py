@@ -8,7 +8,6 @@ import pytest
 
 from vechnost_bot.config import load_settings
 from vechnost_bot.errors import ConfigError
-from vechnost_bot.redis.autostart import endpoint_from_url
 
 _SETTINGS = ("TELEGRAM_BOT_TOKEN", "REDIS_URL", "REDIS_PASSWORD")
 
@@ -63,8 +62,7 @@ def test_redis_password_is_url_encoded_into_the_url(
     """REDIS_PASSWORD with / # @ : % reaches Redis intact: the URL stays valid."""
     monkeypatch.setenv("REDIS_URL", "redis://redis:6379/0")
     monkeypatch.setenv("REDIS_PASSWORD", password)
-    endpoint = endpoint_from_url(load_settings().redis_url)
-    assert endpoint is not None
+    endpoint = load_settings().redis_target
     assert (endpoint.host, endpoint.port, endpoint.password) == ("redis", 6379, password)
 
 

@@ -160,7 +160,8 @@ def test_status_shows_the_telegram_error(tmp_path: Path) -> None:
             time.sleep(0.3)
         telegram = snapshot.get("telegram")
         assert isinstance(telegram, dict), snapshot
-        assert telegram["connected"] is False
+        assert telegram["polling"] is False
+        assert telegram["state"] == "retrying"
         assert "NetworkError" in str(telegram["last_error"])
         table = subprocess.run(
             [sys.executable, "-m", "vechnost_bot", "status"],

@@ -32,6 +32,7 @@ from vechnost_bot.config import Settings
 from vechnost_bot.errors import ConfigError, TelegramTokenError
 from vechnost_bot.game.content import Library, load_library
 from vechnost_bot.ops.health import HealthServer
+from vechnost_bot.ops.snapshot import OverallStatus, RedisSnapshot, Snapshot, TelegramSnapshot
 from vechnost_bot.redis.autostart import RedisAutoStartManager
 from vechnost_bot.storage.hybrid import HybridStorage
 from vechnost_bot.storage.memory import InMemoryStorage
@@ -138,10 +139,9 @@ class VechnostApp:
         self._storage_started = False
         self._bot_initialized = False
         self._bot_started = False
-        # The last error talking to Telegram (for `status`), and when (monotonic).
+        self._stopped = False
         self._telegram_error: str | None = None
         self._telegram_error_at: float | None = None
-        self._stopped = False
 
     # -- facts ------------------------------------------------------------------------
     @property
@@ -154,10 +154,27 @@ class VechnostApp:
         """Ready for traffic: polling, and the storage started (Redis or memory)."""
         return self.polling and self._storage_started
 
-    def snapshot(self) -> Mapping[str, object]:
-        """JSON-safe facts for /status and ``vechnost status``."""
+    def _telegram(self) -> TelegramSnapshot:
+        if self.polling:
+            state = "polling"
+        elif self._stopped:
+            state = "stopped"
+        else:
+            state = "retrying" if self._telegram_error else "starting"
+        return {
+            "polling": self.polling,
+            "state": state,
+            "last_error": self._telegram_error,
+            "last_error_at": self._telegram_error_at,
+        }
+
+    def snapshot(self) -> Snapshot:
+        """The typed status snapshot (ops.snapshot) for /status, /readyz and ``status``."""
         storage = self.storage.status() if self.storage is not None else {}
-        redis = self.lifecycle.status() if self.lifecycle is not None else {}
+        redis: RedisSnapshot | Mapping[str, object] = (
+            self.lifecycle.status() if self.lifecycle is not None else {}
+        )
+        status: OverallStatus
         if not self.polling:
             status = "starting"
         elif self.storage is not None and self.storage.mode == "redis":
@@ -180,15 +197,7 @@ class VechnostApp:
                 "cards_sent": self.game.cards.stats.sent if self.game else 0,
                 "file_ids_reused": self.game.cards.stats.reused if self.game else 0,
             },
-            "telegram": {
-                "connected": self._bot_initialized,
-                "last_error": self._telegram_error,
-                "last_error_seconds_ago": (
-                    round(time.monotonic() - self._telegram_error_at, 1)
-                    if self._telegram_error_at is not None
-                    else None
-                ),
-            },
+            "telegram": self._telegram(),
             "storage": storage,
             "redis": redis,
         }
@@ -221,7 +230,7 @@ class VechnostApp:
         self.storage = HybridStorage(
             client_factory=connect_redis,
             memory=InMemoryStorage(),
-            journal_path=settings.redis_data_dir / "journal.jsonl",
+            journal_path=settings.data_dir.journal,
         )
         await self.storage.start(self.lifecycle.endpoint)
         self._storage_started = True
@@ -285,7 +294,9 @@ class VechnostApp:
                     "telegram_unreachable", attempt=attempt, retry_in=round(wait, 2),
                     error=str(error),
                 )  # fmt: skip
-                self._note_telegram_error(error)
+                # `status` shows why the bot is not polling yet.
+                self._telegram_error = f"{type(error).__name__}: {error}"
+                self._telegram_error_at = time.time()
                 await asyncio.sleep(wait)
                 delay = min(delay * 2, _RETRY_MAX)
             else:
@@ -295,12 +306,9 @@ class VechnostApp:
 
     def _on_polling_error(self, error: TelegramError) -> None:
         # python-telegram-bot retries polling by itself with backoff; one line per failure.
-        log.warning("telegram_polling_error", error=str(error), kind=type(error).__name__)
-        self._note_telegram_error(error)
-
-    def _note_telegram_error(self, error: Exception) -> None:
         self._telegram_error = f"{type(error).__name__}: {error}"
-        self._telegram_error_at = time.monotonic()
+        self._telegram_error_at = time.time()
+        log.warning("telegram_polling_error", error=str(error), kind=type(error).__name__)
 
     async def stop(self) -> None:
         """Stop in reverse order, each step bounded; safe to call twice."""

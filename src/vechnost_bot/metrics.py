@@ -14,6 +14,8 @@ __all__ = [
     "FILE_ID_REUSED",
     "JOURNAL_SIZE",
     "RECORDS_RECONCILED",
+    "REDIS_DATA_LOST",
+    "REDIS_PASSWORDLESS",
     "REDIS_RESTARTS",
     "REDIS_STATE_CHANGES",
     "REDIS_UP",
@@ -36,6 +38,16 @@ STORAGE_MODE = Gauge(
 REDIS_UP = Gauge("vechnost_redis_up", "1 when Redis answers PING", registry=REGISTRY)
 REDIS_RESTARTS = Counter(
     "vechnost_redis_restarts_total", "Restarts of the Redis server we own", registry=REGISTRY
+)
+REDIS_DATA_LOST = Counter(
+    "vechnost_redis_data_lost_total",
+    "Times the Redis in use lost our data (the epoch marker vanished: FLUSHALL, empty server)",
+    registry=REGISTRY,
+)
+REDIS_PASSWORDLESS = Gauge(
+    "vechnost_redis_passwordless",
+    "1 while the Redis in use answers without a password (anyone on the host can use it)",
+    registry=REGISTRY,
 )
 REDIS_STATE_CHANGES = Counter(
     "vechnost_redis_state_changes_total",
