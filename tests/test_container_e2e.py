@@ -388,3 +388,39 @@ def test_missing_token_does_not_restart_loop(engine: container.Engine, tmp_path:
     finally:
         _down(engine, project)
     assert time.monotonic() - stop_started < 15, "the waiting container ignored SIGTERM"
+
+
+def test_unwritable_data_dir_degrades_instead_of_crashing(
+    engine: container.Engine, tmp_path: Path
+) -> None:
+    """/data bind-mounted from a root-owned folder the bot's user cannot write: no
+    traceback and no restart loop; the bot runs from memory, logging to the console, and
+    says why."""
+    project = _project(tmp_path)
+    readonly = tmp_path / "root-owned-data"
+    readonly.mkdir(mode=0o755)
+    os.chown(readonly, 0, 0)
+    override = json.loads((project / "docker-compose.override.yml").read_text())
+    override["services"]["vechnost-bot"]["volumes"] = [f"{readonly}:/data"]
+    (project / "docker-compose.override.yml").write_text(json.dumps(override))
+    engine.compose("up", "-d", "--no-build", "vechnost-bot", project=project)
+    try:
+
+        async def scenario(api: FakeBotApi, http: aiohttp.ClientSession) -> None:
+            status = await _wait_status(
+                http, lambda s: s["bot"]["polling"] and s["storage"]["mode"] == "memory", 60
+            )
+            assert status["status"] == "degraded"
+            player = Player(api)
+            await player.begin()
+            await player.draw()
+
+        _play(engine, scenario)
+        bot = _container(engine, "vechnost-bot", project)
+        assert bot["RestartCount"] == 0
+        logs = engine.compose("logs", "vechnost-bot", project=project)
+        assert "Traceback" not in logs
+        assert "PermissionError" not in logs
+    finally:
+        _down(engine, project)
+    assert list(readonly.iterdir()) == []
