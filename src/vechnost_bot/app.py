@@ -35,7 +35,6 @@ from vechnost_bot.ops.health import HealthServer
 from vechnost_bot.ops.snapshot import OverallStatus, RedisSnapshot, Snapshot, TelegramSnapshot
 from vechnost_bot.redis.autostart import RedisAutoStartManager
 from vechnost_bot.storage.hybrid import HybridStorage
-from vechnost_bot.storage.memory import InMemoryStorage
 from vechnost_bot.storage.redis import connect_redis
 
 __all__ = ["VechnostApp", "build_application", "check_token", "command"]
@@ -177,7 +176,11 @@ class VechnostApp:
         status: OverallStatus
         if not self.polling:
             status = "starting"
-        elif self.storage is not None and self.storage.mode == "redis":
+        elif (
+            self.storage is not None
+            and self.storage.mode == "redis"
+            and self.storage.degraded_reason is None
+        ):
             status = "ok"
         else:
             status = "degraded"
@@ -229,8 +232,9 @@ class VechnostApp:
 
         self.storage = HybridStorage(
             client_factory=connect_redis,
-            memory=InMemoryStorage(),
-            journal_path=settings.data_dir.journal,
+            local_dir=settings.data_dir.local_store_dir,
+            legacy_journal=settings.data_dir.journal,
+            on_connection_lost=self.lifecycle.wake,
         )
         await self.storage.start(self.lifecycle.endpoint)
         self._storage_started = True
@@ -391,6 +395,15 @@ async def _run(settings: Settings) -> int:
         finally:
             stopping.cancel()
             await asyncio.shield(app.stop())
+    at_risk = app.storage.writes_at_risk if app.storage is not None else 0
+    if at_risk:
+        # The local store could not keep them (full or read-only disk): say it, and fail.
+        log.error(
+            "vechnost_stopped_with_writes_at_risk",
+            writes=at_risk,
+            action="free disk space in the data dir; these writes are lost",
+        )
+        return 1
     return 0
 
 

@@ -13,6 +13,7 @@ __all__ = [
     "ERRORS",
     "FILE_ID_REUSED",
     "JOURNAL_SIZE",
+    "LOCAL_STORE_ERRORS",
     "RECORDS_RECONCILED",
     "REDIS_DATA_LOST",
     "REDIS_PASSWORDLESS",
@@ -68,6 +69,11 @@ RECORDS_RECONCILED = Counter(
 )
 JOURNAL_SIZE = Gauge(
     "vechnost_storage_journal_size", "Memory-mode writes waiting for Redis", registry=REGISTRY
+)
+LOCAL_STORE_ERRORS = Counter(
+    "vechnost_storage_local_errors_total",
+    "Failed commits of the local store (full or read-only disk, no permission); retried",
+    registry=REGISTRY,
 )
 STORAGE_LATENCY = Histogram(
     "vechnost_storage_call_seconds",

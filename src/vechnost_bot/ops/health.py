@@ -159,8 +159,11 @@ class HealthServer(Service):
             body["status"] = "not_ready"
             return _json_response(body, status=503)
         # Memory mode serves every call, but nothing survives a restart: say so.
-        body["status"] = "ready" if mode == "redis" else "degraded"
-        if mode != "redis":
+        reason = storage.get("degraded_reason")
+        body["status"] = "ready" if mode == "redis" and not reason else "degraded"
+        if reason:
+            body["degraded_reason"] = reason
+        elif mode != "redis":
             body["degraded_reason"] = "storage is in memory mode: Redis is not in use"
         return _json_response(body)
 
