@@ -19,6 +19,13 @@ figure is measured by ``bench/memory_scale.py``). A write that cannot be committ
 is loud: :attr:`LocalStore.write_error`, the ``vechnost_storage_local_errors_total``
 metric and a ``storage_local_write_failed`` error event.
 
+A directory that cannot be opened at all (not creatable, not writable: a root-owned
+bind mount) does not stop the bot either: the store keeps everything in RAM only (the
+bounded LRU, pending writes pinned), is loud the same way (``write_error``, the metric,
+a ``storage_local_open_failed`` error event with the path and errno), counts every
+acknowledged write as at risk, and retries opening with backoff; once it opens, the
+writes made meanwhile are committed to the file.
+
 One file per process (``local-<pid>-<id>.sqlite3`` in the given directory), locked
 while the process lives. At start a process takes over the files of processes that
 died (their lock is free): the first one by renaming it (no copy, no replay), the
@@ -78,6 +85,8 @@ _SUFFIX: Final = ".sqlite3"
 _KNOWN_INTERVAL: Final = 1.0
 _RETRY_FIRST: Final = 0.1
 _RETRY_MAX: Final = 2.0
+_REOPEN_FIRST: Final = 0.5
+_REOPEN_MAX: Final = 30.0
 
 _RecordKey = tuple[str, str]
 
@@ -173,6 +182,8 @@ class LocalStore:
         self.adopted: list[str] = []
         self._unsaved_tokens: set[str] = set()
         self._closed = False
+        self._ram_only = False  # the directory could not be opened (yet): see _reopen
+        self._reopen_task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -182,7 +193,15 @@ class LocalStore:
         self._loop = asyncio.get_running_loop()
         if self.directory is None:
             return
-        orphans = await asyncio.to_thread(self._claim_files)
+        try:
+            orphans = await asyncio.to_thread(self._claim_files)
+        except (OSError, sqlite3.Error) as error:
+            self._open_failed(error, first=True)
+            self._reopen_task = asyncio.create_task(self._reopen(), name="local-store-reopen")
+            return
+        await self._start_threads(orphans)
+
+    async def _start_threads(self, orphans: list[Path]) -> None:
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="vechnost-local-read")
         pending, increments, last = await self._read(self._startup_counts)
         self._pending_records = pending
@@ -202,11 +221,72 @@ class LocalStore:
             adopted=len(self.adopted),
         )
 
+    def _open_failed(self, error: OSError | sqlite3.Error, *, first: bool) -> None:
+        """In the loop: the directory could not be opened; serve from RAM, say so."""
+        self._ram_only = True
+        if self._lock is not None:
+            with contextlib.suppress(OSError):
+                self._lock.release()
+            self._lock = None
+        self.path = None
+        message = f"{type(error).__name__}: {error}"
+        if str(self.directory) not in message:
+            message = f"{message} ({self.directory})"
+        self.write_error = message
+        self.errors += 1
+        LOCAL_STORE_ERRORS.inc()
+        if first:
+            log.error(
+                "storage_local_open_failed",
+                path=str(self.directory),
+                errno=getattr(error, "errno", None),
+                error=message,
+                action="keeping data in RAM only (lost on exit); retrying to open",
+            )
+
+    async def _reopen(self) -> None:
+        """Retry opening the directory (it may become writable), with backoff."""
+        delay = _REOPEN_FIRST
+        while not self._closed:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _REOPEN_MAX)
+            try:
+                orphans = await asyncio.to_thread(self._claim_files, adopt_by_rename=False)
+            except (OSError, sqlite3.Error) as error:
+                self._open_failed(error, first=False)
+                continue
+            if self._closed:  # stopped while opening: leave the new file to the heir
+                if self._lock is not None:
+                    self._lock.release()
+                return
+            self._ram_only = False
+            self.write_error = None
+            # What RAM kept meanwhile goes to the file in the first batch.
+            for rkey, entry in self._unsaved.items():
+                self._batch.records[rkey] = (
+                    entry.raw,
+                    entry.pending,
+                    entry.redis_version,
+                    entry.seq,
+                )
+            for token, inc in self._increments.items():
+                self._batch.increments[token] = PendingIncrement(token, inc.name, inc.delta)
+                self._unsaved_tokens.add(token)
+            await self._start_threads(orphans)
+            log.warning("storage_local_reopened", path=str(self.path))
+            self._schedule()
+            return
+
     async def close(self) -> int:
         """Commit what is queued and stop; returns how many writes could not be kept."""
         if self._closed:
             return self.at_risk
         self._closed = True
+        if self._reopen_task is not None:
+            self._reopen_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reopen_task
+            self._reopen_task = None
         if self._writer is not None:
             self._batch.records = {**self._known, **self._batch.records}
             self._known = {}
@@ -230,7 +310,14 @@ class LocalStore:
         """Acknowledged writes not (yet) on disk: lost if the process dies now."""
         if self.directory is None:
             return 0
+        if self._ram_only:
+            return len(self._unsaved) + len(self._increments)
         return len(self._unsaved) + len(self._unsaved_tokens)
+
+    @property
+    def _on_disk(self) -> bool:
+        """Writes go to the file (a directory was given and could be opened)."""
+        return self.directory is not None and not self._ram_only
 
     @property
     def pending_count(self) -> int:
@@ -293,7 +380,7 @@ class LocalStore:
         entry = Entry(raw, pending, redis_version, seq)
         self._hot.pop(rkey, None)
         self._known.pop(rkey, None)  # a lazy copy of Redis's state must not come after this
-        if self.directory is None:  # RAM only: a pending write is pinned, never evicted
+        if not self._on_disk:  # RAM only: a pending write is pinned, never evicted
             if pending:
                 self._unsaved[rkey] = entry
             else:
@@ -323,7 +410,7 @@ class LocalStore:
             self._schedule()
             return
         self._keep(kind, key, entry)
-        if self.directory is not None:
+        if self._on_disk:
             self._known[rkey] = (raw, False, version, entry.seq)
             if not self._known_queued and self._loop is not None:
                 self._known_queued = True
@@ -402,7 +489,7 @@ class LocalStore:
         if inc is None:
             inc = self._increments[token] = PendingIncrement(token, name, 0)
         inc.delta += delta
-        if self.directory is not None:
+        if self._on_disk:
             self._batch.increments[token] = PendingIncrement(token, name, inc.delta)
             self._unsaved_tokens.add(token)
             self._schedule()
@@ -414,7 +501,7 @@ class LocalStore:
 
     def increment_done(self, token: str) -> None:
         """A sealed increment is in Redis."""
-        if self._increments.pop(token, None) is not None and self.directory is not None:
+        if self._increments.pop(token, None) is not None and self._on_disk:
             self._batch.done_increments.add(token)
             self._batch.increments.pop(token, None)
             self._schedule()
@@ -441,7 +528,7 @@ class LocalStore:
     def _flush_now(self) -> None:
         self._batch_queued = False
         if self._writer is None or not self._batch:
-            if self.directory is None or (not self._unsaved and not self._unsaved_tokens):
+            if not self._on_disk or (not self._unsaved and not self._unsaved_tokens):
                 self._idle.set()
             return
         batch, self._batch = self._batch, _Batch()
@@ -616,10 +703,12 @@ class LocalStore:
         return int(pending), increments, int(row[0]) if row else 0
 
     # -- files of this and of dead processes ---------------------------------------------
-    def _claim_files(self) -> list[Path]:
+    def _claim_files(self, *, adopt_by_rename: bool = True) -> list[Path]:
         """(Thread) Lock a file of our own: a dead process's, renamed, or a new one.
 
-        Returns the other dead processes' files, to copy in.
+        Returns the other dead processes' files, to copy in (all of them when
+        ``adopt_by_rename`` is False: RAM already holds writes a renamed file would mix
+        with, so they are merged in record by record instead).
         """
         directory = self.directory
         assert directory is not None
@@ -638,7 +727,7 @@ class LocalStore:
                 if not candidate.is_file() or not _readable_database(candidate):
                     _move_aside(candidate)
                     continue
-                if not self.path.exists():
+                if adopt_by_rename and not self.path.exists():
                     _rename_database(candidate, self.path)
                     self.adopted.append(candidate.name)
                 else:
