@@ -229,9 +229,10 @@ class LocalStore:
                 self._lock.release()
             self._lock = None
         self.path = None
-        message = f"{type(error).__name__}: {error}"
-        if str(self.directory) not in message:
-            message = f"{message} ({self.directory})"
+        if isinstance(error, OSError) and error.strerror:
+            message = f"cannot open {error.filename or self.directory}: {error.strerror}"
+        else:
+            message = f"cannot open {self.directory}: {error}"
         self.write_error = message
         self.errors += 1
         LOCAL_STORE_ERRORS.inc()
