@@ -150,8 +150,8 @@ class Player:
         reply = await self.step("say", "/start")
         assert "Acquaintance" in str(FakeBotApi.buttons(reply))
         await self.step("tap", "T:a")
-        reply = await self.step("tap", "V:a:1")
-        assert "0/" in reply.params["text"]
+        reply = await self.step("tap", "V:a:1")  # the level's "how we play" card
+        assert "N:a:1:q" in str(FakeBotApi.buttons(reply))
 
     async def draw(self) -> None:
         reply = await self.step("tap", "N:a:1:q")
