@@ -83,6 +83,7 @@ async def test_a_directory_that_becomes_usable_is_opened_and_gets_every_write(
         await storage.update_session(8, _draw("after"))  # type: ignore[arg-type]
         assert storage.local.path is not None
         assert storage.local.path.parent == directory
+        assert storage.status()["journal_size"] == 1  # still waiting for Redis
     finally:
         await storage.stop()
     assert storage.writes_at_risk == 0

@@ -204,7 +204,7 @@ class LocalStore:
     async def _start_threads(self, orphans: list[Path]) -> None:
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="vechnost-local-read")
         pending, increments, last = await self._read(self._startup_counts)
-        self._pending_records = pending
+        self._pending_records += pending  # RAM may hold some already (a late open)
         for inc in increments:
             self._increments[inc.token] = inc
         self.clock.observe(last)
@@ -261,7 +261,6 @@ class LocalStore:
                     self._lock.release()
                 return
             self._ram_only = False
-            self.write_error = None
             # What RAM kept meanwhile goes to the file in the first batch.
             for rkey, entry in self._unsaved.items():
                 self._batch.records[rkey] = (
@@ -274,6 +273,7 @@ class LocalStore:
                 self._batch.increments[token] = PendingIncrement(token, inc.name, inc.delta)
                 self._unsaved_tokens.add(token)
             await self._start_threads(orphans)
+            self.write_error = None
             log.warning("storage_local_reopened", path=str(self.path))
             self._schedule()
             return
