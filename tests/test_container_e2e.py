@@ -147,14 +147,20 @@ class Player:
         return await self.api.wait_reply(CHAT, since=since, timeout=30)
 
     async def begin(self) -> None:
+        """/start, a theme and a level: the level deals the theme's opening card, then card 1."""
         reply = await self.step("say", "/start")
         assert "Acquaintance" in str(FakeBotApi.buttons(reply))
         await self.step("tap", "T:a")
         reply = await self.step("tap", "V:a:1")
-        assert "0/" in reply.params["text"]
+        assert reply.method == "sendPhoto"
+        while not re.search(r"(\d+)/(\d+)", reply.params.get("caption") or ""):
+            reply = await self.step("tap", "N:a:1:q")  # the opening cards are not counted
+        await self._record(reply)
 
     async def draw(self) -> None:
-        reply = await self.step("tap", "N:a:1:q")
+        await self._record(await self.step("tap", "N:a:1:q"))
+
+    async def _record(self, reply: ApiCall) -> None:
         assert reply.method == "sendPhoto"
         match = re.search(r"(\d+)/(\d+)", reply.params.get("caption", ""))
         assert match, reply.params
