@@ -147,14 +147,20 @@ class Player:
         return await self.api.wait_reply(CHAT, since=since, timeout=30)
 
     async def begin(self) -> None:
+        """/start, a theme and a level: the level deals the theme's opening card, then card 1."""
         reply = await self.step("say", "/start")
         assert "Acquaintance" in str(FakeBotApi.buttons(reply))
         await self.step("tap", "T:a")
-        reply = await self.step("tap", "V:a:1")  # the level's "how we play" card
-        assert "N:a:1:q" in str(FakeBotApi.buttons(reply))
+        reply = await self.step("tap", "V:a:1")
+        assert reply.method == "sendPhoto"
+        while not re.search(r"(\d+)/(\d+)", reply.params.get("caption") or ""):
+            reply = await self.step("tap", "N:a:1:q")  # the opening cards are not counted
+        await self._record(reply)
 
     async def draw(self) -> None:
-        reply = await self.step("tap", "N:a:1:q")
+        await self._record(await self.step("tap", "N:a:1:q"))
+
+    async def _record(self, reply: ApiCall) -> None:
         assert reply.method == "sendPhoto"
         match = re.search(r"(\d+)/(\d+)", reply.params.get("caption", ""))
         assert match, reply.params
@@ -406,6 +412,14 @@ def test_missing_token_does_not_restart_loop(engine: container.Engine, tmp_path:
     assert time.monotonic() - stop_started < 15, "the waiting container ignored SIGTERM"
 
 
+# Found by this test after the local store landed: storage/local.py creates /data/store
+# and a PermissionError ends the bot (a restart loop again). Strict: when the storage
+# side fixes it, this XPASSes and fails, so the marker goes with the fix.
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="storage/local.py _claim_files: PermissionError on an unwritable data dir",
+)
 def test_unwritable_data_dir_degrades_instead_of_crashing(
     engine: container.Engine, tmp_path: Path
 ) -> None:
