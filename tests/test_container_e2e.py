@@ -412,14 +412,6 @@ def test_missing_token_does_not_restart_loop(engine: container.Engine, tmp_path:
     assert time.monotonic() - stop_started < 15, "the waiting container ignored SIGTERM"
 
 
-# Found by this test after the local store landed: storage/local.py creates /data/store
-# and a PermissionError ends the bot (a restart loop again). Strict: when the storage
-# side fixes it, this XPASSes and fails, so the marker goes with the fix.
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="storage/local.py _claim_files: PermissionError on an unwritable data dir",
-)
 def test_unwritable_data_dir_degrades_instead_of_crashing(
     engine: container.Engine, tmp_path: Path
 ) -> None:
