@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import random
 import re
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Final
 
 import structlog
@@ -28,6 +29,8 @@ from telegram.request import HTTPXRequest
 from vechnost_bot import __version__
 from vechnost_bot.bot.cards import CardSender
 from vechnost_bot.bot.handlers import GameBot, set_commands
+from vechnost_bot.bot.polling import ALLOWED_UPDATES, TolerantBot
+from vechnost_bot.bot.processor import ChatOrderedProcessor
 from vechnost_bot.config import Settings
 from vechnost_bot.errors import ConfigError, TelegramTokenError
 from vechnost_bot.game.content import Library, load_library
@@ -37,7 +40,7 @@ from vechnost_bot.storage.hybrid import HybridStorage
 from vechnost_bot.storage.memory import InMemoryStorage
 from vechnost_bot.storage.redis import connect_redis
 
-__all__ = ["VechnostApp", "build_application", "check_token", "command"]
+__all__ = ["VechnostApp", "build_application", "check_token", "command", "start_polling"]
 
 log = structlog.get_logger(__name__)
 
@@ -84,30 +87,56 @@ def build_application(
     base_file_url: str,
     concurrent_updates: int = 64,
     connections: int = 16,
+    read_timeout: float = 15.0,
 ) -> AnyApplication:
-    """A python-telegram-bot Application with the game's handlers, pointed at ``base_url``."""
+    """A python-telegram-bot Application with the game's handlers, pointed at ``base_url``.
+
+    Updates of one chat run in order, chats concurrently (:class:`ChatOrderedProcessor`);
+    getUpdates survives updates it cannot parse (:class:`TolerantBot`).
+    """
+    bot = TolerantBot(
+        token,
+        base_url=base_url,
+        base_file_url=base_file_url,
+        request=HTTPXRequest(
+            connection_pool_size=connections,
+            connect_timeout=5.0,
+            read_timeout=read_timeout,
+            write_timeout=20.0,
+            pool_timeout=10.0,
+        ),
+        get_updates_request=HTTPXRequest(
+            connect_timeout=5.0, read_timeout=POLL_TIMEOUT + 10.0, pool_timeout=5.0
+        ),
+    )
     application: AnyApplication = (
         ApplicationBuilder()
-        .token(token)
-        .base_url(base_url)
-        .base_file_url(base_file_url)
-        .request(
-            HTTPXRequest(
-                connection_pool_size=connections,
-                connect_timeout=5.0,
-                read_timeout=15.0,
-                write_timeout=20.0,
-                pool_timeout=10.0,
-            )
-        )
-        .get_updates_request(
-            HTTPXRequest(connect_timeout=5.0, read_timeout=POLL_TIMEOUT + 10.0, pool_timeout=5.0)
-        )
-        .concurrent_updates(concurrent_updates)
+        .bot(bot)
+        .concurrent_updates(ChatOrderedProcessor(concurrent_updates))
         .build()
     )
     game.install(application)
     return application
+
+
+async def start_polling(
+    application: AnyApplication,
+    *,
+    poll_timeout: float = POLL_TIMEOUT,
+    error_callback: Callable[[TelegramError], None] | None = None,
+) -> None:
+    """Start getUpdates for the update types the bot handles, from the first unconfirmed one."""
+    updater = application.updater
+    if updater is None:
+        raise RuntimeError("the application was built without an updater")
+    await updater.start_polling(
+        poll_interval=0.0,
+        timeout=dt.timedelta(seconds=poll_timeout),
+        bootstrap_retries=-1,
+        allowed_updates=list(ALLOWED_UPDATES),
+        drop_pending_updates=False,
+        error_callback=error_callback,
+    )
 
 
 async def _bounded(step: str, awaitable: Awaitable[object], limit: float) -> None:
@@ -236,14 +265,7 @@ class VechnostApp:
             await set_commands(self.application)
         except TelegramError as error:
             log.warning("set_commands_failed", error=str(error))
-        updater = self.application.updater
-        if updater is not None:
-            await updater.start_polling(
-                timeout=int(POLL_TIMEOUT),
-                bootstrap_retries=-1,
-                drop_pending_updates=False,
-                error_callback=self._on_polling_error,
-            )
+        await start_polling(self.application, error_callback=self._on_polling_error)
         log.info("bot_polling", username=self.application.bot.username)
 
         log.info("vechnost_started", version=__version__, health_port=self.health.port)

@@ -4,7 +4,6 @@ in the test's event loop, with any Storage."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.support.fake_bot_api import DEFAULT_TOKEN, ApiCall, FakeBotApi
-from vechnost_bot.app import AnyApplication, build_application
+from vechnost_bot.app import AnyApplication, build_application, start_polling
 from vechnost_bot.bot.cards import CardSender
 from vechnost_bot.bot.handlers import GameBot
 from vechnost_bot.game.content import Library
@@ -78,12 +77,12 @@ async def running_bot(
     )
     await application.initialize()
     await application.start()
-    assert application.updater is not None
-    await application.updater.start_polling(poll_interval=0, timeout=dt.timedelta(seconds=0.3))
+    await start_polling(application, poll_timeout=0.3)
     try:
         yield Harness(fake, game, application, storage)
     finally:
-        await application.updater.stop()
+        if application.updater is not None:
+            await application.updater.stop()
         await application.stop()
         await application.shutdown()
         if own_api:
