@@ -1,9 +1,10 @@
 """Telegram handlers: commands, buttons, unexpected input, rate limit, errors.
 
 Every piece of per-chat state is read from and written to the storage on each
-update (``Session`` per chat, ``UserStats`` per player, rate-limit hits and
-notices): a handler keeps nothing between updates, so a restart or a failover
-loses nothing and several bot processes could serve one chat.
+update (``Session`` per chat, ``UserStats`` per player): a handler keeps nothing
+between updates, so a restart or a failover loses nothing and several bot processes
+could serve one chat. Only the per-user rate limit lives in the process, so that a
+flood costs no storage call.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from telegram.ext import (
 from vechnost_bot.bot import keyboards
 from vechnost_bot.bot.callbacks import Callback, parse
 from vechnost_bot.bot.cards import CardSender
+from vechnost_bot.bot.ratelimit import KeyedBuckets
 from vechnost_bot.bot.texts import (
     COMMANDS,
     DEFAULT_LANGUAGE,
@@ -48,7 +50,7 @@ from vechnost_bot.bot.texts import (
 )
 from vechnost_bot.game import engine
 from vechnost_bot.game.content import LANGUAGES, Library, deck_key
-from vechnost_bot.metrics import ERRORS, UPDATES_HANDLED
+from vechnost_bot.metrics import ERRORS, UPDATES_HANDLED, UPDATES_RATE_LIMITED
 from vechnost_bot.storage.base import Storage
 from vechnost_bot.storage.models import Language, Session, UserStats
 
@@ -82,6 +84,13 @@ class GameBot:
     rng: random.Random = field(default_factory=random.Random)
     clock: Callable[[], float] = time.time
     updates_handled: int = 0
+    limiter: KeyedBuckets[int] = field(init=False)
+    quiet_answers: KeyedBuckets[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        rate = self.rate_limit_updates / self.rate_limit_window
+        self.limiter = KeyedBuckets(self.rate_limit_updates, rate)
+        self.quiet_answers = KeyedBuckets(self.rate_limit_updates, rate)
 
     def install(self, application: Application[Any, Any, Any, Any, Any, Any]) -> None:
         """Add every handler; the rate limit runs first, in group -1."""
@@ -161,26 +170,28 @@ class GameBot:
 
     # -- rate limit -----------------------------------------------------------------------
     async def _gate(self, update: Update, context: Context) -> None:
-        """Count the update; a flooding user gets one "slow down", then silence."""
+        """Count the update; a flooding user gets one "slow down", then silence.
+
+        The limit is a token bucket in the process (:mod:`vechnost_bot.bot.ratelimit`):
+        a refused update costs no storage call. A refused button press is answered
+        silently (its spinner stops) while a second bucket of the same size allows; past
+        that, a flood gets no Bot API call at all, except the one notice per window.
+        """
         kind = "callback" if update.callback_query else "message" if update.message else "other"
         UPDATES_HANDLED.labels(kind=kind).inc()
         self.updates_handled += 1
         user = update.effective_user
         if user is None:
             return
-        allowed = await self.storage.hit_rate_limit(
-            f"rate:{user.id}", self.rate_limit_updates, self.rate_limit_window
-        )
-        if allowed:
+        if self.limiter.take(user.id):
             return
-        # Updates run concurrently: only the one caller that adds the notice key says it.
-        first = await self.storage.cache_add(f"rate:notice:{user.id}", b"1", self.rate_limit_window)
+        UPDATES_RATE_LIMITED.inc()
         query = update.callback_query
-        if not first:
-            if query is not None:
-                await _answer(query)  # stop the button's spinner, silently
+        if not self.limiter.notice_due(user.id):
+            if query is not None and self.quiet_answers.take(user.id):
+                await _answer(query)
             raise ApplicationHandlerStop
-        log.info("rate_limited", user_id=user.id, window=self.rate_limit_window)
+        log.info("rate_limited", user_id=user.id, window=self.limiter.window)
         chat = update.effective_chat
         session = await self.storage.get_session(chat.id) if chat else None
         language = (session.language if session else None) or language_from_code(user.language_code)
