@@ -128,6 +128,7 @@ class FakeBotApi:
         self.failing_photos = 0  # this many next sendPhoto calls get 502 Bad Gateway
         self.faults: dict[str, deque[tuple[Fault, int | None]]] = {}
         self.get_updates_calls = 0
+        self.fetched: set[int] = set()  # update_ids getUpdates has returned
         self._state = _State()
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._update_ids = itertools.count(1)
@@ -461,6 +462,7 @@ class FakeBotApi:
                 pending = [u for u in self._state.updates if self._wanted(u)][:limit]
                 left = deadline - time.monotonic()
                 if pending or left <= 0 or self._closing:
+                    self.fetched.update(u["update_id"] for u in pending)
                     return pending
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), left)
