@@ -28,6 +28,7 @@ from telegram.request import HTTPXRequest
 
 from vechnost_bot import __version__
 from vechnost_bot.bot.cards import CardSender
+from vechnost_bot.bot.delivery import SendGuard
 from vechnost_bot.bot.handlers import GameBot, set_commands
 from vechnost_bot.bot.polling import ALLOWED_UPDATES, TolerantBot
 from vechnost_bot.bot.processor import ChatOrderedProcessor
@@ -88,11 +89,14 @@ def build_application(
     concurrent_updates: int = 64,
     connections: int = 16,
     read_timeout: float = 15.0,
+    send_retries: int = 3,
+    pacing: bool = True,
 ) -> AnyApplication:
     """A python-telegram-bot Application with the game's handlers, pointed at ``base_url``.
 
     Updates of one chat run in order, chats concurrently (:class:`ChatOrderedProcessor`);
-    getUpdates survives updates it cannot parse (:class:`TolerantBot`).
+    getUpdates survives updates it cannot parse (:class:`TolerantBot`); every call goes
+    through :class:`SendGuard` (429 honoured per chat, Telegram's limits kept).
     """
     bot = TolerantBot(
         token,
@@ -108,6 +112,7 @@ def build_application(
         get_updates_request=HTTPXRequest(
             connect_timeout=5.0, read_timeout=POLL_TIMEOUT + 10.0, pool_timeout=5.0
         ),
+        rate_limiter=SendGuard(max_retries=send_retries, pacing=pacing),
     )
     application: AnyApplication = (
         ApplicationBuilder()
@@ -257,6 +262,8 @@ class VechnostApp:
             self.game,
             base_url=settings.telegram_api_base_url,
             base_file_url=settings.file_base_url,
+            send_retries=settings.telegram_send_retries,
+            pacing=settings.telegram_pacing,
         )
         await self._initialize_bot(self.application)
         await self.application.start()

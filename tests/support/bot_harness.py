@@ -58,6 +58,8 @@ async def running_bot(
     rate_limit_updates: int = 1000,
     rate_limit_window: float = 10.0,
     api: FakeBotApi | None = None,
+    read_timeout: float = 15.0,
+    pacing: bool = True,
 ) -> AsyncIterator[Harness]:
     """Start the fake API (unless given) and the bot polling it; stop both after."""
     own_api = api is None
@@ -73,7 +75,12 @@ async def running_bot(
         rng=random.Random(4),
     )
     application = build_application(
-        DEFAULT_TOKEN, game, base_url=fake.base_url, base_file_url=fake.file_base_url
+        DEFAULT_TOKEN,
+        game,
+        base_url=fake.base_url,
+        base_file_url=fake.file_base_url,
+        read_timeout=read_timeout,
+        pacing=pacing,
     )
     await application.initialize()
     await application.start()

@@ -41,6 +41,7 @@ from telegram.ext import (
 from vechnost_bot.bot import keyboards
 from vechnost_bot.bot.callbacks import Callback, parse
 from vechnost_bot.bot.cards import CardSender
+from vechnost_bot.bot.delivery import delivery_failed
 from vechnost_bot.bot.ratelimit import KeyedBuckets
 from vechnost_bot.bot.texts import (
     COMMANDS,
@@ -479,11 +480,19 @@ class GameBot:
             return_exceptions=True,
         )
         if isinstance(sent, BaseException):
-            # Never seen, so not drawn: put it back, and the next "Next card" sends it.
-            log.warning("card_send_failed", chat_id=chat_id, card=card.id, error=repr(sent))
-            deck = deck_key(theme, level, content)
-            await self.storage.update_session(chat_id, lambda s: engine.undraw(s, deck, card.id))
-            raise sent
+            if not delivery_failed(sent):
+                # Sent, but the reply was lost: the player very likely saw the card, so it
+                # stays drawn, with no apology and no repeat (docs/game.md, Sending cards).
+                log.warning("card_send_uncertain", chat_id=chat_id, card=card.id,
+                            error=type(sent).__name__)  # fmt: skip
+            else:
+                # Never seen, so not drawn: put it back, and the next "Next card" sends it.
+                log.warning("card_send_failed", chat_id=chat_id, card=card.id, error=repr(sent))
+                deck = deck_key(theme, level, content)
+                await self.storage.update_session(
+                    chat_id, lambda s: engine.undraw(s, deck, card.id)
+                )
+                raise sent
         if isinstance(answered, BaseException):
             log.warning("callback_answer_failed", chat_id=chat_id, error=repr(answered))
         await self._touch_user(update.effective_user, drew=True)
@@ -494,7 +503,12 @@ class GameBot:
     async def on_error(self, update: object, context: Context) -> None:
         """Log the error and, when there is a chat, answer kindly with the current menu."""
         ERRORS.labels(where="handler").inc()
-        log.error("handler_failed", error=repr(context.error), exc_info=context.error)
+        error = context.error
+        if error is not None and not delivery_failed(error):
+            # A reply that may have been shown: an apology on top would only confuse.
+            log.warning("reply_uncertain", error=type(error).__name__)
+            return
+        log.error("handler_failed", error=repr(error), exc_info=error)
         if not isinstance(update, Update) or update.effective_chat is None:
             return
         chat = update.effective_chat
