@@ -1,9 +1,11 @@
 """The composition root: ``vechnost run``.
 
-Builds and connects everything, in order: the health server, the Redis
-lifecycle, the storage, and the Telegram bot (python-telegram-bot's manual
-lifecycle: initialize → start → polling). SIGTERM or Ctrl-C sets an event; the pieces then
-stop in reverse order, each within its own time limit.
+Builds and connects everything, in order: the health server, the storage (serving
+from the local store), the Telegram bot (python-telegram-bot's manual lifecycle:
+initialize → start → polling), and then, in the background, the Redis lifecycle, which
+the storage follows back to Redis when it is ready: start-up never waits on Redis.
+SIGTERM or Ctrl-C sets an event; the pieces then stop in reverse order, each within its
+own time limit.
 """
 
 from __future__ import annotations
@@ -170,6 +172,7 @@ class VechnostApp:
         self.game: GameBot | None = None
         self.health: HealthServer | None = None
         self._storage_started = False
+        self._redis_start: asyncio.Task[None] | None = None
         self._bot_initialized = False
         self._bot_started = False
         self._stopped = False
@@ -217,8 +220,9 @@ class VechnostApp:
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        """Health server (``/healthz`` answers from here on) → Redis lifecycle → storage →
-        bot (initialize, start, polling); ``/readyz`` turns ready with polling."""
+        """Health server (``/healthz`` answers from here on) → storage (local store) → bot
+        (initialize, start, polling; ``/readyz`` turns ready) → Redis lifecycle, in the
+        background."""
         settings = self.settings
         token = check_token(settings.token)
         library = self._library
@@ -237,18 +241,18 @@ class VechnostApp:
                 variable="HEALTH_PORT",
             ) from None
 
+        # The bot serves from the local store at once; the Redis lifecycle finds, adopts or
+        # starts Redis in the background, and the storage fails back when it answers. A
+        # slow or hanging redis-server never delays the first answer.
         self.lifecycle = RedisAutoStartManager(settings)
-        await self.lifecycle.start()
-
         self.storage = HybridStorage(
             client_factory=connect_redis,
             memory=InMemoryStorage(),
             journal_path=settings.redis_data_dir / "journal.jsonl",
         )
-        await self.storage.start(self.lifecycle.endpoint)
+        await self.storage.start(None)
         self._storage_started = True
         self.lifecycle.subscribe(self.storage.on_redis_event)
-        log.info("storage_ready", mode=self.storage.mode)
 
         self.game = GameBot(
             storage=self.storage,
@@ -268,14 +272,28 @@ class VechnostApp:
         await self._initialize_bot(self.application)
         await self.application.start()
         self._bot_started = True
+        await start_polling(self.application, error_callback=self._on_polling_error)
+        log.info("bot_polling", username=self.application.bot.username)
+        self._redis_start = asyncio.create_task(
+            self._start_redis(self.lifecycle, self.storage), name="vechnost-redis-start"
+        )
         try:
             await set_commands(self.application)
         except TelegramError as error:
             log.warning("set_commands_failed", error=str(error))
-        await start_polling(self.application, error_callback=self._on_polling_error)
-        log.info("bot_polling", username=self.application.bot.username)
 
         log.info("vechnost_started", version=__version__, health_port=self.health.port)
+
+    @staticmethod
+    async def _start_redis(lifecycle: RedisAutoStartManager, storage: HybridStorage) -> None:
+        """The Redis lifecycle's start, off the start-up path; then the storage follows it."""
+        try:
+            await lifecycle.start()
+            await storage.start(lifecycle.endpoint)
+        except Exception as error:  # noqa: BLE001 - the bot goes on from the local store
+            log.exception("redis_start_failed", error=repr(error), action="serving from memory")
+            return
+        log.info("storage_ready", mode=storage.mode)
 
     async def _initialize_bot(self, application: AnyApplication) -> None:
         """getMe with retries: a rejected token ends the run, network trouble is retried."""
@@ -329,6 +347,10 @@ class VechnostApp:
             if self._bot_started and app.running:
                 await _bounded("bot", app.stop(), _STOP_TIMEOUTS["bot"])
             await _bounded("bot_shutdown", self._shutdown_bot(app), _STOP_TIMEOUTS["bot_shutdown"])
+        starting = self._redis_start
+        if starting is not None and not starting.done():
+            starting.cancel("vechnost stopping while Redis was still starting")
+            await asyncio.wait({starting}, timeout=_STOP_TIMEOUTS["redis"])
         if self.storage is not None:
             await _bounded("storage", self.storage.stop(), _STOP_TIMEOUTS["storage"])
         if self.lifecycle is not None:

@@ -678,6 +678,12 @@ class RedisManager:
                         reason=self._reason(log_offset, await _launcher_output(process)),
                     )
                 await asyncio.sleep(0.001 if now - started < 0.2 else 0.02)
+        except asyncio.CancelledError:
+            # Stopped while it starts (SIGTERM during start-up): no half-started child stays.
+            if daemonized and process.returncode is None:
+                process.kill()
+            await asyncio.shield(self._kill_unready(port))
+            raise
         finally:
             await client.aclose()
 
