@@ -290,7 +290,7 @@ class VechnostApp:
         try:
             await lifecycle.start()
             await storage.start(lifecycle.endpoint)
-        except Exception as error:  # noqa: BLE001 - the bot goes on from the local store
+        except Exception as error:
             log.exception("redis_start_failed", error=repr(error), action="serving from memory")
             return
         log.info("storage_ready", mode=storage.mode)
