@@ -153,3 +153,22 @@ async def test_a_handler_error_answers_with_an_apology(library: Library) -> None
         reply = await bot.tap(4, "N:p:1:q")
         assert reply.method == "sendPhoto"
         assert reply.params["caption"].endswith(f"1/{PER_DECK}")
+
+
+async def test_a_name_with_a_lone_surrogate_is_greeted(bot: Harness) -> None:
+    """A first name with an unpaired surrogate: /start is answered (the name repaired), not
+    with "something went wrong"."""
+    reply = await bot.say(6, "/start", first_name="Ann\ud800")
+    assert reply.params["text"].startswith("Hi")
+    assert "Ann" in reply.params["text"]
+    again = await bot.say(6, "/start", first_name="\udfff")
+    assert again.params["text"] != t("en", "error")
+    assert not str(again.params["text"]).startswith(t("en", "error"))
+
+
+async def test_a_callback_from_an_inline_message_is_answered(bot: Harness) -> None:
+    """A button under an inline message (no chat) gets its answer, so the spinner stops."""
+    since = len(bot.api.calls)
+    await bot.api.press(7, "M", inline=True, query_id="inline-press")
+    answer = await bot.api.wait_for(lambda c: c.method == "answerCallbackQuery", since=since)
+    assert answer.params["callback_query_id"] == "inline-press"

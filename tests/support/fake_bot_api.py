@@ -219,8 +219,12 @@ class FakeBotApi:
         return self._state.allowed_updates
 
     @staticmethod
-    def _user(user_id: int, language: str | None) -> dict[str, Any]:
-        user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": f"Player{user_id}"}
+    def _user(user_id: int, language: str | None, first_name: str | None = None) -> dict[str, Any]:
+        user: dict[str, Any] = {
+            "id": user_id,
+            "is_bot": False,
+            "first_name": first_name if first_name is not None else f"Player{user_id}",
+        }
         if language:
             user["language_code"] = language
         return user
@@ -233,9 +237,10 @@ class FakeBotApi:
         user_id: int | None = None,
         language: str | None = "en",
         extra: Mapping[str, Any] | None = None,
+        first_name: str | None = None,
     ) -> int:
         """A user writes ``text`` (or sends ``extra``, e.g. a sticker) in a private chat."""
-        user = self._user(user_id or chat_id, language)
+        user = self._user(user_id or chat_id, language, first_name)
         message: dict[str, Any] = {
             "message_id": next(self._message_ids),
             "date": int(time.time()),
@@ -259,9 +264,20 @@ class FakeBotApi:
         user_id: int | None = None,
         language: str | None = "en",
         query_id: str | None = None,
+        inline: bool = False,
     ) -> int:
         """A user taps an inline button with ``data`` under ``message`` (the last bot message
-        with a keyboard in this chat when not given)."""
+        with a keyboard in this chat when not given). ``inline``: the button is under an
+        inline message, so the query has an ``inline_message_id`` and no message or chat."""
+        if inline:
+            query = {
+                "id": query_id or f"cq{next(self._update_ids)}",
+                "from": self._user(user_id or chat_id, language),
+                "chat_instance": f"ci{chat_id}",
+                "data": data,
+                "inline_message_id": f"im{chat_id}",
+            }
+            return await self.inject({"callback_query": query})
         if message is None:
             message = self.last_keyboard_message(chat_id)
         if message is None:

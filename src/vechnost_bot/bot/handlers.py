@@ -284,7 +284,12 @@ class GameBot:
         """Every inline button; unknown or stale ones get the current menu."""
         query = update.callback_query
         chat = update.effective_chat
-        if query is None or chat is None:
+        if query is None:
+            return
+        if chat is None:
+            # A button under an inline message: there is no chat to play in; stop its spinner.
+            log.info("callback_inline_ignored", user_id=query.from_user.id)
+            await _answer(query)
             return
         session = await self._session(chat.id, update.effective_user)
         callback = parse(query.data)
