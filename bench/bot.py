@@ -14,8 +14,8 @@ the update-to-reply latency; from /proc: CPU seconds per update of each child (o
 bare is ``cpu_per_update_ratio``). Then, on the Redis-mode bot:
 
 - **draws**: Redis commands per draw, from ``INFO commandstats`` (``redis_calls_per_draw``);
-- **flood**: 20 players play while one user taps 300 times a second; their p95 with and
-  without the flood (``flood_p95_ratio``);
+- **flood**: 20 players play (pausing 0.5 s before each tap) while one user taps 300
+  times a second; their p95 with and without the flood (``flood_p95_ratio``);
 - **burst**: 20 taps 20 ms apart in one chat: cards out of order (``burst_out_of_order``)
   and "something went wrong" answers (``burst_errors``).
 
@@ -50,6 +50,8 @@ from vechnost_bot.game import render
 from vechnost_bot.game.content import load_library
 
 CONCURRENT_UPDATES = 64
+CONNECTIONS = 16
+THINK = 0.5  # seconds a flood-round player pauses before each tap
 _PROGRESS = re.compile(r"(\d+)/\d+$")
 # Commands that are not the bot's game traffic: our INFO, the lifecycle's and the
 # storage probe's PINGs, connection set-up.
@@ -263,7 +265,7 @@ async def _flood_round(bot: _Child, players: int, draws: int, rate: float) -> di
 
     async def play(latencies: list[float]) -> None:
         await asyncio.gather(
-            *(_player(bot.api, c, draws, latencies, think=0.05) for c in bot.chats(players))
+            *(_player(bot.api, c, draws, latencies, think=THINK) for c in bot.chats(players))
         )
 
     before: list[float] = []
@@ -443,6 +445,7 @@ def _bare_bot(base_url: str) -> int:
         .token(DEFAULT_TOKEN)
         .base_url(base_url)
         .concurrent_updates(CONCURRENT_UPDATES)
+        .connection_pool_size(CONNECTIONS)  # the transport ours uses
         .post_init(post_init)
         .build()
     )
