@@ -367,15 +367,16 @@ class _LagProbe:
 def _render_cold(samples: int) -> dict[str, float]:
     library = load_library()
     cards = list(library.cards())[:samples]
-    render._background_png.cache_clear()
+    render._background_image.cache_clear()
     render._font.cache_clear()
+    render.layout_text.cache_clear()
     started = time.perf_counter()
-    render.render_card(cards[0].text("ru"), theme=cards[0].theme, language="ru", footer="x")
+    render.render_card(cards[0], "ru", footer="x")
     first = time.perf_counter() - started
     times = []
     for card in cards[1:]:
         started = time.perf_counter()
-        render.render_card(card.text("en"), theme=card.theme, language="en", footer="x")
+        render.render_card(card, "en", footer="x")
         times.append(time.perf_counter() - started)
     return {
         "render_first_ms": round(first * 1000, 1),

@@ -226,6 +226,16 @@ async def test_stale_and_tampered_buttons_get_the_current_menu(bot: Harness) -> 
     assert len(answered) == 8
 
 
+async def test_a_level_the_decks_lack_is_refused(bot: Harness) -> None:
+    """A well-formed level button for a level the theme's deck files do not hold (the
+    callback grammar allows any digit; the library says which levels exist) is stale."""
+    await bot.say(19, "/start")
+    await bot.tap(19, "T:a")
+    reply = await bot.tap(19, "V:a:4")
+    assert reply.params["text"].startswith(t("en", "stale"))
+    assert data(FakeBotApi.buttons(reply))[0] == "V:a:1"
+
+
 async def test_unexpected_messages_are_answered_gently(bot: Harness) -> None:
     """Stickers, photos, long text, plain text and unknown commands: a kind answer + menu;
     an unknown command gets its own text pointing to /help."""

@@ -28,22 +28,34 @@ def test_english_buttons_use_the_required_words() -> None:
     themes = [b.text for row in keyboards.themes_keyboard("en").inline_keyboard for b in row]
     for word in ("Acquaintance", "For Couples", "Sex", "Provocation"):
         assert any(word in label for label in themes)
-    levels = [b.text for row in keyboards.levels_keyboard("en", "couples").inline_keyboard
-              for b in row]  # fmt: skip
+    menu = keyboards.levels_keyboard("en", "couples", levels=(1, 2, 3))
+    levels = [b.text for row in menu.inline_keyboard for b in row]
     assert levels[:3] == ["Level 1", "Level 2", "Level 3"]
-    contents = [b.text for b in keyboards.contents_keyboard("en", "sex", 1).inline_keyboard[0]]
+    contents = [
+        b.text for b in keyboards.contents_keyboard("en", "sex", 1, levels=(1,)).inline_keyboard[0]
+    ]
     assert contents == ["Questions", "Tasks"]
-    deck = keyboards.deck_keyboard("en", "sex", 1, "tasks").inline_keyboard[0][0]
+    deck = keyboards.deck_keyboard("en", "sex", 1, "tasks", levels=(1,)).inline_keyboard[0][0]
     assert "Next card" in deck.text
 
 
 def test_deck_titles_name_the_level_only_when_there_is_a_choice() -> None:
     """Single-level themes (Provocation, Sex) leave the level out; the content type is named
     only where there is a choice."""
-    assert keyboards.deck_title("en", "acquaintance", 2, "questions") == "Acquaintance · Level 2"
-    assert keyboards.deck_title("cs", "sex", 1, "tasks") == "Sex · Úkoly"
-    assert keyboards.deck_title("ru", "provocation", 1, "questions") == "Провокация"
-    assert keyboards.deck_title("en", "sex", 1, "questions", icon=True) == "🔞 Sex · Questions"
+    assert (
+        keyboards.deck_title("en", "acquaintance", 2, "questions", levels=(1, 2, 3))
+        == "Acquaintance · Level 2"
+    )
+    assert keyboards.deck_title("cs", "sex", 1, "tasks", levels=(1,)) == "Sex · Úkoly"
+    assert keyboards.deck_title("ru", "provocation", 1, "questions", levels=(1,)) == "Провокация"
+    assert (
+        keyboards.deck_title("en", "sex", 1, "questions", levels=(1,), icon=True)
+        == "🔞 Sex · Questions"
+    )
+    # Sex levels are heats, not numbers, once Sex has more than one.
+    assert keyboards.deck_title("en", "sex", 2, "tasks", levels=(1, 2)) == "Sex · Hot · Tasks"
+    heats = keyboards.levels_keyboard("ru", "sex", levels=(1, 2)).inline_keyboard[0]
+    assert [button.text for button in heats] == ["Нежно", "Горячо"]
 
 
 def test_unknown_command_has_its_own_text() -> None:

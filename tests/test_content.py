@@ -1,16 +1,21 @@
-"""The shipped decks: complete, consistent, and every card fits on its image."""
+"""The shipped decks: complete, consistent, well-formed ids, and every card fits its image
+with the typography rules kept (one-letter words bound, no line starting with a dash)."""
 
 from __future__ import annotations
 
-import re
+from collections import Counter
 
 import pytest
 
-from vechnost_bot.game.content import LANGUAGES, THEMES, Library, load_library
-from vechnost_bot.game.render import fits
+from vechnost_bot.game.content import CARD_ID, LANGUAGES, THEMES, Library, load_library
+from vechnost_bot.game.render import layout_text
+from vechnost_bot.game.typography import DASHES, SHORT_WORDS
 
-MIN_CARDS = 40
-_PREFIX = {"acquaintance": "acq", "couples": "cpl", "provocation": "prv", "sex": "sex"}
+MIN_CARDS = 45
+MIN_WILDCARDS = 3
+MIN_GUESSES = 3
+MAX_CHARS = 180
+_DECK_LETTERS = {"questions": "qwg", "tasks": "twg"}
 
 
 @pytest.fixture(scope="module")
@@ -20,43 +25,82 @@ def library() -> Library:
 
 
 def test_every_deck_has_enough_cards(library: Library) -> None:
-    """At least 40 cards per deck per language, Sex questions and tasks included."""
+    """At least 45 cards per deck, every level holding every content type of its theme."""
     for theme in THEMES.values():
-        for level in theme.levels:
+        assert library.levels(theme.id), theme.id
+        for level in library.levels(theme.id):
             for content in theme.contents:
                 deck = library.deck(theme.id, level, content)
-                assert deck is not None
+                assert deck is not None, (theme.id, level, content)
                 assert len(deck) >= MIN_CARDS, deck.key
 
 
-def test_ids_follow_the_naming_scheme(library: Library) -> None:
-    """Ids are <theme prefix><level><q|t><NN>, inside the deck they belong to."""
+def test_decks_with_wildcards_or_guesses_have_enough_of_them(library: Library) -> None:
+    """Once a deck has wildcards or guess cards, it has at least 3 of each."""
     for deck in library.decks.values():
-        pattern = re.compile(rf"{_PREFIX[deck.theme]}{deck.level}{deck.content[0]}\d{{2,3}}")
-        bad = [card_id for card_id in deck.ids if not pattern.fullmatch(card_id)]
-        assert bad == [], deck.key
+        kinds = Counter(card.kind for card in deck.cards)
+        if kinds["wildcard"] or kinds["guess"]:
+            assert kinds["wildcard"] >= MIN_WILDCARDS, deck.key
+            assert kinds["guess"] >= MIN_GUESSES, deck.key
+
+
+def test_opening_and_closing_cards(library: Library) -> None:
+    """A theme's opening is one or two cards at level 0; its closing is one card, if any."""
+    for theme in THEMES.values():
+        opening = library.opening(theme.id)
+        assert len(opening) <= 2, theme.id
+        assert all(card.kind == "opening" and card.level == 0 for card in opening)
+        closing = library.closing(theme.id)
+        assert closing is None or (closing.kind, closing.level) == ("closing", 0)
+
+
+def test_ids_follow_the_grammar_in_every_language(library: Library) -> None:
+    """Ids are <prefix><level><kind><NN>, in the deck of their theme, level and content type,
+    unique, and every one of them has a text in all three languages."""
+    ids = [card.id for card in library.cards()]
+    assert len(ids) == len(set(ids))
+    for card in library.cards():
+        match = CARD_ID.fullmatch(card.id)
+        assert match is not None, card.id
+        prefix, level, letter, _number = match.groups()
+        assert prefix == THEMES[card.theme].prefix, card.id
+        assert int(level) == card.level, card.id
+        if card.content is not None:
+            assert letter in _DECK_LETTERS[card.content], card.id
+        assert set(card.texts) == set(LANGUAGES), card.id
+        assert library.card(card.id) is card
 
 
 def test_no_empty_or_duplicate_cards(library: Library) -> None:
-    """No blank text, no text repeated anywhere in a language, every id in every language."""
+    """No blank text, and no text repeated anywhere in a language."""
     for language in LANGUAGES:
         texts = [card.text(language) for card in library.cards()]
         assert all(text.strip() for text in texts)
-        normalized = [" ".join(text.split()).casefold() for text in texts]
-        duplicates = {text for text in normalized if normalized.count(text) > 1}
-        assert duplicates == set(), language
-        assert all(language in card.texts for card in library.cards())
+        normalized = Counter(" ".join(text.split()).casefold() for text in texts)
+        assert [text for text, count in normalized.items() if count > 1] == [], language
 
 
-def test_every_card_fits_on_its_image(library: Library) -> None:
-    """Every text, in every language, fits the card at a readable size (and ≤ 200 chars)."""
-    too_long = [
-        (card.id, language)
-        for card in library.cards()
-        for language in LANGUAGES
-        if len(card.text(language)) > 200 or not fits(card.text(language), language)
-    ]
-    assert too_long == []
+def test_every_card_fits_and_keeps_the_typography(library: Library) -> None:
+    """Every text in every language is at most 180 characters and fits the card at a readable
+    size; in its wrapped lines no line ends with a one-letter word (ru: в и а к с у о я; cs:
+    k s v z o u a i) and none starts with a dash."""
+    problems: list[tuple[str, str, str]] = []
+    for card in library.cards():
+        for language in LANGUAGES:
+            text = card.text(language)
+            layout = layout_text(text, language)
+            if len(text) > MAX_CHARS or layout is None:
+                problems.append((card.id, language, "does not fit"))
+                continue
+            assert " ".join(layout.lines).split() == text.split(), card.id
+            for number, line in enumerate(layout.lines):
+                words = line.split()  # at every space, the non-breaking ones too
+                last = words[-1].strip("«„“\"'(").casefold()
+                if number < len(layout.lines) - 1 and last in SHORT_WORDS[language]:
+                    problems.append((card.id, language, f"line ends with {last!r}: {line}"))
+                if words[0] in DASHES:
+                    problems.append((card.id, language, f"line starts with a dash: {line}"))
+    assert problems == []
 
 
 def test_czech_cards_avoid_gendered_forms(library: Library) -> None:

@@ -22,70 +22,76 @@ def _session() -> Session:
     return Session(chat_id=1, language="en")
 
 
-def test_steps_follow_the_choices() -> None:
+def test_steps_follow_the_choices(library: Library) -> None:
     """language → theme → level → deck; single levels and content types are chosen at once."""
     session = Session(chat_id=1)
-    assert engine.step(session) == "language"
+    assert engine.step(session, library) == "language"
     session = engine.choose_language(session, "ru")
-    assert engine.step(session) == "theme"
-    session = engine.choose_theme(session, "acquaintance")
-    assert engine.step(session) == "level"
-    session = engine.choose_level(session, 2)
-    assert engine.step(session) == "deck"
+    assert engine.step(session, library) == "theme"
+    session = engine.choose_theme(session, "acquaintance", library)
+    assert engine.step(session, library) == "level"
+    session = engine.choose_level(session, 2, library)
+    assert engine.step(session, library) == "deck"
     assert session.content == "questions"
-    session = engine.choose_theme(session, "provocation")
-    assert (session.level, session.content, engine.step(session)) == (1, "questions", "deck")
+    session = engine.choose_theme(session, "provocation", library)
+    assert (session.level, session.content, engine.step(session, library)) == (
+        1,
+        "questions",
+        "deck",
+    )
 
 
-def test_adult_theme_needs_confirmation() -> None:
+def test_adult_theme_needs_confirmation(library: Library) -> None:
     """Sex cannot be chosen before the chat confirmed 18+; afterwards it asks for content."""
     session = _session()
     assert engine.needs_adult_confirmation(session, "sex")
     with pytest.raises(PermissionError):
-        engine.choose_theme(session, "sex")
+        engine.choose_theme(session, "sex", library)
     session = engine.confirm_adult(session)
-    session = engine.choose_theme(session, "sex")
-    assert engine.step(session) == "content"
+    session = engine.choose_theme(session, "sex", library)
+    assert engine.step(session, library) == "content"
     session = engine.choose_content(session, "tasks")
-    assert engine.step(session) == "deck"
+    assert engine.step(session, library) == "deck"
     assert not engine.needs_adult_confirmation(session, "couples")
 
 
-def test_invalid_choices_raise() -> None:
+def test_invalid_choices_raise(library: Library) -> None:
     """Levels and content types a theme does not have are refused."""
-    session = engine.choose_theme(_session(), "couples")
+    session = engine.choose_theme(_session(), "couples", library)
     with pytest.raises(ValueError, match="level 4"):
-        engine.choose_level(session, 4)
+        engine.choose_level(session, 4, library)
     with pytest.raises(ValueError, match="tasks"):
         engine.choose_content(session, "tasks")
     with pytest.raises(ValueError, match="level first"):
         engine.choose_content(session, "questions")
     with pytest.raises(ValueError, match="level 1"):
-        engine.choose_level(_session(), 1)
+        engine.choose_level(_session(), 1, library)
 
 
 def test_back_goes_one_meaningful_step(library: Library) -> None:
     """Back skips the menus that had one choice only."""
-    session = engine.choose_level(engine.choose_theme(_session(), "couples"), 3)
-    session = engine.go_back(session)
+    session = engine.choose_level(engine.choose_theme(_session(), "couples", library), 3, library)
+    session = engine.go_back(session, library)
     assert (session.theme, session.level) == ("couples", None)
-    session = engine.go_back(session)
+    session = engine.go_back(session, library)
     assert session.theme is None
-    session = engine.go_back(session)
+    session = engine.go_back(session, library)
     assert session.theme is None
-    session = engine.choose_theme(_session(), "provocation")
-    assert engine.go_back(session).theme is None
+    session = engine.choose_theme(_session(), "provocation", library)
+    assert engine.go_back(session, library).theme is None
     session = engine.confirm_adult(_session())
-    session = engine.choose_content(engine.choose_theme(session, "sex"), "questions")
-    session = engine.go_back(session)
+    session = engine.choose_content(engine.choose_theme(session, "sex", library), "questions")
+    session = engine.go_back(session, library)
     assert (session.theme, session.content) == ("sex", None)
-    assert engine.go_back(session).theme is None
+    assert engine.go_back(session, library).theme is None
     assert engine.current_deck(session, library) is None
 
 
 def test_draw_never_repeats_until_exhausted(library: Library) -> None:
     """Every card of a deck comes once; then the deck says exhausted; reshuffle starts over."""
-    session = engine.choose_level(engine.choose_theme(_session(), "acquaintance"), 1)
+    session = engine.choose_level(
+        engine.choose_theme(_session(), "acquaintance", library), 1, library
+    )
     rng = random.Random(7)
     seen: list[str] = []
     for number in range(1, 7):
@@ -105,7 +111,7 @@ def test_draw_never_repeats_until_exhausted(library: Library) -> None:
 
 def test_language_switch_keeps_progress(library: Library) -> None:
     """Drawn ids are stable across languages, so progress survives a language switch."""
-    session = engine.choose_level(engine.choose_theme(_session(), "couples"), 2)
+    session = engine.choose_level(engine.choose_theme(_session(), "couples", library), 2, library)
     for _ in range(3):
         session, _outcome = engine.draw(session, library)
     session = engine.choose_language(session, "cs")
@@ -120,7 +126,7 @@ def test_language_switch_keeps_progress(library: Library) -> None:
 
 def test_progress_ignores_removed_cards_and_reset_keeps_language(library: Library) -> None:
     """Ids no longer in a deck do not count; reset forgets the game but not the language."""
-    session = engine.choose_level(engine.choose_theme(_session(), "couples"), 1)
+    session = engine.choose_level(engine.choose_theme(_session(), "couples", library), 1, library)
     session.drawn = {"couples:1:questions": ["gone", "cpl1q01"]}
     deck = engine.current_deck(session, library)
     assert deck is not None
@@ -137,7 +143,7 @@ def test_undrawn_card_comes_next_and_reshuffle_does_not_repeat(library: Library)
     """A card put back after a failed send is the next one drawn, without repeats; after a
     reshuffle the deck's last card is not favoured."""
     rng = random.Random(7)
-    session = engine.choose_theme(_session(), "provocation")
+    session = engine.choose_theme(_session(), "provocation", library)
     session, first = engine.draw(session, library, rng)
     session, second = engine.draw(session, library, rng)
     assert first.card is not None

@@ -2,31 +2,58 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from vechnost_bot.game.content import LANGUAGES, THEMES
+from vechnost_bot.storage.models import ThemeId
 
-__all__ = ["write_decks"]
+__all__ = ["LEVELS", "write_decks"]
 
-_PREFIX = {"acquaintance": "acq", "couples": "cpl", "provocation": "prv", "sex": "sex"}
+LEVELS: Mapping[ThemeId, tuple[int, ...]] = {
+    "acquaintance": (1, 2, 3),
+    "couples": (1, 2, 3),
+    "provocation": (1,),
+    "sex": (1,),
+}
+"""The levels each theme gets unless a test asks for others."""
+
 _WORD = {"ru": "Вопрос", "en": "Question", "cs": "Otázka"}
 
 
-def write_decks(root: Path, *, per_deck: int = 5) -> Path:
-    """Write ``per_deck`` cards for every deck of every theme in every language."""
+def write_decks(
+    root: Path,
+    *,
+    per_deck: int = 5,
+    levels: Mapping[ThemeId, tuple[int, ...]] = LEVELS,
+    extras: bool = False,
+) -> Path:
+    """Write ``per_deck`` cards for every deck of every theme in every language.
+
+    With ``extras``, every theme also gets two opening cards and a closing card, and
+    every deck a wildcard and a guess card after its ``per_deck`` cards.
+    """
     for language in LANGUAGES:
         folder = root / language
         folder.mkdir(parents=True, exist_ok=True)
         for theme in THEMES.values():
+            word = f"{_WORD[language]} {theme.id}"
             lines: list[str] = []
-            for content in theme.contents:
-                for level in theme.levels:
+            if extras:
+                lines.append("[opening]")
+                lines += [f'{theme.prefix}0o0{n} = "{word} opening {n}"' for n in (1, 2)]
+                lines += ["", "[closing]", f'{theme.prefix}0c01 = "{word} closing"', ""]
+            for offset, content in enumerate(theme.contents):
+                for level in levels[theme.id]:
                     lines.append(f"[{content}.{level}]")
-                    kind = content[0]
                     for number in range(1, per_deck + 1):
-                        card_id = f"{_PREFIX[theme.id]}{level}{kind}{number:02d}"
-                        text = f"{_WORD[language]} {theme.id} {level} {content} №{number}"
-                        lines.append(f'{card_id} = "{text}"')
+                        card_id = f"{theme.prefix}{level}{content[0]}{number:02d}"
+                        lines.append(f'{card_id} = "{word} {level} {content} №{number}"')
+                    if extras:
+                        # A level's wildcards and guesses are numbered apart per content type.
+                        for letter in "wg":
+                            card_id = f"{theme.prefix}{level}{letter}{offset + 1:02d}"
+                            lines.append(f'{card_id} = "{word} {level} {content} {letter}"')
                     lines.append("")
             (folder / f"{theme.id}.toml").write_text("\n".join(lines), encoding="utf-8")
     return root

@@ -87,11 +87,12 @@ def _theme(code: str) -> ThemeId | None:
     return _THEME_BY_CODE.get(code)
 
 
-def _level(theme: ThemeId, text: str) -> int | None:
+def _level(text: str) -> int | None:
     if not text.isdigit() or len(text) > 1:
         return None
+    # Which levels a theme has is the library's to say: the handlers check it.
     level = int(text)
-    return level if level in THEMES[theme].levels else None
+    return level if level >= 1 else None
 
 
 def parse(data: str | None) -> Callback | None:
@@ -113,17 +114,17 @@ def parse(data: str | None) -> Callback | None:
     if head == "T" and len(args) == 1:
         return Callback("theme", theme=theme)
     if head == "B" and len(args) <= 2:
-        level = _level(theme, args[1]) if theme and len(args) == 2 else None
+        level = _level(args[1]) if theme and len(args) == 2 else None
         if len(args) == 2 and level is None:
             return None
         return Callback("back", theme=theme, level=level)
     if theme is None:
         return None
     if head == "V" and len(args) == 2:
-        level = _level(theme, args[1])
+        level = _level(args[1])
         return Callback("level", theme=theme, level=level) if level else None
     if head in _DECK_ACTIONS and len(args) == 3:
-        level = _level(theme, args[1])
+        level = _level(args[1])
         content = _CONTENT_BY_CODE.get(args[2])
         if level is None or content is None or content not in THEMES[theme].contents:
             return None

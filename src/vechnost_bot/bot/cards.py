@@ -94,9 +94,7 @@ class CardSender:
             cached = await self._storage.cache_get(key)  # rendered while we waited?
             if cached:
                 return cached
-            data = await render_card_async(
-                card.text(language), theme=card.theme, language=language, footer=footer
-            )
+            data = await render_card_async(card, language, footer=footer)
             CARDS_RENDERED.inc()
             self.stats.rendered += 1
             await self._storage.cache_set(key, data, self._image_ttl)

@@ -212,7 +212,7 @@ class GameBot:
         session = await self._session(chat.id, user)
         await self._touch_user(user, started=True)
         name = user.first_name if user else ""
-        if engine.step(session) == "theme":
+        if engine.step(session, self.library) == "theme":
             text = t(session.language, "welcome", name=name)
             await self._show(update, text, keyboards.themes_keyboard(session.language or "en"),
                              edit=False)  # fmt: skip
@@ -347,7 +347,7 @@ class GameBot:
                                  keyboards.adult_keyboard(language), edit=True)  # fmt: skip
                 return True
             session = await self.storage.update_session(
-                chat_id, lambda s: engine.choose_theme(s, theme)
+                chat_id, lambda s: engine.choose_theme(s, theme, self.library)
             )
             await _answer(query)
             await self._show_menu(update, session)
@@ -357,11 +357,13 @@ class GameBot:
         if action == "back":
             return await self._on_back(update, query, session, callback)
         if action == "level" and callback.level is not None:
-            if session.theme != callback.theme:
+            if session.theme is None or session.theme != callback.theme:
+                return False
+            if callback.level not in self.library.levels(session.theme):
                 return False
             level = callback.level
             session = await self.storage.update_session(
-                chat_id, lambda s: engine.choose_level(s, level)
+                chat_id, lambda s: engine.choose_level(s, level, self.library)
             )
             await _answer(query)
             await self._show_menu(update, session)
@@ -378,7 +380,7 @@ class GameBot:
             return True
         if action in {"next", "reshuffle"}:
             here = (session.theme, session.level, session.content)
-            if engine.step(session) != "deck" or here != (
+            if engine.step(session, self.library) != "deck" or here != (
                 callback.theme,
                 callback.level,
                 callback.content,
@@ -397,7 +399,7 @@ class GameBot:
             return True
 
         def confirm(current: Session) -> Session:
-            return engine.choose_theme(engine.confirm_adult(current), "sex")
+            return engine.choose_theme(engine.confirm_adult(current), "sex", self.library)
 
         session = await self.storage.update_session(chat_id, confirm)
         log.info("adult_confirmed", chat_id=chat_id)
@@ -451,25 +453,26 @@ class GameBot:
         theme, level, content = session.theme, session.level, session.content
         if theme is None or level is None or content is None:
             return False
+        levels = self.library.levels(theme)
         if result.card is None:
             await _answer(query)
             log.info("deck_exhausted", chat_id=chat_id, deck=f"{theme}:{level}:{content}")
             await self._show(
                 update,
                 t(language, "exhausted", total=result.total),
-                keyboards.exhausted_keyboard(language, theme, level, content),
+                keyboards.exhausted_keyboard(language, theme, level, content, levels=levels),
                 edit=False,
             )
             return True
-        title = keyboards.deck_title(language, theme, level, content)
+        title = keyboards.deck_title(language, theme, level, content, levels=levels)
         caption = t(language, "card_caption", deck=title, drawn=result.drawn, total=result.total)
         card = result.card
         if result.drawn >= result.total:
             # The deck's last card: offer the reshuffle (and the themes) with it, not a
             # "Next card" that could only say the deck is done.
-            markup = keyboards.exhausted_keyboard(language, theme, level, content)
+            markup = keyboards.exhausted_keyboard(language, theme, level, content, levels=levels)
         else:
-            markup = keyboards.deck_keyboard(language, theme, level, content)
+            markup = keyboards.deck_keyboard(language, theme, level, content, levels=levels)
         # The answer only stops the button's spinner: send it alongside the card.
         answered, sent = await asyncio.gather(
             _answer(query, t(language, "reshuffled") if reshuffle else None),

@@ -8,6 +8,7 @@ from vechnost_bot.bot.callbacks import Callback, encode
 from vechnost_bot.bot.texts import LANGUAGE_NAMES, content_name, level_name, t, theme_name
 from vechnost_bot.game import engine
 from vechnost_bot.game.content import LANGUAGES, THEMES, Library
+from vechnost_bot.game.labels import heat_label
 from vechnost_bot.storage.models import ContentType, Language, Session, ThemeId
 
 __all__ = [
@@ -64,25 +65,34 @@ def adult_keyboard(language: Language) -> InlineKeyboardMarkup:
     )
 
 
-def levels_keyboard(language: Language, theme: ThemeId) -> InlineKeyboardMarkup:
-    """The theme's levels, then back to the themes."""
-    levels = [
-        _button(level_name(language, level), Callback("level", theme=theme, level=level))
-        for level in THEMES[theme].levels
+def _level_title(language: Language, theme: ThemeId, level: int) -> str:
+    """``Level 2``, or the heat (``Hot``) in a theme whose levels are heats."""
+    return heat_label(theme, level, language) or level_name(language, level)
+
+
+def levels_keyboard(
+    language: Language, theme: ThemeId, *, levels: tuple[int, ...]
+) -> InlineKeyboardMarkup:
+    """The theme's levels (``Library.levels``), then back to the themes."""
+    buttons = [
+        _button(_level_title(language, theme, level), Callback("level", theme=theme, level=level))
+        for level in levels
     ]
-    return InlineKeyboardMarkup([levels, [_button(t(language, "btn_back"), Callback("back"))]])
+    return InlineKeyboardMarkup([buttons, [_button(t(language, "btn_back"), Callback("back"))]])
 
 
-def _back_from_deck(theme: ThemeId, level: int) -> Callback:
+def _back_from_deck(theme: ThemeId, level: int, levels: tuple[int, ...]) -> Callback:
     info = THEMES[theme]
     if len(info.contents) > 1:
         return Callback("back", theme=theme, level=level)
-    if len(info.levels) > 1:
+    if len(levels) > 1:
         return Callback("back", theme=theme)
     return Callback("back")
 
 
-def contents_keyboard(language: Language, theme: ThemeId, level: int) -> InlineKeyboardMarkup:
+def contents_keyboard(
+    language: Language, theme: ThemeId, level: int, *, levels: tuple[int, ...]
+) -> InlineKeyboardMarkup:
     """Questions / Tasks, then back."""
     contents = [
         _button(
@@ -91,12 +101,12 @@ def contents_keyboard(language: Language, theme: ThemeId, level: int) -> InlineK
         )
         for content in THEMES[theme].contents
     ]
-    back = Callback("back", theme=theme) if len(THEMES[theme].levels) > 1 else Callback("back")
+    back = Callback("back", theme=theme) if len(levels) > 1 else Callback("back")
     return InlineKeyboardMarkup([contents, [_button(t(language, "btn_back"), back)]])
 
 
 def deck_keyboard(
-    language: Language, theme: ThemeId, level: int, content: ContentType
+    language: Language, theme: ThemeId, level: int, content: ContentType, *, levels: tuple[int, ...]
 ) -> InlineKeyboardMarkup:
     """Next card, then back and themes."""
     deck = {"theme": theme, "level": level, "content": content}
@@ -104,7 +114,7 @@ def deck_keyboard(
         [
             [_button(t(language, "btn_next"), Callback("next", **deck))],  # type: ignore[arg-type]
             [
-                _button(t(language, "btn_back"), _back_from_deck(theme, level)),
+                _button(t(language, "btn_back"), _back_from_deck(theme, level, levels)),
                 _button(t(language, "btn_menu"), Callback("menu")),
             ],
         ]
@@ -112,7 +122,7 @@ def deck_keyboard(
 
 
 def exhausted_keyboard(
-    language: Language, theme: ThemeId, level: int, content: ContentType
+    language: Language, theme: ThemeId, level: int, content: ContentType, *, levels: tuple[int, ...]
 ) -> InlineKeyboardMarkup:
     """Shuffle again, then back and themes."""
     callback = Callback("reshuffle", theme=theme, level=level, content=content)
@@ -120,7 +130,7 @@ def exhausted_keyboard(
         [
             [_button(t(language, "btn_reshuffle"), callback)],
             [
-                _button(t(language, "btn_back"), _back_from_deck(theme, level)),
+                _button(t(language, "btn_back"), _back_from_deck(theme, level, levels)),
                 _button(t(language, "btn_menu"), Callback("menu")),
             ],
         ]
@@ -128,7 +138,13 @@ def exhausted_keyboard(
 
 
 def deck_title(
-    language: Language, theme: ThemeId, level: int, content: ContentType, *, icon: bool = False
+    language: Language,
+    theme: ThemeId,
+    level: int,
+    content: ContentType,
+    *,
+    levels: tuple[int, ...],
+    icon: bool = False,
 ) -> str:
     """A deck's name: ``For Couples · Level 2``, ``Sex · Tasks``, ``Provocation``.
 
@@ -136,8 +152,8 @@ def deck_title(
     """
     info = THEMES[theme]
     parts = [theme_name(language, theme, icon=icon)]
-    if len(info.levels) > 1:
-        parts.append(level_name(language, level))
+    if len(levels) > 1:
+        parts.append(_level_title(language, theme, level))
     if len(info.contents) > 1:
         parts.append(content_name(language, content))
     return " · ".join(parts)
@@ -146,7 +162,7 @@ def deck_title(
 def menu_for(session: Session, library: Library) -> tuple[str, InlineKeyboardMarkup]:
     """The text and keyboard of the menu this session is at."""
     language = session.language or "en"
-    here = engine.step(session)
+    here = engine.step(session, library)
     theme, level, content = session.theme, session.level, session.content
     if here == "language":
         return t(language, "choose_language"), language_keyboard()
@@ -154,13 +170,18 @@ def menu_for(session: Session, library: Library) -> tuple[str, InlineKeyboardMar
         return t(language, "choose_theme"), themes_keyboard(language)
     name = theme_name(language, theme, icon=True)
     if here == "level" or level is None:
-        return t(language, "choose_level", theme=name), levels_keyboard(language, theme)
+        levels = library.levels(theme)
+        return t(language, "choose_level", theme=name), levels_keyboard(
+            language, theme, levels=levels
+        )
     if here == "content" or content is None:
-        return t(language, "choose_content", theme=name), contents_keyboard(language, theme, level)
+        markup = contents_keyboard(language, theme, level, levels=library.levels(theme))
+        return t(language, "choose_content", theme=name), markup
     deck = library.deck(theme, level, content)
     drawn, total = engine.progress(session, deck) if deck is not None else (0, 0)
-    title = deck_title(language, theme, level, content, icon=True)
+    levels = library.levels(theme)
+    title = deck_title(language, theme, level, content, levels=levels, icon=True)
     text = t(language, "deck_intro", deck=title, drawn=drawn, total=total)
     if deck is not None and drawn >= total:
-        return text, exhausted_keyboard(language, theme, level, content)
-    return text, deck_keyboard(language, theme, level, content)
+        return text, exhausted_keyboard(language, theme, level, content, levels=levels)
+    return text, deck_keyboard(language, theme, level, content, levels=levels)

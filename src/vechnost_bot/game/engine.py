@@ -37,14 +37,14 @@ Step = Literal["language", "theme", "level", "content", "deck"]
 """Where a chat is: which menu it should see now."""
 
 
-def step(session: Session) -> Step:
+def step(session: Session, library: Library) -> Step:
     """The menu this session is at."""
     if session.language is None:
         return "language"
     if session.theme is None:
         return "theme"
     theme = THEMES[session.theme]
-    if session.level is None or session.level not in theme.levels:
+    if session.level is None or session.level not in library.levels(session.theme):
         return "level"
     if session.content is None or session.content not in theme.contents:
         return "content"
@@ -68,7 +68,7 @@ def confirm_adult(session: Session) -> Session:
     return session
 
 
-def choose_theme(session: Session, theme: ThemeId) -> Session:
+def choose_theme(session: Session, theme: ThemeId, library: Library) -> Session:
     """Pick a theme. A single level or content type is chosen at once.
 
     Raises ``PermissionError`` for an 18+ theme without confirmation.
@@ -77,14 +77,15 @@ def choose_theme(session: Session, theme: ThemeId) -> Session:
         raise PermissionError("the 18+ theme needs a confirmation first")
     info = THEMES[theme]
     session.theme = theme
-    session.level = info.levels[0] if len(info.levels) == 1 else None
+    levels = library.levels(theme)
+    session.level = levels[0] if len(levels) == 1 else None
     session.content = info.contents[0] if len(info.contents) == 1 else None
     return session
 
 
-def choose_level(session: Session, level: int) -> Session:
+def choose_level(session: Session, level: int, library: Library) -> Session:
     """Pick a level of the current theme; ``ValueError`` when it has no such level."""
-    if session.theme is None or level not in THEMES[session.theme].levels:
+    if session.theme is None or level not in library.levels(session.theme):
         raise ValueError(f"level {level} is not available here")
     info = THEMES[session.theme]
     session.level = level
@@ -102,15 +103,15 @@ def choose_content(session: Session, content: ContentType) -> Session:
     return session
 
 
-def go_back(session: Session) -> Session:
+def go_back(session: Session, library: Library) -> Session:
     """One meaningful step back: deck → content → level → theme (skipping single choices)."""
-    here = step(session)
+    here = step(session, library)
     if session.theme is None:
         return session
     info = THEMES[session.theme]
     if here == "deck" and len(info.contents) > 1:
         session.content = None
-    elif here in {"deck", "content"} and len(info.levels) > 1:
+    elif here in {"deck", "content"} and len(library.levels(session.theme)) > 1:
         session.level = None
         session.content = None
     else:
@@ -132,7 +133,7 @@ def reset(session: Session) -> Session:
 
 def current_deck(session: Session, library: Library) -> Deck | None:
     """The deck the session is playing, or None before a deck is chosen."""
-    if step(session) != "deck" or session.theme is None:
+    if step(session, library) != "deck" or session.theme is None:
         return None
     if session.level is None or session.content is None:
         return None
