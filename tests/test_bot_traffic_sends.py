@@ -12,6 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 from telegram import Bot
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.request import HTTPXRequest
 
 from tests.support.bot_harness import Harness, running_bot
 from tests.support.decks import write_decks
@@ -33,8 +34,8 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Library:
 
 @pytest.fixture
 async def bot(library: Library) -> AsyncIterator[Harness]:
-    """The bot with a 1 s read timeout, so that a reply held back by the fake times out."""
-    async with running_bot(InMemoryStorage(), library, read_timeout=1.0) as harness:
+    """The bot with a 1.5 s read timeout, so that a reply held back by the fake times out."""
+    async with running_bot(InMemoryStorage(), library, read_timeout=1.5) as harness:
         yield harness
 
 
@@ -98,7 +99,7 @@ async def test_a_reply_that_times_out_after_delivery_keeps_the_card(bot: Harness
     with no apology, and the deck shows each card once."""
     await bot.say(82, "/start")
     await bot.tap(82, "T:p")
-    bot.api.fail("sendPhoto", Fault(deliver=True, delay=1.6), times=3)
+    bot.api.fail("sendPhoto", Fault(deliver=True, delay=2.5), times=3)
     with capture_logs() as logs:
         last = 0
         for _ in range(PER_DECK):
@@ -155,25 +156,28 @@ async def test_delivery_failed_tells_definite_from_ambiguous() -> None:
     """Real failures from python-telegram-bot's HTTP layer: refused connection, 400 and 500
     are definite; a read timeout after the request was sent and a garbled body are not."""
     closed = f"http://127.0.0.1:{free_port()}/bot"
+    requests = [HTTPXRequest(), HTTPXRequest()]
     async with FakeBotApi() as api:
-        bot = Bot(DEFAULT_TOKEN, base_url=api.base_url)
-        refused_bot = Bot(DEFAULT_TOKEN, base_url=closed)
-        refused = await _error_of(refused_bot.send_message(1, "x"))
-        assert isinstance(refused, NetworkError)
-        assert delivery_failed(refused)
-        bad = await _error_of(bot.send_message(1, ""))
-        assert isinstance(bad, BadRequest)
-        assert delivery_failed(bad)
-        api.fail("sendMessage", Fault(status=500))
-        assert delivery_failed(await _error_of(bot.send_message(1, "x")))
-        api.fail("sendMessage", Fault(deliver=True, delay=1.0))
-        late = await _error_of(bot.send_message(1, "x", read_timeout=0.3))
-        assert isinstance(late, TimedOut)
-        assert not delivery_failed(late)
-        api.fail("sendMessage", Fault(deliver=True, garbled=True))
-        assert not delivery_failed(await _error_of(bot.send_message(1, "x")))
-        await bot.shutdown()
-        await refused_bot.shutdown()
+        bot = Bot(DEFAULT_TOKEN, base_url=api.base_url, request=requests[0])
+        refused_bot = Bot(DEFAULT_TOKEN, base_url=closed, request=requests[1])
+        try:
+            refused = await _error_of(refused_bot.send_message(1, "x"))
+            assert isinstance(refused, NetworkError)
+            assert delivery_failed(refused)
+            bad = await _error_of(bot.send_message(1, ""))
+            assert isinstance(bad, BadRequest)
+            assert delivery_failed(bad)
+            api.fail("sendMessage", Fault(status=500))
+            assert delivery_failed(await _error_of(bot.send_message(1, "x")))
+            api.fail("sendMessage", Fault(deliver=True, delay=1.0))
+            late = await _error_of(bot.send_message(1, "x", read_timeout=0.3))
+            assert isinstance(late, TimedOut)
+            assert not delivery_failed(late)
+            api.fail("sendMessage", Fault(deliver=True, garbled=True))
+            assert not delivery_failed(await _error_of(bot.send_message(1, "x")))
+        finally:
+            for request in requests:  # never initialized, so Bot.shutdown() would skip them
+                await request.shutdown()
     assert delivery_failed(RuntimeError("our own bug"))
     assert delivery_failed(RetryAfter(3))
     dropped = NetworkError("httpx.RemoteProtocolError: Server disconnected")
@@ -197,8 +201,8 @@ async def test_pacing_keeps_a_chat_near_one_message_per_second() -> None:
         started = time.monotonic()
         await guard.process_request(call, (7,), {}, "sendMessage", {"chat_id": 7}, None)
         waits.append(time.monotonic() - started)
-    assert all(w < 0.05 for w in waits[:3])
+    assert all(w < 0.3 for w in waits[:3])
     assert waits[3] > 0.8
     started = time.monotonic()
     await guard.process_request(call, (8,), {}, "sendMessage", {"chat_id": 8}, None)
-    assert time.monotonic() - started < 0.05
+    assert time.monotonic() - started < 0.3
