@@ -47,7 +47,7 @@ async def run(tasks: int, outage: float, tmp: Path) -> dict[str, float]:
         extra_args=("--appendonly", "yes", "--appendfsync", "always"),
     ).start()
     endpoint = RedisEndpoint("127.0.0.1", server.port, password=server.password)
-    storage = HybridStorage(journal_path=tmp / "journal.jsonl")
+    storage = HybridStorage(local_dir=tmp / "local")
     await storage.start(endpoint)
     acked: dict[int, list[str]] = {}
     calls: list[tuple[float, float]] = []  # (start, duration)

@@ -2,8 +2,10 @@
 
 Starts a private redis-server on a free loopback port, then alternates rounds of
 the baseline (GET + SET of the same JSON payload) and of HybridStorage in Redis
-mode (get_session + save_session: HMGET + EVALSHA compare-and-set), so a noisy
-machine affects both alike. Also measures HybridStorage in memory mode.
+mode (get_session + save_session: GET + EVALSHA compare-and-set, with the merge
+metadata and the local store's copy of what Redis holds), so a noisy machine
+affects both alike. The baseline's payload is the very value we store. Also
+measures HybridStorage in memory mode (the local store: RAM + SQLite).
 Last line: one JSON object with the figures.
 """
 
@@ -26,6 +28,7 @@ from tests.support.redis_server import RedisServer
 
 from vechnost_bot.redis.events import RedisEndpoint
 from vechnost_bot.storage import HybridStorage, Session, connect_redis
+from vechnost_bot.storage.records import dump_value
 
 Op = Callable[[int], Awaitable[None]]
 
@@ -80,26 +83,27 @@ async def run(rounds: int, iterations: int, tasks: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="vechnost-bench-") as tmp:
         server = RedisServer(Path(tmp) / "redis", password="bench-pass").start()
         try:
-            return await _measure(server, rounds, iterations, tasks)
+            return await _measure(server, Path(tmp), rounds, iterations, tasks)
         finally:
             server.stop()
 
 
 async def _measure(
-    server: RedisServer, rounds: int, iterations: int, tasks: int
+    server: RedisServer, tmp: Path, rounds: int, iterations: int, tasks: int
 ) -> dict[str, float]:
     endpoint = RedisEndpoint("127.0.0.1", server.port, password=server.password)
     raw = connect_redis(endpoint)
-    hybrid = HybridStorage(journal_path=None)
+    hybrid = HybridStorage(local_dir=tmp / "hybrid")
     await hybrid.start(endpoint)
-    memory = HybridStorage(client_factory=None)
+    memory = HybridStorage(client_factory=None, local_dir=tmp / "memory")
     await memory.start(None)
     chats = tasks
-    payloads = {c: _session(c).model_dump_json().encode() for c in range(chats)}
+    payloads = {}
     for c in range(chats):
-        await raw.set(f"raw:session:{c}", payloads[c])
-        await hybrid.put_record(_session(c))
+        stored = await hybrid.put_record(_session(c))
         await memory.put_record(_session(c))
+        payloads[c] = dump_value(stored)  # the same bytes Redis holds for our record
+        await raw.set(f"raw:session:{c}", payloads[c])
 
     async def raw_op(chat: int) -> None:
         value = await raw.get(f"raw:session:{chat}")

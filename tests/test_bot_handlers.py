@@ -44,7 +44,7 @@ async def redis_storage(
 ) -> AsyncIterator[HybridStorage]:
     """A HybridStorage in Redis mode on a fresh real redis-server."""
     server = redis_factory(password="bot-pass")
-    storage = HybridStorage(journal_path=tmp_path / "journal.jsonl")
+    storage = HybridStorage(local_dir=tmp_path / "local")
     await storage.start(RedisEndpoint("127.0.0.1", server.port, password=server.password))
     assert storage.mode == "redis"
     try:

@@ -6,7 +6,7 @@ import string
 
 from vechnost_bot.bot import keyboards
 from vechnost_bot.bot.texts import TEXTS, language_from_code, t
-from vechnost_bot.storage.models import Session
+from vechnost_bot.storage.records import Session
 
 
 def _fields(text: str) -> set[str]:

@@ -50,7 +50,7 @@ async def redis_storage(
 ) -> AsyncIterator[HybridStorage]:
     """A HybridStorage in Redis mode on a fresh real redis-server."""
     server = redis_factory(password="traffic-pass")
-    storage = HybridStorage(journal_path=tmp_path / "journal.jsonl")
+    storage = HybridStorage(local_dir=tmp_path / "local")
     await storage.start(RedisEndpoint("127.0.0.1", server.port, password=server.password))
     assert storage.mode == "redis"
     try:
@@ -173,23 +173,28 @@ async def test_a_full_queue_sheds_the_newest_updates() -> None:
 
 
 class _CountingStorage(InMemoryStorage):
-    """An in-memory storage that counts every call the bot makes to it."""
+    """An in-memory storage that counts every call the bot makes to it (at the backend's
+    own surface, which every derived helper goes through)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.calls = 0
 
-    async def get_record(self, model: Any, key: str) -> Any:
+    async def _load(self, model: Any, key: str) -> Any:
         self.calls += 1
-        return await super().get_record(model, key)
+        return await super()._load(model, key)
 
-    async def put_record(self, record: Any, *, expected_version: int | None = None) -> Any:
+    async def _cas(self, record: Any, expected: int) -> Any:
         self.calls += 1
-        return await super().put_record(record, expected_version=expected_version)
+        return await super()._cas(record, expected)
 
     async def hit_rate_limit(self, key: str, limit: int, window: float) -> bool:
         self.calls += 1
         return await super().hit_rate_limit(key, limit, window)
+
+    async def cache_get(self, key: str) -> bytes | None:
+        self.calls += 1
+        return await super().cache_get(key)
 
     async def cache_add(self, key: str, value: bytes, ttl: float) -> bool:
         self.calls += 1
@@ -206,7 +211,7 @@ async def test_a_flood_costs_no_storage_call(library: Library) -> None:
         for _ in range(200):
             last = await bot.api.send_message(80, "hello?")
         await bot.idle(last)
-        assert storage.calls < 40, storage.calls
+        assert 5 <= storage.calls < 60, storage.calls  # the five allowed ones do cost calls
         replies = bot.api.replies(80, since)
         assert len(replies) == 6
         assert replies[-1].params["text"] == t("en", "slow_down")

@@ -18,7 +18,7 @@ from vechnost_bot.bot.polling import ALLOWED_UPDATES
 from vechnost_bot.bot.texts import t
 from vechnost_bot.game.content import Library, load_library
 from vechnost_bot.storage.memory import InMemoryStorage
-from vechnost_bot.storage.models import Session
+from vechnost_bot.storage.records import Session
 
 PER_DECK = 5
 

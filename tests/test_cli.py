@@ -42,3 +42,16 @@ def test_module_entry_point_runs() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.startswith("vechnost ")
+
+
+def test_bad_max_memory_stops_every_command_with_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """REDIS_MAX_MEMORY=lots is refused before redis-server could reject it three times:
+    one line naming the variable, exit 2, doctor included."""
+    monkeypatch.setenv("REDIS_MAX_MEMORY", "lots")
+    for argv in (["doctor"], ["redis", "start"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("vechnost: invalid setting REDIS_MAX_MEMORY:")
+        assert "\n" not in err

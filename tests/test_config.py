@@ -52,6 +52,11 @@ def test_environment_and_dotenv_are_read(monkeypatch: pytest.MonkeyPatch, tmp_pa
         ("LOG_LEVEL", "LOUD", "DEBUG"),
         ("REDIS_AUTO_START", "perhaps", "boolean"),
         ("REDIS_MAX_STARTUP_ATTEMPTS", "0", "greater than or equal to 1"),
+        ("REDIS_MAX_MEMORY", "lots", "must be a memory size"),
+        ("REDIS_MAX_MEMORY", "12 gigs", "must be a memory size"),
+        ("REDIS_URL", "unix://relative.sock", "absolute path"),
+        ("REDIS_DATA_DIR", "/tmp/a\nsave 1 1", "control characters"),
+        ("REDIS_URL", "unix:///run/redis.sock?db=x", "database that is not a number"),
     ],
 )
 def test_bad_value_names_the_variable(
@@ -104,3 +109,53 @@ def test_file_url_follows_a_self_hosted_api(monkeypatch: pytest.MonkeyPatch) -> 
     assert load_settings().file_base_url == "http://127.0.0.1:8081/file/bot"
     monkeypatch.setenv("TELEGRAM_FILE_BASE_URL", "http://files.local/file/bot")
     assert load_settings().file_base_url == "http://files.local/file/bot"
+
+
+def test_redis_url_is_parsed_once_into_a_typed_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    """REDIS_URL becomes one RedisEndpoint (TCP or unix socket, password hidden from repr);
+    every consumer reads ``settings.redis_target``."""
+    monkeypatch.setenv("REDIS_URL", "redis://bob:s3cret-pass@127.0.0.1:7001/3")
+    target = load_settings().redis_target
+    assert (target.host, target.port, target.db, target.username) == ("127.0.0.1", 7001, 3, "bob")
+    assert target.password == "s3cret-pass"
+    assert "s3cret" not in repr(target)
+    assert "s3cret" not in repr(load_settings())
+    assert target.url() == "redis://bob:***@127.0.0.1:7001/3"
+    assert not target.auto_start_can_serve  # a password: an external server, named explicitly
+    monkeypatch.setenv("REDIS_URL", "unix://:pw-in-url@/run/redis/redis.sock?db=2")
+    unix = load_settings().redis_target
+    assert (unix.socket_path, unix.db, unix.password, unix.is_unix) == (
+        "/run/redis/redis.sock",
+        2,
+        "pw-in-url",
+        True,
+    )
+    assert unix.url() == "unix://:***@/run/redis/redis.sock?db=2"
+    assert not unix.auto_start_can_serve
+    monkeypatch.delenv("REDIS_URL")
+    default = load_settings().redis_target
+    assert (default.host, default.port, default.auto_start_can_serve) == ("localhost", 6379, True)
+
+
+def test_data_dir_is_resolved_once_from_home_and_relative_paths(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """REDIS_DATA_DIR with `~`, or relative as a .env holds it, resolves to one real folder
+    (symlinks too); the journal, the local store and Redis's files are all named in it."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    (tmp_path / ".env").write_text("REDIS_DATA_DIR=~/vechnost-data\n")
+    settings = load_settings()
+    assert settings.redis_data_dir == home / "vechnost-data"
+    files = settings.data_dir
+    assert files.root == home / "vechnost-data"
+    assert files.journal == home / "vechnost-data" / "journal.jsonl"
+    assert files.local_store_dir == home / "vechnost-data" / "store"
+    assert files.config.parent == files.journal.parent == files.log.parent
+    (tmp_path / ".env").write_text("REDIS_DATA_DIR=relative/data\n")
+    assert load_settings().data_dir.root == tmp_path / "relative" / "data"
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    (tmp_path / ".env").write_text("REDIS_DATA_DIR=link/../link\n")
+    assert load_settings().data_dir.root == tmp_path / "real"

@@ -9,7 +9,7 @@ import pytest
 from tests.support.decks import write_decks
 from vechnost_bot.game import engine
 from vechnost_bot.game.content import Library, load_library
-from vechnost_bot.storage.models import Session
+from vechnost_bot.storage.records import Session
 
 
 @pytest.fixture(scope="module")

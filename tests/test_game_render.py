@@ -12,7 +12,7 @@ from PIL import Image, ImageFont
 from vechnost_bot.game import render
 from vechnost_bot.game.content import KINDS, THEMES, Card, CardKind
 from vechnost_bot.game.labels import HEAT_THEMES, heat_label, kind_label
-from vechnost_bot.storage.models import ContentType, Language, ThemeId
+from vechnost_bot.storage.records import ContentType, Language, ThemeId
 
 _LETTER = {kind: letter for letter, kind in KINDS.items()}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vechnost_bot.game.typography import NBSP, bind_short_words
-from vechnost_bot.storage.models import Language
+from vechnost_bot.storage.records import Language
 
 
 @pytest.mark.parametrize(

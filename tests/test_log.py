@@ -94,3 +94,41 @@ def test_console_off_keeps_errors_only(capsys: pytest.CaptureFixture[str], tmp_p
     written = log_file.read_text()
     assert "storage_ready" in written
     assert "redis_start_failed" in written
+
+
+def test_log_file_is_private(tmp_path: Path) -> None:
+    """LOG_FILE is created 0600 (at DEBUG it holds message texts and names); an existing
+    0644 one of ours is narrowed to 0600."""
+    fresh = tmp_path / "logs" / "bot.log"
+    configure_logging("INFO", "json", fresh)
+    structlog.get_logger("t").info("hello")
+    assert fresh.stat().st_mode & 0o777 == 0o600
+    old = tmp_path / "old.log"
+    old.write_text("before\n")
+    old.chmod(0o644)
+    configure_logging("INFO", "json", old)
+    structlog.get_logger("t").info("again")
+    assert old.stat().st_mode & 0o777 == 0o600
+    assert old.read_text().startswith("before\n")
+
+
+def test_unwritable_log_file_degrades_to_the_console(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A LOG_FILE that cannot be opened (here: a symlink, never followed; a file in the way
+    of its folder) gives one warning line on the console, and logging goes on there."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep\n")
+    link = tmp_path / "link.log"
+    link.symlink_to(victim)
+    blocked = tmp_path / "file" / "bot.log"
+    (tmp_path / "file").write_text("in the way\n")
+    for path in (link, blocked):
+        configure_logging("INFO", "json", path, console=False)
+        structlog.get_logger("t").info("still_logged")
+        err = capsys.readouterr().err
+        lines = [json.loads(line) for line in err.splitlines()]
+        assert [line["event"] for line in lines] == ["log_file_unwritable", "still_logged"]
+        assert lines[0]["path"] == str(path)
+        assert "LOG_FILE" in lines[0]["fix"]
+    assert victim.read_text() == "keep\n"

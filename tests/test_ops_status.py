@@ -187,3 +187,18 @@ async def test_foreign_server_is_not_vechnost(capsys: pytest.CaptureFixture[str]
         assert "404" in capsys.readouterr().err
     finally:
         await runner.cleanup()
+
+
+def test_exit_codes_and_verdict_are_defined_once() -> None:
+    """`vechnost status`, `vechnost redis status` and /readyz read one set of exit codes and
+    one verdict, from ops.snapshot."""
+    from vechnost_bot.ops import snapshot, status
+    from vechnost_bot.redis import commands
+
+    assert (status.EXIT_HEALTHY, status.EXIT_DEGRADED, status.EXIT_NOT_RUNNING) == (0, 1, 3)
+    assert status.exit_code_for is snapshot.exit_code_for
+    assert commands.EXIT_NOT_RUNNING is snapshot.EXIT_NOT_RUNNING
+    assert snapshot.exit_code_for({"status": "ok", "storage": {"mode": "redis"}}) == 0
+    assert snapshot.exit_code_for({"status": "ok", "storage": {"mode": "memory"}}) == 1
+    assert snapshot.exit_code_for({"status": "starting"}) == 1
+    assert set(snapshot.Snapshot.__annotations__) >= {"telegram", "redis", "storage", "bot"}

@@ -18,6 +18,7 @@ from tests.conftest import RedisFactory
 from tests.support.lifecycle import data_dir, redis_pids_in, settings_for
 from vechnost_bot.config import load_settings
 from vechnost_bot.errors import ConfigError
+from vechnost_bot.ops.snapshot import RedisSnapshot
 from vechnost_bot.redis import RedisAutoStartManager, RedisEvent
 from vechnost_bot.redis import discovery as discovery_module
 from vechnost_bot.redis.manager import RedisManager
@@ -285,19 +286,7 @@ def test_status_is_json_safe_and_masks_password(data_dir: Path) -> None:
     password = (data_dir / "redis.password").read_text().strip()
     assert password not in text
     assert status["url"] == f"redis://:***@127.0.0.1:{status['port']}/0"
-    assert set(status) == {
-        "state",
-        "source",
-        "pid",
-        "port",
-        "host",
-        "version",
-        "uptime_seconds",
-        "restarts",
-        "data_dir",
-        "url",
-        "last_error",
-    }
+    assert set(status) == set(RedisSnapshot.__annotations__)
 
 
 async def test_observers_sync_async_and_failing(data_dir: Path) -> None:

@@ -277,3 +277,22 @@ def test_start_notes_that_the_bot_uses_an_answering_redis_url(
         assert _vechnost(env, "redis", "stop").returncode == 0
     assert redis_pids_in(data_dir) == []
     assert external.client().ping()
+
+
+def test_start_notes_that_the_bot_waits_for_an_external_url(data_dir: Path) -> None:
+    """REDIS_URL names an external server (it has a password) that is down: `redis start`
+    starts the data-dir server asked for, and says the bot will wait for that one instead."""
+    their_port = free_port()
+    env = _env(data_dir, their_port, REDIS_URL=f"redis://:theirs@127.0.0.1:{their_port}/0")
+    started = _vechnost(env, "redis", "start")
+    try:
+        assert started.returncode == 0, started.stderr
+        assert "the bot waits for that server and does not use this one" in started.stderr
+        again = _vechnost(env, "redis", "start", "--json")
+        facts = json.loads(again.stdout)
+        assert facts["bot_waits_for_external"] is True, again
+        assert facts["bot_uses_external"] is False
+        assert facts["port"] != their_port  # never the external server's port
+    finally:
+        assert _vechnost(env, "redis", "stop").returncode == 0
+    assert redis_pids_in(data_dir) == []

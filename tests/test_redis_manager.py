@@ -22,6 +22,7 @@ from tests.support.redis_server import free_port
 from vechnost_bot.errors import RedisBinaryInvalidError, RedisStartError
 from vechnost_bot.redis import manager as manager_module
 from vechnost_bot.redis import process as process_module
+from vechnost_bot.redis import server as server_module
 from vechnost_bot.redis.autostart import RedisAutoStartManager
 from vechnost_bot.redis.client import make_client
 from vechnost_bot.redis.manager import RedisDataDirError, RedisManager
@@ -181,8 +182,13 @@ async def test_address_in_use_is_reported_and_next_attempt_uses_free_port(
 
 
 async def test_bad_config_line_is_reported_from_redis_output(data_dir: Path) -> None:
-    """A bad config value makes redis-server exit early; the reason is its own message."""
-    settings = settings_for(data_dir, redis_max_memory="lots", redis_max_startup_attempts=2)
+    """A bad config value makes redis-server exit early; the reason is its own message.
+
+    (Settings refuse REDIS_MAX_MEMORY=lots up front; a value redis-server alone rejects
+    is written into the config here, past that check.)"""
+    settings = settings_for(data_dir, redis_max_startup_attempts=2).model_copy(
+        update={"redis_max_memory": "lots"}
+    )
     manager = RedisManager(settings)
     with capture_logs() as logs, pytest.raises(RedisStartError) as caught:
         await manager.start()
@@ -249,14 +255,17 @@ async def test_unwritable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
     assert await manager.start_redis() is False
 
 
-async def test_loose_data_dir_permissions_are_tightened(data_dir: Path) -> None:
-    """An existing data dir with 0755 is tightened to 0700 on start."""
+async def test_existing_data_dir_is_never_chmodded(data_dir: Path) -> None:
+    """An existing data dir of ours with 0755 is used as it is: the bot did not create it,
+    so it never changes its mode; the files in it are private (0600, server umask 077)."""
     data_dir.mkdir(mode=0o755)
     data_dir.chmod(0o755)
     manager = RedisManager(settings_for(data_dir))
     await manager.start()
     try:
-        assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+        assert stat.S_IMODE(data_dir.stat().st_mode) == 0o755
+        for name in ("redis.conf", "redis.password", "redis.json", "redis.log", "redis.pid"):
+            assert stat.S_IMODE((data_dir / name).stat().st_mode) == 0o600, name
     finally:
         await manager.stop()
 
@@ -413,7 +422,7 @@ async def test_stop_falls_back_to_sigkill_when_sigterm_does_not_end_it(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A server stuck in a Lua loop defers SIGTERM: SIGKILL after the bounded wait."""
-    monkeypatch.setattr(manager_module, "_STOP_TERM_WAIT", 0.5)
+    monkeypatch.setattr(server_module, "_TERM_WAIT", 0.5)
     manager = RedisManager(settings_for(data_dir))
     await manager.start()
     pid = manager.pid

@@ -125,11 +125,15 @@ async def test_crash_loop_is_slowed_down_as_degraded(data_dir: Path) -> None:
 async def test_external_server_down_is_reported_and_never_replaced(
     data_dir: Path, redis_factory: RedisFactory
 ) -> None:
-    """An external server that stops: state down, no rival started; back up: running."""
+    """An external server that stops: state down, no rival started; back up: running. It
+    comes back empty (no persistence), so the vanished epoch marker is reported once."""
     external = redis_factory(password="ext-pass")
     manager = RedisAutoStartManager(settings_for(data_dir, redis_url=external.url))
     states: list[str] = []
-    manager.subscribe(lambda event: states.append(event.state))
+    lost: list[RedisEvent] = []
+    manager.subscribe(
+        lambda event: lost.append(event) if event.data_lost else states.append(event.state)
+    )
     await manager.start()
     try:
         assert manager.source == "external"
@@ -143,6 +147,8 @@ async def test_external_server_down_is_reported_and_never_replaced(
         external.start()
         await _until(lambda: manager.state == "running")
         assert states == ["running", "down", "running"]
+        await _until(lambda: len(lost) == 1)
+        assert manager.data_lost_count == 1
     finally:
         await manager.stop()
     assert external.client().ping()
@@ -156,7 +162,7 @@ async def test_wake_checks_immediately(data_dir: Path) -> None:
         old = _pid(manager)
         os.kill(old, signal.SIGKILL)
         started = time.monotonic()
-        await manager.wake()
+        manager.wake()
         await _until(lambda: manager.state == "running" and _pid(manager) != old, 5)
         assert time.monotonic() - started < 5
     finally:
@@ -166,7 +172,8 @@ async def test_wake_checks_immediately(data_dir: Path) -> None:
 async def test_memory_mode_recovers_when_external_appears(
     data_dir: Path, redis_factory: RedisFactory
 ) -> None:
-    """Auto-start off and nothing on REDIS_URL: unavailable; once it answers, running."""
+    """An external REDIS_URL (with a password) down at start: memory mode, state down, no
+    rival; once it answers, running."""
     external = redis_factory(password="later")
     external.stop()
     manager = RedisAutoStartManager(
@@ -175,7 +182,8 @@ async def test_memory_mode_recovers_when_external_appears(
     )
     await manager.start()
     try:
-        assert manager.state == "unavailable"
+        assert manager.state == "down"
+        assert redis_pids_in(data_dir) == []
         external.start()
         await _until(lambda: manager.state == "running")
         assert manager.source == "external"

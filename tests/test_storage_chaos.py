@@ -108,9 +108,7 @@ async def test_chaos_no_exception_no_lost_write(
         password="chaos-pass",
         extra_args=("--appendonly", "yes", "--appendfsync", "always"),
     )
-    storage = HybridStorage(
-        journal_path=tmp_path / "journal.jsonl", probe_initial=0.05, probe_max=0.2
-    )
+    storage = HybridStorage(local_dir=tmp_path / "local", probe_initial=0.05, probe_max=0.2)
     await storage.start(endpoint_of(server))
     model = Model()
     stop = asyncio.Event()

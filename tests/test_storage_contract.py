@@ -22,23 +22,32 @@ from vechnost_bot.storage import (
 )
 
 
-@pytest.fixture(params=["memory", "redis", "hybrid"])
+@pytest.fixture(params=["memory", "redis", "hybrid", "hybrid-local", "hybrid-failed-over"])
 async def storage(
     request: pytest.FixtureRequest, redis_factory: RedisFactory, tmp_path: Path
 ) -> AsyncIterator[Storage]:
-    """Each backend, the Redis ones on a fresh real redis-server."""
+    """Each backend, the Redis ones on a fresh real redis-server; the hybrid also with
+    no Redis at all (local store only) and failed over (its server killed)."""
     backend: Storage
     if request.param == "memory":
         backend = InMemoryStorage()
+    elif request.param == "hybrid-local":
+        local = HybridStorage(client_factory=None, local_dir=tmp_path / "local")
+        await local.start(None)
+        backend = local
     else:
         server = redis_factory(password="contract-pass")
         endpoint = RedisEndpoint("127.0.0.1", server.port, password=server.password)
         if request.param == "redis":
             backend = RedisStorage(connect_redis(endpoint))
         else:
-            hybrid = HybridStorage(journal_path=tmp_path / "journal.jsonl")
+            hybrid = HybridStorage(local_dir=tmp_path / "local", probe_initial=60, probe_max=60)
             await hybrid.start(endpoint)
             assert hybrid.mode == "redis"
+            if request.param == "hybrid-failed-over":
+                server.kill()
+                await hybrid.get_session(0)  # meets the dead server: the circuit opens
+                assert hybrid.mode == "memory"
             backend = hybrid
     yield backend
     await backend.close()

@@ -23,7 +23,6 @@ from tests.support.storage_helpers import endpoint_of, event, wait_until
 from vechnost_bot.redis.events import RedisEndpoint
 from vechnost_bot.storage import (
     HybridStorage,
-    InMemoryStorage,
     RedisStorage,
     Session,
     connect_redis,
@@ -55,7 +54,7 @@ async def make_hybrid(tmp_path: Path) -> AsyncIterator[HybridFactory]:
 
     async def make(endpoint: RedisEndpoint | None, **kwargs: object) -> HybridStorage:
         options: dict[str, object] = {
-            "journal_path": tmp_path / f"journal-{len(made)}.jsonl",
+            "local_dir": tmp_path / f"local-{len(made)}",
             "probe_initial": 0.05,
             "probe_max": 0.2,
         }
@@ -302,10 +301,10 @@ async def test_many_concurrent_calls_during_failover(
 async def test_graceful_restart_in_memory_mode(
     redis_factory: RedisFactory, make_hybrid: HybridFactory, tmp_path: Path
 ) -> None:
-    """Write in memory mode, stop (journal file, 0600), start again, reconcile, read back."""
+    """Write in memory mode, stop (local store file, 0600), start again, reconcile, read back."""
     server = redis_factory(password="pw-graceful")
-    journal = tmp_path / "data" / "journal.jsonl"
-    first = await make_hybrid(endpoint_of(server), journal_path=journal)
+    journal = tmp_path / "data"
+    first = await make_hybrid(endpoint_of(server), local_dir=journal)
     await _draw(first, 1, "a")
     server.kill()
     await _draw(first, 1, "b")
@@ -313,11 +312,11 @@ async def test_graceful_restart_in_memory_mode(
     await first.delete_session(1)
     await _draw(first, 2, "x")
     await first.stop()
-    assert journal.exists()
-    assert journal.stat().st_mode & 0o777 == 0o600
-    assert not list(journal.parent.glob("*.tmp"))
+    assert first.writes_at_risk == 0
+    (database,) = journal.glob("local-*.sqlite3")
+    assert database.stat().st_mode & 0o777 == 0o600
 
-    offline = await make_hybrid(None, journal_path=journal)  # no Redis yet: memory mode
+    offline = await make_hybrid(None, local_dir=journal)  # no Redis yet: memory mode
     assert offline.mode == "memory"
     assert await offline.get_session(1) is None
     second_read = await offline.get_session(2)
@@ -326,9 +325,10 @@ async def test_graceful_restart_in_memory_mode(
     await offline.stop()
 
     server.start()
-    again = await make_hybrid(endpoint_of(server), journal_path=journal)
+    again = await make_hybrid(endpoint_of(server), local_dir=journal)
     assert again.mode == "redis"
-    assert not journal.exists()  # reconciled, so the file is gone
+    assert again.status()["journal_size"] == 0  # reconciled
+    assert len(list(journal.glob("local-*.sqlite3"))) == 1  # taken over, not copied
     assert await again.get_session(1) is None
     stored = await again.get_session(2)
     assert stored is not None
@@ -390,10 +390,10 @@ async def test_memory_only_without_client_factory(make_hybrid: HybridFactory) ->
 
 async def test_stop_is_safe_twice_and_context_manager(tmp_path: Path) -> None:
     """stop() twice is fine; the async context manager starts and stops."""
-    async with HybridStorage(journal_path=tmp_path / "j.jsonl") as storage:
+    async with HybridStorage(local_dir=tmp_path / "local") as storage:
         await storage.incr("x")
     await storage.stop()
-    assert (tmp_path / "j.jsonl").exists()
+    assert list((tmp_path / "local").glob("local-*.sqlite3"))
 
 
 async def test_increment_lost_in_a_timeout_counts_once(
@@ -412,35 +412,42 @@ async def test_increment_lost_in_a_timeout_counts_once(
     assert await storage.get_counter("cards") == 16
 
 
-async def test_unknown_record_written_in_memory_mode_wins_by_time(
+async def test_unknown_record_written_in_memory_mode_is_merged(
     redis_factory: RedisFactory, make_hybrid: HybridFactory
 ) -> None:
-    """A record memory never saw is written as a rebase: the later write wins by time,
-    whatever the version numbers; a later write from another instance still wins."""
+    """A record this process never saw, written while Redis is away, meets what another
+    instance wrote meanwhile: on failback both draws are kept (merged, never replaced),
+    and the position takes the later write."""
     server = redis_factory(password="pw-rebase")
-    storage = await make_hybrid(endpoint_of(server), cache_size=1)
+    storage = await make_hybrid(endpoint_of(server), hot_size=1)
     other = RedisStorage(connect_redis(endpoint_of(server), socket_timeout=2))
     try:
         for _ in range(5):  # another instance made record 1 reach version 5
-            await other.update_session(1, lambda s: None)
+            await other.update_session(1, lambda s: s.drawn.setdefault("deck", []).append("t1"))
         await storage.on_redis_event(event("down", endpoint_of(server)))
         assert storage.mode == "memory"
         mine = await _draw(storage, 1, "mine")  # unknown here: starts at version 1
         assert mine.version == 1
         await _draw(storage, 2, "mine-too")
         await asyncio.sleep(0.01)
-        await other.update_session(
-            2, lambda s: s.model_copy(update={"drawn": {"deck": ["theirs, later"]}})
-        )
+
+        def theirs(session: Session) -> Session:
+            session.drawn.setdefault("deck", []).append("theirs")
+            session.theme = "sex"
+            return session
+
+        await other.update_session(2, theirs)
         await storage.on_redis_event(event("running", endpoint_of(server)))
         await wait_until(lambda: storage.mode == "redis", timeout=3)
         first = await other.get_session(1)
         assert first is not None
-        assert first.drawn["deck"] == ["mine"]
-        assert first.version == 6
+        assert first.drawn["deck"] == ["t1", "mine"]
+        assert first.last_card == "mine"
+        assert first.version > 5
         second = await other.get_session(2)
         assert second is not None
-        assert second.drawn["deck"] == ["theirs, later"]
+        assert sorted(second.drawn["deck"]) == ["mine-too", "theirs"]
+        assert second.theme == "sex"
     finally:
         await other.close()
 
@@ -449,9 +456,9 @@ async def test_memory_eviction_never_loses_a_pending_write(
     redis_factory: RedisFactory, make_hybrid: HybridFactory
 ) -> None:
     """With memory bounded to 2 records, 5 chats written during an outage all read back
-    (from the journal) and all reach Redis on failback."""
+    (from the local store's file) and all reach Redis on failback."""
     server = redis_factory(password="pw-evict")
-    storage = await make_hybrid(endpoint_of(server), memory=InMemoryStorage(max_records=2))
+    storage = await make_hybrid(endpoint_of(server), hot_size=2)
     server.kill()
     for chat in range(1, 6):
         await storage.update_session(chat, lambda s, c=chat: s.drawn.update(d=[f"card{c}"]))
@@ -485,7 +492,7 @@ from pathlib import Path
 from vechnost_bot.storage import HybridStorage
 
 async def main() -> None:
-    storage = HybridStorage(journal_path=Path(sys.argv[1]), journal_flush_interval=0.1)
+    storage = HybridStorage(local_dir=Path(sys.argv[1]))
     await storage.start(None)
     for chat in range(1, 6):
         await storage.update_session(chat, lambda s, c=chat: s.drawn.update(deck=[str(c)]))
@@ -501,8 +508,9 @@ async def test_hard_kill_in_memory_mode_keeps_flushed_writes(
     redis_factory: RedisFactory, make_hybrid: HybridFactory, tmp_path: Path
 ) -> None:
     """A process in memory mode SIGKILLed half a second after its writes (no graceful
-    stop) left them in the journal file: the next start reconciles them into Redis."""
-    journal = tmp_path / "journal.jsonl"
+    stop) left them in its local store: the next start takes it over and reconciles
+    them into Redis."""
+    journal = tmp_path / "local"
     writer = await asyncio.create_subprocess_exec(
         sys.executable, "-c", _HARD_KILL_WRITER, str(journal), stdout=asyncio.subprocess.PIPE
     )
@@ -518,11 +526,11 @@ async def test_hard_kill_in_memory_mode_keeps_flushed_writes(
         await writer.wait()
     assert writer.returncode == -signal.SIGKILL
     server = redis_factory(password="pw-hard-kill")
-    storage = await make_hybrid(endpoint_of(server), journal_path=journal)
+    storage = await make_hybrid(endpoint_of(server), local_dir=journal)
     assert storage.mode == "redis"
     for chat in range(1, 6):
         session = await storage.get_session(chat)
         assert session is not None
         assert session.drawn == {"deck": [str(chat)]}
     assert await storage.get_counter("cards") == 5
-    assert not journal.exists()
+    assert storage.status()["journal_size"] == 0

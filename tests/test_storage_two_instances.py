@@ -66,15 +66,15 @@ async def _spawn(port: int, password: str, journal: Path) -> _Worker:
     return _Worker(process)
 
 
-async def test_cut_off_instance_newer_version_wins(
+async def test_cut_off_instance_is_merged_never_overwritten(
     redis_factory: RedisFactory, tmp_path: Path
 ) -> None:
-    """B is partitioned and writes from memory while A writes to Redis; after B's failback,
-    per record the newer version wins: B's where only B wrote, A's where A wrote more."""
+    """B is partitioned and draws from its local store while A draws in Redis; after B's
+    failback every acknowledged draw of both is there: merged, never overwritten."""
     server = redis_factory(password="two-pass")
     proxy = await TcpProxy(server.port).start()
-    a = await _spawn(server.port, "two-pass", tmp_path / "a.jsonl")
-    b = await _spawn(proxy.port, "two-pass", tmp_path / "b.jsonl")
+    a = await _spawn(server.port, "two-pass", tmp_path / "a")
+    b = await _spawn(proxy.port, "two-pass", tmp_path / "b")
     try:
         only_b, both, only_a = range(1, 5), range(5, 9), range(9, 11)
         for chat in range(1, 11):
@@ -111,7 +111,7 @@ async def test_cut_off_instance_newer_version_wins(
             for chat in both:
                 stored = await direct.get_session(chat)
                 assert stored is not None
-                assert stored.drawn["deck"] == ["init", "a1", "a2", "a3"]
+                assert stored.drawn["deck"] == ["init", "b-cut", "a1", "a2", "a3"]
             for chat in only_a:
                 stored = await direct.get_session(chat)
                 assert stored is not None
@@ -119,7 +119,7 @@ async def test_cut_off_instance_newer_version_wins(
         finally:
             await direct.close()
         assert (await b.call(op="get", chat=1))["deck"] == ["init", "b-cut"]
-        assert (await b.call(op="get", chat=5))["deck"] == ["init", "a1", "a2", "a3"]
+        assert (await b.call(op="get", chat=5))["deck"] == ["init", "b-cut", "a1", "a2", "a3"]
     finally:
         await a.close()
         await b.close()

@@ -38,9 +38,9 @@ from vechnost_bot.config import Settings
 from vechnost_bot.errors import ConfigError, TelegramTokenError
 from vechnost_bot.game.content import Library, load_library
 from vechnost_bot.ops.health import HealthServer
+from vechnost_bot.ops.snapshot import OverallStatus, RedisSnapshot, Snapshot, TelegramSnapshot
 from vechnost_bot.redis.autostart import RedisAutoStartManager
 from vechnost_bot.storage.hybrid import HybridStorage
-from vechnost_bot.storage.memory import InMemoryStorage
 from vechnost_bot.storage.redis import connect_redis
 
 __all__ = ["VechnostApp", "build_application", "check_token", "command", "start_polling"]
@@ -176,6 +176,8 @@ class VechnostApp:
         self._bot_initialized = False
         self._bot_started = False
         self._stopped = False
+        self._telegram_error: str | None = None
+        self._telegram_error_at: float | None = None
 
     # -- facts ------------------------------------------------------------------------
     @property
@@ -188,13 +190,34 @@ class VechnostApp:
         """Ready for traffic: polling, and the storage started (Redis or memory)."""
         return self.polling and self._storage_started
 
-    def snapshot(self) -> Mapping[str, object]:
-        """JSON-safe facts for /status and ``vechnost status``."""
+    def _telegram(self) -> TelegramSnapshot:
+        if self.polling:
+            state = "polling"
+        elif self._stopped:
+            state = "stopped"
+        else:
+            state = "retrying" if self._telegram_error else "starting"
+        return {
+            "polling": self.polling,
+            "state": state,
+            "last_error": self._telegram_error,
+            "last_error_at": self._telegram_error_at,
+        }
+
+    def snapshot(self) -> Snapshot:
+        """The typed status snapshot (ops.snapshot) for /status, /readyz and ``status``."""
         storage = self.storage.status() if self.storage is not None else {}
-        redis = self.lifecycle.status() if self.lifecycle is not None else {}
+        redis: RedisSnapshot | Mapping[str, object] = (
+            self.lifecycle.status() if self.lifecycle is not None else {}
+        )
+        status: OverallStatus
         if not self.polling:
             status = "starting"
-        elif self.storage is not None and self.storage.mode == "redis":
+        elif (
+            self.storage is not None
+            and self.storage.mode == "redis"
+            and self.storage.degraded_reason is None
+        ):
             status = "ok"
         else:
             status = "degraded"
@@ -214,6 +237,7 @@ class VechnostApp:
                 "cards_sent": self.game.cards.stats.sent if self.game else 0,
                 "file_ids_reused": self.game.cards.stats.reused if self.game else 0,
             },
+            "telegram": self._telegram(),
             "storage": storage,
             "redis": redis,
         }
@@ -247,8 +271,9 @@ class VechnostApp:
         self.lifecycle = RedisAutoStartManager(settings)
         self.storage = HybridStorage(
             client_factory=connect_redis,
-            memory=InMemoryStorage(),
-            journal_path=settings.redis_data_dir / "journal.jsonl",
+            local_dir=settings.data_dir.local_store_dir,
+            legacy_journal=settings.data_dir.journal,
+            on_connection_lost=self.lifecycle.wake,
         )
         await self.storage.start(None)
         self._storage_started = True
@@ -327,9 +352,10 @@ class VechnostApp:
                 log.info("telegram_connected", username=application.bot.username, attempt=attempt)
                 return
 
-    @staticmethod
-    def _on_polling_error(error: TelegramError) -> None:
+    def _on_polling_error(self, error: TelegramError) -> None:
         # python-telegram-bot retries polling by itself with backoff; one line per failure.
+        self._telegram_error = f"{type(error).__name__}: {error}"
+        self._telegram_error_at = time.time()
         log.warning("telegram_polling_error", error=str(error), kind=type(error).__name__)
 
     async def stop(self) -> None:
@@ -417,6 +443,15 @@ async def _run(settings: Settings) -> int:
         finally:
             stopping.cancel()
             await asyncio.shield(app.stop())
+    at_risk = app.storage.writes_at_risk if app.storage is not None else 0
+    if at_risk:
+        # The local store could not keep them (full or read-only disk): say it, and fail.
+        log.error(
+            "vechnost_stopped_with_writes_at_risk",
+            writes=at_risk,
+            action="free disk space in the data dir; these writes are lost",
+        )
+        return 1
     return 0
 
 

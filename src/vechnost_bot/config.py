@@ -6,23 +6,144 @@ Nothing here runs at import time: :func:`load_settings` is called by the CLI
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from platformdirs import user_data_dir
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vechnost_bot.datadir import DataDir
 from vechnost_bot.errors import ConfigError
-from vechnost_bot.log import redact
+from vechnost_bot.log import add_secret, redact
 
-__all__ = ["LogFormat", "LogLevel", "Settings", "default_data_dir", "load_settings"]
+__all__ = [
+    "LogFormat",
+    "LogLevel",
+    "RedisEndpoint",
+    "Settings",
+    "default_data_dir",
+    "load_settings",
+    "parse_redis_url",
+]
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["auto", "console", "json"]
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+# What redis-server accepts for maxmemory: a number with an optional unit (1gb, 512mb, 100k).
+_MEMORY_RE = re.compile(r"(?i)^\d+(?:[kmg]b?|b)?$")
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@dataclass(frozen=True, slots=True)
+class RedisEndpoint:
+    """Where a Redis server is: TCP ``host:port`` or a unix socket ``socket_path``.
+
+    ``password`` never shows in repr or logs. Built once from ``REDIS_URL`` by
+    :func:`parse_redis_url` (``Settings.redis_target``), or by the lifecycle for a
+    server it started; every consumer (lifecycle, storage, CLI, doctor) takes this.
+    """
+
+    host: str = ""
+    port: int = 0
+    db: int = 0
+    password: str | None = field(default=None, repr=False)
+    username: str | None = None
+    tls: bool = False
+    socket_path: str | None = None
+
+    @property
+    def is_unix(self) -> bool:
+        """True for a unix socket endpoint."""
+        return self.socket_path is not None
+
+    @property
+    def is_loopback(self) -> bool:
+        """True when the server is on this host (loopback TCP or a unix socket)."""
+        return self.is_unix or self.host in _LOOPBACK_HOSTS or self.host.startswith("127.")
+
+    @property
+    def auto_start_can_serve(self) -> bool:
+        """True when an auto-started server could be this endpoint: loopback TCP, no
+        password, no TLS (the default ``redis://localhost:6379/0`` is). Any other URL
+        names an external server explicitly; auto-start never stands in for it."""
+        return (
+            not self.is_unix
+            and (self.host == "localhost" or self.host.startswith("127."))
+            and self.password is None
+            and not self.tls
+        )
+
+    @property
+    def where(self) -> str:
+        """``host:port`` or ``unix:<path>``, for messages."""
+        if self.socket_path is not None:
+            return f"unix:{self.socket_path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def url(self, *, redacted: bool = True) -> str:
+        """A ``redis://`` (or ``unix://``) URL; the password masked unless ``redacted=False``."""
+        auth = ""
+        if self.password is not None:
+            secret = "***" if redacted else quote(self.password, safe="")
+            auth = f"{quote(self.username or '', safe='')}:{secret}@"
+        if self.socket_path is not None:
+            return f"unix://{auth}{self.socket_path}?db={self.db}"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{auth}{self.where}/{self.db}"
+
+
+def parse_redis_url(url: str) -> RedisEndpoint:
+    """The one parser of ``REDIS_URL``; raises ``ValueError`` saying what is wrong.
+
+    ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` (TLS) and
+    ``unix://[[user]:password@]/path/to/socket[?db=N][&password=…]``. A password is
+    registered with the log redactor here, so it is masked from the first line on.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in _REDIS_SCHEMES:
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    query = parse_qs(parts.query)
+    password = unquote(parts.password) if parts.password is not None else None
+    if password is None and query.get("password"):
+        password = query["password"][0]
+    username = unquote(parts.username) if parts.username else None
+    add_secret(password)
+    if parts.scheme == "unix":
+        if not parts.path.startswith("/"):
+            raise ValueError("must name the socket's absolute path, e.g. unix:///run/redis.sock")
+        db_text = query.get("db", ["0"])[0]
+        if not db_text.isdigit():
+            raise ValueError("has a database that is not a number, e.g. ?db=0")
+        return RedisEndpoint(
+            db=int(db_text), password=password or None, username=username, socket_path=parts.path
+        )
+    if not parts.hostname:
+        raise ValueError("must name a host, e.g. redis://localhost:6379/0")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("has a port that is not a number from 1 to 65535") from None
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError("has a port that is not a number from 1 to 65535")
+    db = parts.path.lstrip("/")
+    if db and not db.isdigit():
+        raise ValueError("has a database that is not a number, e.g. /0")
+    return RedisEndpoint(
+        host=parts.hostname,
+        port=port or 6379,
+        db=int(db) if db else 0,
+        password=password or None,
+        username=username,
+        tls=parts.scheme == "rediss",
+    )
 
 
 def default_data_dir() -> Path:
@@ -56,7 +177,8 @@ class Settings(BaseSettings):
     # False: with LOG_FILE set, the console shows errors only (deploy.sh runs in background).
     log_console: bool = True
 
-    redis_url: str = "redis://localhost:6379/0"
+    # repr=False: the URL may hold the password. Use ``redis_target`` (parsed once).
+    redis_url: str = Field(default=DEFAULT_REDIS_URL, repr=False)
     redis_auto_start: bool = True
     redis_server_bin: Path | None = None
     redis_data_dir: Path = Field(default_factory=default_data_dir)
@@ -84,22 +206,38 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in _REDIS_SCHEMES:
-            raise ValueError("must start with redis://, rediss:// or unix://")
-        if parts.scheme != "unix":
-            if not parts.hostname:
-                raise ValueError("must name a host, e.g. redis://localhost:6379/0")
-            try:
-                port = parts.port
-            except ValueError:
-                raise ValueError("has a port that is not a number from 1 to 65535") from None
-            if port is not None and not 1 <= port <= 65535:
-                raise ValueError("has a port that is not a number from 1 to 65535")
-            db = parts.path.lstrip("/")
-            if db and not db.isdigit():
-                raise ValueError("has a database that is not a number, e.g. /0")
+        parse_redis_url(value)  # raises ValueError: one line naming REDIS_URL
         return value
+
+    @field_validator("redis_data_dir", mode="after")
+    @classmethod
+    def _resolve_data_dir(cls, value: Path) -> Path:
+        # Resolved once, here: `~`, a path relative to the working dir (where .env is
+        # read), symlinks and `..`. Redis's files, the log and the local store all use it.
+        if any(ord(char) < 32 for char in str(value)):
+            # redis.conf is line-based: a newline in `dir` would be a second directive.
+            raise ValueError("must not contain control characters such as a newline")
+        return value.expanduser().resolve()
+
+    @field_validator("redis_max_memory", mode="after")
+    @classmethod
+    def _check_max_memory(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not _MEMORY_RE.match(value):
+            raise ValueError("must be a memory size: a number with an optional unit, e.g. 256mb")
+        return value
+
+    @cached_property
+    def redis_target(self) -> RedisEndpoint:
+        """``REDIS_URL`` as a typed endpoint (TCP or unix socket), parsed once."""
+        return parse_redis_url(self.redis_url)
+
+    @cached_property
+    def data_dir(self) -> DataDir:
+        """The data dir (resolved once) and every file in it."""
+        return DataDir(self.redis_data_dir)
 
     @property
     def file_base_url(self) -> str:

@@ -11,25 +11,23 @@ import argparse
 import asyncio
 import logging
 import os
-import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from vechnost_bot.config import Settings
+from vechnost_bot.datadir import data_dir_problem
 from vechnost_bot.errors import RedisBinaryInvalidError, RedisBinaryNotFoundError
-from vechnost_bot.redis.autostart import endpoint_from_url, password_rejected_message
+from vechnost_bot.redis.autostart import names_external, passwordless_warning
 from vechnost_bot.redis.commands import local_facts, probe_facts
-from vechnost_bot.redis.datadir import resolve_data_dir
 from vechnost_bot.redis.discovery import RedisBinary, discover
-from vechnost_bot.redis.events import RedisEndpoint
+from vechnost_bot.redis.probe import password_rejected_message
 from vechnost_bot.redis.process import is_port_free
 
-__all__ = ["Check", "command", "run_checks"]
+__all__ = ["Check", "command", "redis_checks", "run_checks"]
 
 Level = Literal["OK", "WARN", "FAIL"]
-_MEMORY_RE = re.compile(r"(?i)^\d+(?:[kmg]b?|b)?$")
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 _HUNG_FIX = (
     "run `vechnost redis stop` (it stops a hung server: SIGTERM, then SIGKILL), "
@@ -69,38 +67,35 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def run_checks(settings: Settings) -> list[Check]:
-    """All checks, in the order they are printed."""
-    checks = [_check_config(settings)]
+    """All checks, in the order they are printed: configuration, then Redis's.
+
+    Another group of checks (e.g. Telegram's) is one more ``await`` appended here.
+    """
+    return [_check_config(settings), *await redis_checks(settings)]
+
+
+async def redis_checks(settings: Settings) -> list[Check]:
+    """Binary, port, data dir, and what the bot will do for Redis."""
     binary_check, _binary = await _check_binary(settings)
-    checks.append(binary_check)
-    external = endpoint_from_url(settings.redis_url)
     # Both probes wait up to 1 s on a hung server: run them side by side.
-    external_facts, local = await asyncio.gather(_probe_url(external), local_facts(settings))
-    checks.append(_check_port(settings, external_facts, local))
-    checks.append(_check_data_dir(resolve_data_dir(settings.redis_data_dir)))
-    checks.append(_check_reachability(settings, binary_check, external_facts, local))
-    return checks
-
-
-async def _probe_url(external: RedisEndpoint | None) -> dict[str, Any]:
-    return await probe_facts(external) if external is not None else {"answering": False}
+    external_facts, local = await asyncio.gather(
+        probe_facts(settings.redis_target), local_facts(settings)
+    )
+    external = await asyncio.to_thread(names_external, settings.redis_target, settings.data_dir)
+    return [
+        binary_check,
+        _check_port(settings, external_facts, local, external),
+        _check_data_dir(settings.data_dir.root),
+        _check_reachability(settings, binary_check, external_facts, local, external),
+    ]
 
 
 def _check_config(settings: Settings) -> Check:
-    endpoint = endpoint_from_url(settings.redis_url)
-    url = endpoint.url() if endpoint else settings.redis_url
     detail = (
-        f"REDIS_URL={url} REDIS_AUTO_START={str(settings.redis_auto_start).lower()} "
-        f"REDIS_DATA_DIR={settings.redis_data_dir}"
+        f"REDIS_URL={settings.redis_target.url()} "
+        f"REDIS_AUTO_START={str(settings.redis_auto_start).lower()} "
+        f"REDIS_DATA_DIR={settings.data_dir.root}"
     )
-    memory = settings.redis_max_memory
-    if memory and not _MEMORY_RE.match(memory.strip()):
-        return Check(
-            "FAIL",
-            "configuration",
-            f"REDIS_MAX_MEMORY={memory!r} is not a memory size",
-            "use a number with an optional unit, e.g. 256mb or 1gb",
-        )
     if settings.token is None:
         return Check("WARN", "configuration", detail, "set TELEGRAM_BOT_TOKEN to run the bot")
     return Check("OK", "configuration", detail)
@@ -118,14 +113,21 @@ async def _check_binary(settings: Settings) -> tuple[Check, RedisBinary | None]:
     return Check("OK", "redis binary", detail), binary
 
 
-def _check_port(settings: Settings, external_facts: dict[str, Any], local: dict[str, Any]) -> Check:
-    endpoint = endpoint_from_url(settings.redis_url)
-    if endpoint is None:
+def _check_port(
+    settings: Settings,
+    external_facts: dict[str, Any],
+    local: dict[str, Any],
+    external: str | None,
+) -> Check:
+    endpoint = settings.redis_target
+    if endpoint.is_unix:
         return Check("OK", "port", "REDIS_URL is a unix socket; no TCP port to check")
-    where = f"{endpoint.host}:{endpoint.port}"
+    where = endpoint.where
     if endpoint.host not in _LOOPBACK_NAMES:
         return Check("OK", "port", f"{where} is on another host; auto-start would use loopback")
     if is_port_free(endpoint.port):
+        if external is not None:
+            return Check("OK", "port", f"{where} is free; kept for REDIS_URL's external server")
         return Check("OK", "port", f"{where} is free; auto-start will use it")
     if external_facts.get("answering"):
         return Check("OK", "port", f"{where} is served by a Redis that accepts REDIS_URL")
@@ -184,18 +186,18 @@ def _check_data_dir(path: Path) -> Check:
                 "set REDIS_DATA_DIR to a folder this user can write",
             )
         return Check("OK", name, f"{path} does not exist yet; it will be created (0700)")
-    if not path.is_dir():
-        return Check("FAIL", name, f"{path} is not a folder", "set REDIS_DATA_DIR to a folder path")
+    problem = data_dir_problem(path)
+    if problem is not None:
+        text, _, fix = problem.partition("; ")
+        return Check("FAIL", name, f"{path}: {text}; the bot will run from memory", fix or None)
     if not os.access(path, os.W_OK | os.X_OK):
-        return Check("FAIL", name, f"{path} is not writable", f"chown or chmod u+rwx {path}")
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if os.name == "posix" and mode & 0o077:
         return Check(
-            "WARN",
+            "FAIL",
             name,
-            f"{path} has mode {mode:04o}; others may read the data and password",
-            f"chmod 700 {path} (the bot also tightens it on start)",
+            f"{path} is not writable; the bot will run from memory",
+            f"chown or chmod u+rwx {path}",
         )
+    mode = stat.S_IMODE(path.stat().st_mode)
     return Check("OK", name, f"{path} exists, writable, mode {mode:04o}")
 
 
@@ -204,8 +206,18 @@ def _check_reachability(
     binary_check: Check,
     external_facts: dict[str, Any],
     local: dict[str, Any],
+    external: str | None,
 ) -> Check:
     name = "redis"
+    endpoint = settings.redis_target
+    if external_facts.get("answering") and external_facts.get("passwordless"):
+        return Check(
+            "WARN",
+            name,
+            f"REDIS_URL answers PING (Redis {external_facts.get('version')}) without a "
+            "password: the bot will use it, and so can any local user",
+            passwordless_warning(endpoint).split("; ", 1)[1],
+        )
     if external_facts.get("answering"):
         return Check(
             "OK",
@@ -213,16 +225,27 @@ def _check_reachability(
             f"REDIS_URL answers PING (Redis {external_facts.get('version')}, "
             f"{external_facts.get('latency_ms')} ms): the bot will use it",
         )
-    endpoint = endpoint_from_url(settings.redis_url)
     error = str(external_facts.get("error") or "not reachable")
     # Checked before the data dir: the bot stops here and runs from memory.
-    if endpoint is not None and endpoint.password and external_facts.get("auth_failed"):
+    if endpoint.password and external_facts.get("auth_failed"):
         return Check(
             "FAIL",
             name,
             f"{password_rejected_message(endpoint)} ({error}): the bot will run from memory "
             "and `vechnost redis start` exits 1",
             "fix the password in REDIS_URL",
+        )
+    if external is not None:
+        recorded = endpoint.auto_start_can_serve
+        return Check(
+            "WARN",
+            name,
+            f"{external}, and it does not answer ({error}): the bot will run from memory "
+            "until it does, and start no rival",
+            f"start that server, or delete {settings.data_dir.external} to let the bot start "
+            "its own"
+            if recorded
+            else "start that server, or fix REDIS_URL",
         )
     if local.get("answering"):
         return Check(

@@ -58,11 +58,27 @@ class RedisBinaryNotFoundError(RedisError):
 
 
 class RedisStartError(RedisError):
-    """A redis-server could not be started; ``reason`` comes from its own log."""
+    """A redis-server could not be started; ``reason`` comes from its own log.
 
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
+    ``server_exit_code``: the server's (or its launcher's) exit code when it exited
+    (``exit_code`` is what the CLI returns, as for every error); ``port``: the port it
+    tried; ``port_in_use``: another program holds that port (the next try takes a free one).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        server_exit_code: int | None = None,
+        port: int | None = None,
+        port_in_use: bool = False,
+    ) -> None:
         super().__init__(message if reason is None else f"{message}: {reason}")
         self.reason = reason
+        self.server_exit_code = server_exit_code
+        self.port = port
+        self.port_in_use = port_in_use
 
 
 class RedisBinaryInvalidError(RedisError):

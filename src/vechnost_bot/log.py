@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import re
+import stat
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -120,6 +122,36 @@ def _render_exception_then_redact(
     return redact_secrets(logger, name, event_dict)
 
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """RotatingFileHandler whose files are 0600 and never opened through a symlink.
+
+    At DEBUG the log holds message texts and player names: only this user reads it.
+    """
+
+    def _open(self) -> TextIO:  # type: ignore[override]  # typeshed: TextIOWrapper
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW
+        descriptor = os.open(self.baseFilename, flags, 0o600)
+        if os.name == "posix":
+            info = os.fstat(descriptor)
+            if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) & 0o077:
+                os.fchmod(descriptor, 0o600)  # a file of ours from before: narrow it
+        return os.fdopen(descriptor, "a", encoding=self.encoding, errors=self.errors)
+
+
+def _file_handler(log_file: Path) -> logging.Handler | str:
+    """The handler for ``log_file``, or why it cannot be written (one line)."""
+    try:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        return _PrivateRotatingFileHandler(
+            log_file, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8"
+        )
+    except OSError as error:
+        return error.strerror or str(error)
+
+
 def _want_json(log_format: LogFormat) -> bool:
     if log_format == "json":
         return True
@@ -181,16 +213,18 @@ def configure_logging(
     console_handler.setFormatter(
         formatter(json_output, colors=not json_output and sys.stderr.isatty())
     )
-    if not console and log_file is not None:
-        console_handler.setLevel(logging.ERROR)
     handlers.append(console_handler)
+    unwritable: str | None = None
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        rotating = logging.handlers.RotatingFileHandler(
-            log_file, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8"
-        )
-        rotating.setFormatter(formatter(json_output=log_format == "json", colors=False))
-        handlers.append(rotating)
+        rotating = _file_handler(log_file)
+        if isinstance(rotating, str):
+            # A read-only volume or a folder of another user: the console gets everything.
+            unwritable = rotating
+        else:
+            rotating.setFormatter(formatter(json_output=log_format == "json", colors=False))
+            handlers.append(rotating)
+            if not console:
+                console_handler.setLevel(logging.ERROR)
 
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -202,6 +236,14 @@ def configure_logging(
     # httpx logs every request URL at INFO, and the Bot API URL holds the token.
     for noisy in ("httpx", "httpcore", "aiohttp.access", "apscheduler"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    if unwritable is not None:
+        structlog.get_logger(__name__).warning(
+            "log_file_unwritable",
+            path=str(log_file),
+            error=unwritable,
+            fix="set LOG_FILE to a file this user can write, or unset it; "
+            "logging to the console only",
+        )
 
 
 def _drop_logger_name_for_console(json_output: bool) -> Processor:

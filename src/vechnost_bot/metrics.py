@@ -13,7 +13,10 @@ __all__ = [
     "ERRORS",
     "FILE_ID_REUSED",
     "JOURNAL_SIZE",
+    "LOCAL_STORE_ERRORS",
     "RECORDS_RECONCILED",
+    "REDIS_DATA_LOST",
+    "REDIS_PASSWORDLESS",
     "REDIS_RESTARTS",
     "REDIS_STATE_CHANGES",
     "REDIS_UP",
@@ -41,6 +44,16 @@ REDIS_UP = Gauge("vechnost_redis_up", "1 when Redis answers PING", registry=REGI
 REDIS_RESTARTS = Counter(
     "vechnost_redis_restarts_total", "Restarts of the Redis server we own", registry=REGISTRY
 )
+REDIS_DATA_LOST = Counter(
+    "vechnost_redis_data_lost_total",
+    "Times the Redis in use lost our data (the epoch marker vanished: FLUSHALL, empty server)",
+    registry=REGISTRY,
+)
+REDIS_PASSWORDLESS = Gauge(
+    "vechnost_redis_passwordless",
+    "1 while the Redis in use answers without a password (anyone on the host can use it)",
+    registry=REGISTRY,
+)
 REDIS_STATE_CHANGES = Counter(
     "vechnost_redis_state_changes_total",
     "Changes of the Redis lifecycle state, by the state entered",
@@ -60,6 +73,11 @@ RECORDS_RECONCILED = Counter(
 )
 JOURNAL_SIZE = Gauge(
     "vechnost_storage_journal_size", "Memory-mode writes waiting for Redis", registry=REGISTRY
+)
+LOCAL_STORE_ERRORS = Counter(
+    "vechnost_storage_local_errors_total",
+    "Failed commits of the local store (full or read-only disk, no permission); retried",
+    registry=REGISTRY,
 )
 STORAGE_LATENCY = Histogram(
     "vechnost_storage_call_seconds",

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from vechnost_bot.game.content import LANGUAGES, THEMES
-from vechnost_bot.storage.models import ThemeId
+from vechnost_bot.storage.records import ThemeId
 
 __all__ = ["LEVELS", "write_decks"]
 

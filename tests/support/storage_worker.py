@@ -41,7 +41,7 @@ async def _serve(storage: HybridStorage, command: dict[str, Any]) -> dict[str, A
 async def main() -> None:
     port, password, journal = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
-    storage = HybridStorage(journal_path=journal, probe_initial=0.05, probe_max=0.2)
+    storage = HybridStorage(local_dir=journal, probe_initial=0.05, probe_max=0.2)
     await storage.start(RedisEndpoint("127.0.0.1", port, password=password))
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from vechnost_bot.game.content import LANGUAGES, THEMES
-from vechnost_bot.storage.models import ContentType, Language, ThemeId
+from vechnost_bot.storage.records import ContentType, Language, ThemeId
 
 __all__ = ["MAX_CALLBACK_BYTES", "Action", "Callback", "encode", "parse"]
 

@@ -10,6 +10,7 @@ renders and uploads, the others wait for it and reuse its file id.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from vechnost_bot.game.content import Card
 from vechnost_bot.game.render import RENDER_VERSION, render_card_async
 from vechnost_bot.metrics import CARDS_RENDERED, FILE_ID_REUSED
 from vechnost_bot.storage.base import Storage
-from vechnost_bot.storage.models import Language
+from vechnost_bot.storage.records import Language
 
 __all__ = ["CardSender", "SendStats"]
 
@@ -30,6 +31,9 @@ log = structlog.get_logger(__name__)
 
 IMAGE_TTL = 7 * 24 * 3600.0
 FILE_ID_TTL = 180 * 24 * 3600.0
+LOCAL_FILE_IDS = 20_000
+"""File ids kept in this process (every card in every language fits), so a send needs
+no storage round trip once a card was sent."""
 
 
 @dataclass
@@ -60,6 +64,22 @@ class CardSender:
         self._file_id_ttl = file_id_ttl
         self.stats = SendStats()
         self._flights: dict[str, _Flight] = {}
+        self._file_ids: OrderedDict[str, bytes] = OrderedDict()
+
+    async def _file_id(self, key: str) -> bytes | None:
+        """The card's file id: kept here, else from the storage (another process's upload)."""
+        found = self._file_ids.get(key)
+        if found is None:
+            found = await self._storage.cache_get(key)
+            if found:
+                self._keep_file_id(key, found)
+        return found
+
+    def _keep_file_id(self, key: str, file_id: bytes) -> None:
+        self._file_ids[key] = file_id
+        self._file_ids.move_to_end(key)
+        if len(self._file_ids) > LOCAL_FILE_IDS:
+            self._file_ids.popitem(last=False)
 
     @asynccontextmanager
     async def _single_flight(self, key: str) -> AsyncIterator[None]:
@@ -113,7 +133,7 @@ class CardSender:
     ) -> Message:
         """Send ``card`` as a photo: by stored file id when there is one, else by upload."""
         fid_key = self.file_id_key(bot.id, card, language)
-        stored = await self._storage.cache_get(fid_key)
+        stored = await self._file_id(fid_key)
         if stored:
             message = await self._send_file_id(
                 bot, chat_id, card, language, stored, caption, reply_markup
@@ -122,7 +142,8 @@ class CardSender:
                 return message
         async with self._single_flight(fid_key):
             # Another send of this card may have uploaded it while we waited for the lock.
-            fresh = await self._storage.cache_get(fid_key)
+            self._file_ids.pop(fid_key, None)
+            fresh = await self._file_id(fid_key)
             if fresh and fresh != stored:
                 message = await self._send_file_id(
                     bot, chat_id, card, language, fresh, caption, reply_markup
@@ -135,8 +156,9 @@ class CardSender:
             )
             self.stats.sent += 1
             if message.photo:
-                file_id = message.photo[-1].file_id
-                await self._storage.cache_set(fid_key, file_id.encode("utf-8"), self._file_id_ttl)
+                file_id = message.photo[-1].file_id.encode("utf-8")
+                self._keep_file_id(fid_key, file_id)
+                await self._storage.cache_set(fid_key, file_id, self._file_id_ttl)
             return message
 
     async def _send_file_id(

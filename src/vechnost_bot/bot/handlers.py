@@ -53,7 +53,7 @@ from vechnost_bot.game import engine
 from vechnost_bot.game.content import LANGUAGES, Library, deck_key
 from vechnost_bot.metrics import ERRORS, UPDATES_HANDLED, UPDATES_RATE_LIMITED
 from vechnost_bot.storage.base import Storage
-from vechnost_bot.storage.models import Language, Session, UserStats
+from vechnost_bot.storage.records import Language, Session, UserStats
 
 __all__ = ["MAX_TEXT_LENGTH", "GameBot", "set_commands"]
 
@@ -291,8 +291,16 @@ class GameBot:
             log.info("callback_inline_ignored", user_id=query.from_user.id)
             await _answer(query)
             return
-        session = await self._session(chat.id, update.effective_user)
         callback = parse(query.data)
+        # A draw is one storage call (the check of where the chat is runs inside it):
+        # only when it does not fit, the session is read for the menus below.
+        if (
+            callback is not None
+            and callback.action in {"next", "reshuffle"}
+            and await self._on_draw(update, query, chat.id, callback)
+        ):
+            return
+        session = await self._session(chat.id, update.effective_user)
         if callback is None:
             log.info("callback_rejected", chat_id=chat.id, data_length=len(query.data or ""))
             await self._stale(update, query, session)
@@ -378,15 +386,6 @@ class GameBot:
             await _answer(query)
             await self._show_menu(update, session)
             return True
-        if action in {"next", "reshuffle"}:
-            here = (session.theme, session.level, session.content)
-            if engine.step(session, self.library) != "deck" or here != (
-                callback.theme,
-                callback.level,
-                callback.content,
-            ):
-                return False
-            return await self._on_draw(update, query, session, reshuffle=action == "reshuffle")
         return False
 
     async def _on_adult(
@@ -434,13 +433,23 @@ class GameBot:
         return True
 
     async def _on_draw(
-        self, update: Update, query: CallbackQuery, session: Session, *, reshuffle: bool
+        self, update: Update, query: CallbackQuery, chat_id: int, callback: Callback
     ) -> bool:
-        chat_id = session.chat_id
+        """Draw (or reshuffle and draw) in one storage call; False when the button does
+        not match where the chat is (the caller shows the current menu)."""
+        reshuffle = callback.action == "reshuffle"
         outcome: list[engine.DrawOutcome] = []
+        wanted = (callback.theme, callback.level, callback.content)
 
-        def mutate(current: Session) -> Session:
+        def mutate(current: Session) -> Session | None:
             outcome.clear()
+            here = (current.theme, current.level, current.content)
+            if (
+                current.language is None
+                or engine.step(current, self.library) != "deck"
+                or here != wanted
+            ):
+                return None
             if reshuffle and current.theme and current.level and current.content:
                 current = engine.reshuffle(current, current.theme, current.level, current.content)
             current, result = engine.draw(current, self.library, self.rng)
@@ -448,6 +457,8 @@ class GameBot:
             return current
 
         session = await self.storage.update_session(chat_id, mutate)
+        if not outcome:
+            return False
         result = outcome[0]
         language = session.language or DEFAULT_LANGUAGE
         theme, level, content = session.theme, session.level, session.content

@@ -9,7 +9,7 @@ from vechnost_bot.bot.texts import LANGUAGE_NAMES, content_name, level_name, t, 
 from vechnost_bot.game import engine
 from vechnost_bot.game.content import LANGUAGES, THEMES, Library
 from vechnost_bot.game.labels import heat_label
-from vechnost_bot.storage.models import ContentType, Language, Session, ThemeId
+from vechnost_bot.storage.records import ContentType, Language, Session, ThemeId
 
 __all__ = [
     "adult_keyboard",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from vechnost_bot.storage.models import ContentType, Language, ThemeId
+from vechnost_bot.storage.records import ContentType, Language, ThemeId
 
 __all__ = [
     "COMMANDS",

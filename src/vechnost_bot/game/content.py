@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Final, Literal, get_args
 
 from vechnost_bot.errors import ContentError
-from vechnost_bot.storage.models import ContentType, Language, ThemeId
+from vechnost_bot.storage.records import ContentType, Language, ThemeId
 
 __all__ = [
     "CARD_ID",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vechnost_bot.game.content import THEMES, Card, Deck, Library, deck_key
-from vechnost_bot.storage.models import ContentType, Language, Session, ThemeId
+from vechnost_bot.storage.records import ContentType, Language, Session, ThemeId
 
 __all__ = [
     "DrawOutcome",

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from vechnost_bot.game.content import CardKind
-from vechnost_bot.storage.models import Language, ThemeId
+from vechnost_bot.storage.records import Language, ThemeId
 
 __all__ = ["HEAT_THEMES", "heat_label", "kind_label"]
 

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from vechnost_bot.game.content import THEMES, Card, CardKind
 from vechnost_bot.game.labels import HEAT_THEMES, heat_label, kind_label
 from vechnost_bot.game.typography import bind_short_words
-from vechnost_bot.storage.models import Language, ThemeId
+from vechnost_bot.storage.records import Language, ThemeId
 
 __all__ = [
     "FONT_DIR",

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
-from vechnost_bot.storage.models import Language
+from vechnost_bot.storage.records import Language
 
 __all__ = ["DASHES", "NBSP", "SHORT_WORDS", "bind_short_words"]
 

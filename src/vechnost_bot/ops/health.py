@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vechnost_bot.log import redact
 from vechnost_bot.metrics import REGISTRY
+from vechnost_bot.ops.snapshot import section
 from vechnost_bot.service import Service
 
 __all__ = ["HealthServer", "mask_secrets"]
@@ -58,11 +59,6 @@ def mask_secrets(value: object) -> object:
 def _json_response(payload: Mapping[str, object], *, status: int = 200) -> web.Response:
     body = redact(json.dumps(mask_secrets(payload), sort_keys=True, default=str))
     return web.Response(text=body, status=status, content_type="application/json")
-
-
-def _section(snapshot: Mapping[str, object], name: str) -> Mapping[str, object]:
-    section = snapshot.get(name)
-    return section if isinstance(section, Mapping) else {}
 
 
 class HealthServer(Service):
@@ -149,21 +145,25 @@ class HealthServer(Service):
             log.warning("health_ready_check_failed", error=redact(repr(error)))
             ready = False
         snapshot = self._safe_snapshot() or {}
-        storage = _section(snapshot, "storage")
-        redis = _section(snapshot, "redis")
+        storage = section(snapshot, "storage")
+        redis = section(snapshot, "redis")
         mode = storage.get("mode")
         body: dict[str, object] = {
             "ready": ready,
             "storage_mode": mode,
             "redis_source": redis.get("source"),
             "redis_state": redis.get("state"),
+            "redis_warning": redis.get("warning"),
         }
         if not ready:
             body["status"] = "not_ready"
             return _json_response(body, status=503)
         # Memory mode serves every call, but nothing survives a restart: say so.
-        body["status"] = "ready" if mode == "redis" else "degraded"
-        if mode != "redis":
+        reason = storage.get("degraded_reason")
+        body["status"] = "ready" if mode == "redis" and not reason else "degraded"
+        if reason:
+            body["degraded_reason"] = reason
+        elif mode != "redis":
             body["degraded_reason"] = "storage is in memory mode: Redis is not in use"
         return _json_response(body)
 

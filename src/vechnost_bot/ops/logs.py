@@ -19,7 +19,7 @@ from vechnost_bot.log import redact
 
 __all__ = ["LOG_FILE_NAME", "command", "follow", "log_path", "tail"]
 
-LOG_FILE_NAME: Final = "vechnost.log"
+LOG_FILE_NAME: Final = "vechnost.log"  # the name DataDir.bot_log uses
 _BLOCK: Final = 64 * 1024
 _POLL_SECONDS: Final = 0.25
 
@@ -28,7 +28,7 @@ def log_path(settings: Settings) -> Path:
     """Where the bot writes its log: ``LOG_FILE``, else ``<data dir>/vechnost.log``."""
     if settings.log_file is not None:
         return settings.log_file
-    return settings.redis_data_dir / LOG_FILE_NAME
+    return settings.data_dir.bot_log
 
 
 def _last_lines(path: Path, count: int) -> list[str]:

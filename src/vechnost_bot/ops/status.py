@@ -23,6 +23,13 @@ from rich.text import Text
 from vechnost_bot.config import Settings
 from vechnost_bot.errors import NotRunningError
 from vechnost_bot.ops.health import mask_secrets
+from vechnost_bot.ops.snapshot import (
+    EXIT_DEGRADED,
+    EXIT_HEALTHY,
+    EXIT_NOT_RUNNING,
+    exit_code_for,
+    section,
+)
 
 __all__ = [
     "EXIT_DEGRADED",
@@ -33,10 +40,6 @@ __all__ = [
     "fetch_status",
     "status_url",
 ]
-
-EXIT_HEALTHY: Final = 0
-EXIT_DEGRADED: Final = 1
-EXIT_NOT_RUNNING: Final = 3
 
 _TIMEOUT: Final = 3.0
 # A server bound to every interface is reached on loopback.
@@ -73,17 +76,7 @@ def fetch_status(url: str, *, timeout: float = _TIMEOUT) -> dict[str, object]:
     return {str(key): mask_secrets(value) for key, value in data.items()}
 
 
-def _section(snapshot: Mapping[str, object], name: str) -> Mapping[str, object]:
-    value = snapshot.get(name)
-    return value if isinstance(value, Mapping) else {}
-
-
-def exit_code_for(snapshot: Mapping[str, object]) -> int:
-    """0 when the bot runs on Redis and says ok; 1 otherwise (degraded/starting/error)."""
-    mode = _section(snapshot, "storage").get("mode")
-    if snapshot.get("status") == "ok" and mode == "redis":
-        return EXIT_HEALTHY
-    return EXIT_DEGRADED
+_section = section
 
 
 def _duration(value: object) -> str:
@@ -138,6 +131,8 @@ def _rows(snapshot: Mapping[str, object]) -> list[tuple[str, str]]:
         ("redis data dir", _text(redis.get("data_dir"))),
         ("redis url", _text(redis.get("url"))),
         ("redis last error", _text(redis.get("last_error"))),
+        ("redis warning", _text(redis.get("warning"))),
+        ("redis data lost", _text(redis.get("data_lost"))),
     ]
 
 

@@ -1,24 +1,44 @@
 """The Redis policy: use an external server, adopt ours, or start one; then watch it.
 
+This class is the one owner of the lifecycle state (state, source, endpoint,
+restarts, epoch, warnings); :class:`RedisManager` below it only knows its process.
+
 Order in :meth:`RedisAutoStartManager.initialize`:
 
-1. ``REDIS_URL`` answers PING with its credentials → source ``external``, start nothing.
-2. ``REDIS_AUTO_START`` is false → state ``unavailable`` (the bot runs from memory).
-3. Under a file lock in the data dir (so that one process on the host starts the
+1. ``REDIS_URL`` answers PING with its credentials → source ``external``, start
+   nothing. Without a password it is used with a loud warning
+   (``redis_without_password``, in ``status`` and doctor too).
+2. ``REDIS_URL`` names an external server that does not answer → the bot serves
+   from memory (state ``down``, source ``external``) and fails back when it
+   returns; it **never** starts a rival. "External" means either:
+   - the URL is one an auto-started server could not be: another host, a unix
+     socket, a password or TLS (:attr:`RedisEndpoint.auto_start_can_serve`); or
+   - it answered as an external server before: this process saw it, or an earlier
+     one recorded it in the data dir (``redis-external.json``).
+   Only a loopback, passwordless URL that never answered (the default
+   ``redis://localhost:6379/0``: "nothing here, nothing configured") goes on.
+3. ``REDIS_AUTO_START`` is false → state ``unavailable`` (memory mode).
+4. Under a file lock in the data dir (so that one process on the host starts the
    server and the others adopt it): adopt the server recorded there (``adopted``)
    or start one (``auto-started``). Our own server there that misses two PINGs
    (hung) is stopped first, and the new one takes its port.
 
-The monitor then PINGs every ``redis_health_check_interval``: a server we
-started or adopted that died or hangs is replaced on the same port with the
-same password; five restarts within a minute mean a crash loop (state
-``degraded``, restarts slowed down). An external server that stops answering is
-``down``: reported and retried, never replaced by a rival on its port.
+The monitor wakes every ``redis_health_check_interval`` to PING, at once when
+:meth:`wake` is called (the storage calls it on a connection reset), and, on
+Linux, the moment a server we own exits (a pidfd watched by the event loop,
+re-armed on every start). A server we own that died or hangs is replaced on the
+same port with the same password; five restarts within a minute mean a crash
+loop (state ``degraded``, restarts slowed down). An external server that stops
+answering is ``down``: reported and retried, never replaced.
+
+Each check also reads an epoch marker key (``vechnost:epoch``) written on first
+use: when it vanished (FLUSHALL, a new empty server at the same address) that is
+logged as ``redis_data_lost``, counted, and told to observers
+(``RedisEvent.data_lost``), so the storage can write back what it holds locally.
 
 Shared servers: every connection is named ``vechnost-<pid>``. :meth:`stop`
 shuts the server down only when no other live Vechnost process is connected to
-it (and it was not started by ``vechnost redis start``); otherwise it is left
-running and the others keep using it (and adopt it on their next start).
+it (and it was not started by ``vechnost redis start``).
 """
 
 from __future__ import annotations
@@ -26,76 +46,66 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import os
 import re
+import secrets
 import time
 from collections import deque
 from pathlib import Path
-from typing import ClassVar, Literal
-from urllib.parse import unquote, urlsplit
+from typing import ClassVar
 
+import redis.asyncio as aioredis
 import structlog
-from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import RedisError as RedisClientError
 
-from vechnost_bot.config import Settings
+from vechnost_bot.config import RedisEndpoint, Settings
+from vechnost_bot.datadir import DataDir, data_dir_lock, ensure_data_dir, write_private
 from vechnost_bot.errors import RedisBinaryNotFoundError, RedisError, RedisStartError
-from vechnost_bot.log import add_secret
-from vechnost_bot.metrics import REDIS_RESTARTS, REDIS_STATE_CHANGES, REDIS_UP
+from vechnost_bot.metrics import (
+    REDIS_DATA_LOST,
+    REDIS_PASSWORDLESS,
+    REDIS_RESTARTS,
+    REDIS_STATE_CHANGES,
+    REDIS_UP,
+)
+from vechnost_bot.ops.snapshot import RedisSnapshot
 from vechnost_bot.redis.client import make_client
-from vechnost_bot.redis.datadir import DataDirFiles, data_dir_lock, ensure_data_dir
 from vechnost_bot.redis.events import (
-    RedisEndpoint,
     RedisEvent,
     RedisObserver,
     RedisSource,
     RedisState,
 )
 from vechnost_bot.redis.manager import RedisManager
+from vechnost_bot.redis.probe import Probe, password_rejected_message, probe
 from vechnost_bot.redis.process import pid_alive
-from vechnost_bot.service import Service
+from vechnost_bot.service import Service, backoff
 
 __all__ = [
+    "EPOCH_KEY",
     "RedisAutoStartManager",
-    "endpoint_from_url",
+    "names_external",
     "other_vechnost_clients",
-    "password_rejected_message",
+    "passwordless_warning",
 ]
 
 log = structlog.get_logger(__name__)
 
-_Probe = Literal["ok", "auth", "down"]
+EPOCH_KEY = "vechnost:epoch"
 _CLIENT_NAME_RE = re.compile(r"^vechnost-(\d+)$")
 _OBSERVER_TIMEOUT = 5.0
 _MONITOR_STOP_TIMEOUT = 5.0
 _STOP_LOCK_TIMEOUT = 5.0
 
 
-def endpoint_from_url(url: str) -> RedisEndpoint | None:
-    """The endpoint a ``redis://`` / ``rediss://`` URL names (None for ``unix://``)."""
-    parts = urlsplit(url)
-    if parts.scheme not in {"redis", "rediss"} or not parts.hostname:
-        return None
-    db = parts.path.lstrip("/")
-    password = unquote(parts.password) if parts.password is not None else None
-    username = unquote(parts.username) if parts.username else None
-    if password is not None:
-        add_secret(password)
-    return RedisEndpoint(
-        host=parts.hostname,
-        port=parts.port or 6379,
-        db=int(db) if db.isdigit() else 0,
-        password=password or None,
-        username=username,
-        tls=parts.scheme == "rediss",
-    )
-
-
-def password_rejected_message(endpoint: RedisEndpoint) -> str:
-    """What the bot logs, and the CLI and doctor print, when REDIS_URL's password is refused."""
+def passwordless_warning(endpoint: RedisEndpoint) -> str:
+    """The warning (log, status, doctor) for an external Redis that needs no password."""
     return (
-        f"the Redis at {endpoint.host}:{endpoint.port} rejected the password in REDIS_URL; "
-        "fix the password"
+        f"the Redis at {endpoint.where} answers without a password: any local user or "
+        "program can read and overwrite every player's data; set `requirepass` on it and put "
+        "the password in REDIS_URL (redis://:PASSWORD@host:port/0), or point REDIS_URL "
+        "elsewhere so the bot starts its own password-protected Redis"
     )
 
 
@@ -115,6 +125,38 @@ async def other_vechnost_clients(endpoint: RedisEndpoint, *, wait: float = 1.0) 
     return sorted(pids)
 
 
+def _read_external_record(path: Path) -> str | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    url = data.get("url") if isinstance(data, dict) else None
+    return url if isinstance(url, str) else None
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def names_external(target: RedisEndpoint, files: DataDir, *, seen: bool = False) -> str | None:
+    """Why ``target`` is an external server that auto-start must never stand in for, or
+    None when it is "nothing configured" (see the module doc). Reads one small file."""
+    if not target.auto_start_can_serve:
+        return "REDIS_URL names an external server (another host, a socket or a password)"
+    if seen:
+        return "REDIS_URL answered as an external server earlier"
+    if _read_external_record(files.external) == target.url():
+        return f"REDIS_URL answered as an external server before ({files.external})"
+    return None
+
+
+def _write_external_record(path: Path, url: str) -> None:
+    ensure_data_dir(path.parent)
+    write_private(path, json.dumps({"url": url, "seen_at": time.time()}) + "\n")
+
+
 class RedisAutoStartManager(Service):
     """High-level Redis auto-start manager with fallback strategy (see module doc)."""
 
@@ -131,9 +173,9 @@ class RedisAutoStartManager(Service):
         retry_interval: float | None = None,
     ) -> None:
         self._settings = settings
-        self._external = endpoint_from_url(settings.redis_url)
-        self._manager = RedisManager(settings, port=self._external.port if self._external else None)
-        self._files = DataDirFiles(self._manager.data_dir)
+        self._target = settings.redis_target
+        self._manager = RedisManager(settings)
+        self._files = settings.data_dir
         self._crash_loop_restarts = crash_loop_restarts
         self._crash_loop_window = crash_loop_window
         self._degraded_backoff = degraded_backoff
@@ -146,10 +188,18 @@ class RedisAutoStartManager(Service):
         self._restart_times: deque[float] = deque()
         self._ping_failures = 0
         self._last_error: str | None = None
+        self._warning: str | None = None
         self._version: str | None = None
         self._external_pid: int | None = None
+        self._external_seen = False
         self._server_since: float | None = None
-        self._last_recovery = 0.0
+        self._next_retry = 0.0
+        self._retries = 0
+        self._epoch: str | None = None
+        self._data_lost = 0
+        self._client: aioredis.Redis | None = None
+        self._client_for: RedisEndpoint | None = None
+        self._pidfd: int | None = None
         self._monitor_task: asyncio.Task[None] | None = None
         self._wake_event: asyncio.Event | None = None
         self._stopping: asyncio.Event | None = None
@@ -159,7 +209,7 @@ class RedisAutoStartManager(Service):
 
     @property
     def endpoint(self) -> RedisEndpoint | None:
-        """Where Redis is usable right now, or None (memory mode)."""
+        """Where Redis is (or, while an external one is ``down``, is expected); None: memory."""
         return self._endpoint
 
     @property
@@ -175,29 +225,39 @@ class RedisAutoStartManager(Service):
         """The process-level manager of the local server (started or adopted)."""
         return self._manager
 
+    @property
+    def data_lost_count(self) -> int:
+        """How many times the epoch marker vanished (Redis lost our data)."""
+        return self._data_lost
+
     def subscribe(self, observer: RedisObserver) -> None:
-        """Call ``observer`` with a :class:`RedisEvent` on every change of state."""
+        """Call ``observer`` with a :class:`RedisEvent` on every change of state, and on
+        data loss (``event.data_lost``)."""
         self._observers.append(observer)
 
-    def status(self) -> dict[str, object]:
-        """JSON-safe facts for ``vechnost status``; the password is masked."""
+    def status(self) -> RedisSnapshot:
+        """The ``redis`` section of the status snapshot; the password is masked."""
         local = self._source in {"auto-started", "adopted"}
-        pid = self._manager.pid if local else self._external_pid
         uptime = None
         if self._server_since is not None and self._state in {"running", "degraded"}:
             uptime = round(time.monotonic() - self._server_since, 1)
+        endpoint = self._endpoint
         return {
             "state": self._state,
             "source": self._source,
-            "pid": pid,
-            "port": self._endpoint.port if self._endpoint else None,
-            "host": self._endpoint.host if self._endpoint else None,
+            "pid": self._manager.pid if local else self._external_pid,
+            "port": endpoint.port if endpoint and not endpoint.is_unix else None,
+            "host": endpoint.host if endpoint and not endpoint.is_unix else None,
+            "socket": endpoint.socket_path if endpoint else None,
             "version": self._version,
             "uptime_seconds": uptime,
             "restarts": self._restarts,
-            "data_dir": str(self._manager.data_dir),
-            "url": self._endpoint.url(redacted=True) if self._endpoint else None,
+            "data_dir": str(self._files.root),
+            "url": endpoint.url(redacted=True) if endpoint else None,
             "last_error": self._last_error,
+            "warning": self._warning,
+            "passwordless": self._warning is not None,
+            "data_lost": self._data_lost,
         }
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -207,8 +267,8 @@ class RedisAutoStartManager(Service):
         log.info(
             "initializing_redis_auto_start",
             auto_start=self._settings.redis_auto_start,
-            url=self._external.url() if self._external else self._settings.redis_url,
-            data_dir=str(self._manager.data_dir),
+            url=self._target.url(),
+            data_dir=str(self._files.root),
         )
         ok = await self._acquire(first=True)
         if ok:
@@ -229,6 +289,7 @@ class RedisAutoStartManager(Service):
         self._wake_event = asyncio.Event()
         self._stopping = asyncio.Event()
         await self.initialize()
+        self._arm_pidfd()
         self._monitor_task = asyncio.create_task(self._monitor(), name="redis-monitor")
 
     async def stop(self) -> None:
@@ -245,6 +306,7 @@ class RedisAutoStartManager(Service):
                 task.cancel("redis lifecycle stopping: monitor did not finish in time")
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        self._disarm_pidfd()
         await self.cleanup()
 
     async def cleanup(self) -> None:
@@ -252,47 +314,53 @@ class RedisAutoStartManager(Service):
         if self._stopped:
             return
         self._stopped = True
+        self._disarm_pidfd()  # our own stop must not wake the monitor
+        await self._drop_client()
         endpoint = self._manager.endpoint
         if self._source in {"auto-started", "adopted"} and endpoint is not None:
             await self._release_local(endpoint)
         self._endpoint = None
         await self._set_state("stopped", reason="cleanup")
 
-    async def wake(self) -> None:
-        """Ask the monitor to check Redis now (e.g. when storage sees errors)."""
+    def wake(self) -> None:
+        """Make the monitor check Redis now (the storage calls it on a connection reset).
+
+        Plain function, safe from any callback on the loop; awaiting its result is
+        not needed (it returns None).
+        """
         if self._wake_event is not None:
             self._wake_event.set()
 
     # -- acquisition ----------------------------------------------------------------------
 
     async def _acquire(self, *, first: bool) -> bool:
-        """Find Redis: external, else (auto-start on) adopt or start under the lock."""
-        if self._external is not None:
-            probe, detail = await self._probe(self._external)
-            if probe == "ok":
-                self._endpoint = self._external
-                self._source = "external"
-                await self._set_state("running")
-                return True
-            if probe == "auth" and self._external.password is not None:
-                reason = f"{password_rejected_message(self._external)} (staying in memory mode)"
-                log.error("redis_connection_failed", url=self._external.url(), reason=reason)
-                return await self._fallback(reason, first=first)
-            if first or self._state != "unavailable":
-                log.warning(
-                    "redis_connection_failed",
-                    url=self._external.url(),
-                    reason=detail
-                    if probe == "down"
-                    else f"{detail}: another program owns this port; it is left alone",
-                )
+        """Find Redis: external, else (only when nothing is configured) adopt or start."""
+        target = self._target
+        found = await probe(target, self._ping_timeout())
+        if found.answers:
+            await self._use_external(found)
+            return True
+        if found.kind == "auth_refused" and target.password is not None:
+            reason = f"{password_rejected_message(target)} (staying in memory mode)"
+            log.error("redis_connection_failed", url=target.url(), reason=reason)
+            return await self._fallback(reason, first=first)
+        external = await asyncio.to_thread(
+            names_external, target, self._files, seen=self._external_seen
+        )
+        if external is not None:
+            return await self._external_down(found, external)
+        if first or self._state != "unavailable":
+            reason = found.detail
+            if found.kind == "auth_refused":
+                reason = f"{found.detail}: another program owns this port; it is left alone"
+            log.warning("redis_connection_failed", url=target.url(), reason=reason)
         if not self._settings.redis_auto_start:
             return await self._fallback(
                 "REDIS_URL does not answer and REDIS_AUTO_START is false", first=first
             )
-        log.info("starting_redis_instance", data_dir=str(self._manager.data_dir))
+        log.info("starting_redis_instance", data_dir=str(self._files.root))
         try:
-            ensure_data_dir(self._manager.data_dir)
+            await asyncio.to_thread(ensure_data_dir, self._files.root)
             async with self._locked():
                 source = await self._adopt_or_start()
         except RedisBinaryNotFoundError as error:
@@ -303,11 +371,49 @@ class RedisAutoStartManager(Service):
             return await self._fallback(str(error), first=first)
         except RedisError as error:
             if first or self._state != "unavailable":
-                log.error("redis_auto_start_failed", error=str(error))  # noqa: TRY400 - message says it all
+                log.error("redis_auto_start_failed", error=str(error))  # noqa: TRY400
             return await self._fallback(str(error), first=first)
         self._use_local(source)
+        await self._check_epoch()
         await self._set_state("running")
         return True
+
+    async def _external_down(self, found: Probe, why: str) -> bool:
+        """An external server is not answering: memory mode until it is back; no rival."""
+        reason = f"{found.detail}; {why}: serving from memory until it answers, no rival started"
+        self._last_error = reason
+        self._source = "external"
+        self._endpoint = self._target
+        if self._state != "down":
+            log.warning("redis_connection_failed", url=self._target.url(), reason=reason)
+        await self._set_state("down", reason=reason)
+        return False
+
+    async def _use_external(self, found: Probe) -> None:
+        self._endpoint = self._target
+        self._source = "external"
+        self._version = found.version
+        self._external_pid = found.pid
+        since = found.uptime_seconds
+        self._server_since = time.monotonic() - (since or 0.0)
+        self._last_error = None
+        if found.passwordless:
+            self._warning = passwordless_warning(self._target)
+            log.warning("redis_without_password", url=self._target.url(), fix=self._warning)
+        else:
+            self._warning = None
+        REDIS_PASSWORDLESS.set(1 if found.passwordless else 0)
+        if not self._external_seen:
+            self._external_seen = True
+            try:
+                await asyncio.to_thread(
+                    _write_external_record, self._files.external, self._target.url()
+                )
+            except (OSError, RedisError) as error:
+                # Unwritable data dir: this process still remembers it (_external_seen).
+                log.warning("redis_external_record_failed", error=str(error))
+        await self._check_epoch()
+        await self._set_state("running")
 
     async def _adopt_or_start(self) -> RedisSource:
         manager = self._manager
@@ -326,19 +432,21 @@ class RedisAutoStartManager(Service):
         return "auto-started"
 
     def _use_local(self, source: RedisSource) -> None:
-        self._users.setdefault(self._manager.data_dir, set()).add(id(self))
+        self._users.setdefault(self._files.root, set()).add(id(self))
         self._source = source
         self._endpoint = self._manager.endpoint
+        self._warning = None
+        REDIS_PASSWORDLESS.set(0)
         binary = self._manager.binary
         self._version = binary.version if binary else None
-        state = self._manager.state_file()
-        started_at = state.get("started_at")
+        started_at = self._manager.recorded.get("started_at")
         if isinstance(started_at, int | float):
             self._server_since = time.monotonic() - max(0.0, time.time() - started_at)
         else:
             self._server_since = time.monotonic()
         self._ping_failures = 0
         self._last_error = None
+        self._arm_pidfd()
 
     async def _fallback(self, reason: str, *, first: bool) -> bool:
         self._last_error = reason
@@ -347,42 +455,6 @@ class RedisAutoStartManager(Service):
             log.warning("redis_auto_start_failed_fallback_to_memory", reason=reason)
         await self._set_state("unavailable", reason=reason)
         return False
-
-    async def _probe(self, endpoint: RedisEndpoint) -> tuple[_Probe, str]:
-        """PING (and INFO) ``endpoint`` with its credentials."""
-        if not endpoint.tls:
-            # Nothing listening is the common case at first start: a bare connect says so
-            # without building a client.
-            try:
-                _reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(endpoint.host, endpoint.port), self._ping_timeout()
-                )
-            except (OSError, TimeoutError) as error:
-                return "down", str(error) or type(error).__name__
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-        client = make_client(endpoint, timeout=self._ping_timeout())
-        try:
-            await client.ping()
-            info = await client.info("server")
-        except AuthenticationError as error:
-            return "auth", str(error) or "authentication failed"
-        except ResponseError as error:
-            text = str(error)
-            if "NOAUTH" in text or "WRONGPASS" in text or "AUTH" in text:
-                return "auth", text
-            return "down", text
-        except (RedisClientError, OSError, TimeoutError) as error:
-            return "down", str(error) or type(error).__name__
-        finally:
-            await client.aclose()
-        self._version = str(info.get("redis_version") or "") or None
-        self._external_pid = int(info.get("process_id", 0)) or None
-        uptime = info.get("uptime_in_seconds")
-        since = time.monotonic() - float(uptime) if isinstance(uptime, int | float) else None
-        self._server_since = since if since is not None else time.monotonic()
-        return "ok", "PONG"
 
     def _locked(self, wait: float | None = None) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold the data dir's file lock (see :func:`data_dir_lock`)."""
@@ -394,7 +466,7 @@ class RedisAutoStartManager(Service):
     async def _release_local(self, endpoint: RedisEndpoint) -> None:
         """cleanup() for a local server: stop it, or leave it to the others still using it."""
         manager = self._manager
-        users = self._users.get(manager.data_dir, set())
+        users = self._users.get(self._files.root, set())
         users.discard(id(self))
         if users:
             log.info("redis_left_running_for_other_clients", clients=len(users), same_process=True)
@@ -402,7 +474,7 @@ class RedisAutoStartManager(Service):
             return
         try:
             async with self._locked(wait=_STOP_LOCK_TIMEOUT):
-                started_by = manager.state_file().get("started_by")
+                started_by = manager.recorded.get("started_by")
                 if started_by == "cli" and not manager.owned:
                     log.info("redis_left_running", reason="started by `vechnost redis start`")
                     await manager.detach()
@@ -415,10 +487,45 @@ class RedisAutoStartManager(Service):
                     log.info("redis_left_running_for_other_clients", clients=len(others))
                     await manager.detach()
                     return
-                await manager.stop()
+                stopped = await manager.stop()
+                if stopped is not None and stopped.how == "left-running":
+                    self._last_error = stopped.reason
+                    await manager.detach()
         except RedisStartError as error:
             log.warning("redis_left_running", reason=str(error))
             await manager.detach()
+
+    # -- the pidfd watch ---------------------------------------------------------------------
+
+    def _arm_pidfd(self) -> None:
+        """Watch the server we own: its exit wakes the monitor at once (Linux pidfd)."""
+        self._disarm_pidfd()
+        if self._wake_event is None or self._source not in {"auto-started", "adopted"}:
+            return
+        fd = self._manager.open_pidfd()
+        if fd is None:
+            return
+        try:
+            asyncio.get_running_loop().add_reader(fd, self._on_server_exit, fd)
+        except (NotImplementedError, RuntimeError, ValueError):
+            os.close(fd)  # a loop without add_reader (Windows proactor): PING only
+            return
+        self._pidfd = fd
+
+    def _disarm_pidfd(self) -> None:
+        fd, self._pidfd = self._pidfd, None
+        if fd is None:
+            return
+        with contextlib.suppress(RuntimeError, ValueError):
+            asyncio.get_running_loop().remove_reader(fd)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+    def _on_server_exit(self, fd: int) -> None:
+        if fd == self._pidfd:
+            self._disarm_pidfd()
+            log.info("redis_server_exited", pid=self._manager.pid)
+            self.wake()
 
     # -- monitor ------------------------------------------------------------------------------
 
@@ -450,9 +557,13 @@ class RedisAutoStartManager(Service):
 
     async def _check(self, stopping: asyncio.Event) -> None:
         if self._state == "unavailable":
-            if time.monotonic() - self._last_recovery >= self._retry_interval:
-                self._last_recovery = time.monotonic()
-                await self._acquire(first=False)
+            if time.monotonic() >= self._next_retry:
+                self._retries += 1
+                self._next_retry = time.monotonic() + backoff(
+                    self._retries, base=min(1.0, self._retry_interval), cap=self._retry_interval
+                )
+                if await self._acquire(first=False):
+                    self._retries = 0
             return
         if self._source == "external":
             await self._check_external()
@@ -461,22 +572,29 @@ class RedisAutoStartManager(Service):
             await self._check_local(stopping)
 
     async def _check_external(self) -> None:
-        assert self._external is not None
-        probe, detail = await self._probe(self._external)
-        if probe == "ok":
+        found = await probe(
+            self._target, self._ping_timeout(), client=self._client_of(self._target)
+        )
+        if found.answers:
             if self._state != "running":
-                await self._set_state("running")
+                await self._use_external(found)
+            else:
+                await self._check_epoch()
             return
-        self._last_error = detail
+        await self._drop_client()
+        self._last_error = found.detail
         if self._state != "down":
-            log.warning("redis_connection_failed", url=self._external.url(), reason=detail)
-            await self._set_state("down", reason=detail)
+            log.warning("redis_connection_failed", url=self._target.url(), reason=found.detail)
+            await self._set_state("down", reason=found.detail)
 
     async def _check_local(self, stopping: asyncio.Event) -> None:
         manager = self._manager
         alive = manager.running
         if alive and await manager.health_check(self._ping_timeout()):
             self._ping_failures = 0
+            if self._pidfd is None:
+                self._arm_pidfd()
+            await self._check_epoch()
             if self._state != "running":
                 await self._set_state("running")
             return
@@ -495,6 +613,7 @@ class RedisAutoStartManager(Service):
         while window and now - window[0] > self._crash_loop_window:
             window.popleft()
         self._last_error = reason
+        await self._drop_client()
         if len(window) >= self._crash_loop_restarts:
             await self._set_state(
                 "degraded",
@@ -508,9 +627,8 @@ class RedisAutoStartManager(Service):
         else:
             await self._set_state("restarting", reason=reason)
             if window:
-                delay = min(5.0, 0.25 * 2 ** (len(window) - 1))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), delay)
+                    await asyncio.wait_for(stopping.wait(), backoff(len(window)))
                 if stopping.is_set():
                     return
         window.append(time.monotonic())
@@ -523,7 +641,7 @@ class RedisAutoStartManager(Service):
                 source = await self._adopt_or_start()
         except RedisError as error:
             self._last_error = str(error)
-            log.error("redis_restart_failed", error=str(error))  # noqa: TRY400 - message says it all
+            log.error("redis_restart_failed", error=str(error))  # noqa: TRY400
             return
         self._use_local(source)
         log.info(
@@ -534,7 +652,68 @@ class RedisAutoStartManager(Service):
             previous_port=previous_port,
             restarts=self._restarts,
         )
+        await self._check_epoch()
         await self._set_state("running")
+
+    # -- the epoch marker -------------------------------------------------------------------
+
+    def _client_of(self, endpoint: RedisEndpoint) -> aioredis.Redis:
+        if self._client is None or self._client_for != endpoint:
+            self._client = make_client(endpoint, timeout=self._ping_timeout())
+            self._client_for = endpoint
+        return self._client
+
+    async def _drop_client(self) -> None:
+        client, self._client, self._client_for = self._client, None, None
+        if client is not None:
+            with contextlib.suppress(RedisClientError, OSError, RuntimeError):
+                await client.aclose()
+
+    async def _check_epoch(self) -> None:
+        """Write the epoch marker on first use; report it when it vanished (data lost).
+
+        A missing marker is re-created with SET NX and whatever is there is adopted, so
+        processes sharing one server agree on the new epoch and each reports the loss once
+        (none overwrites another's marker, which would make them accuse each other).
+        """
+        endpoint = self._endpoint
+        if endpoint is None:
+            return
+        client = self._client_of(endpoint)
+        try:
+            current = _text(await client.get(EPOCH_KEY))
+            if current is not None and current == self._epoch:
+                return
+            if current is None:
+                await client.set(EPOCH_KEY, secrets.token_hex(8), nx=True)
+                current = _text(await client.get(EPOCH_KEY))
+        except (RedisClientError, OSError, TimeoutError) as error:
+            # Read-only, OOM or gone: the next check (or the storage) will say more.
+            log.debug("redis_epoch_check_failed", error=str(error))
+            await self._drop_client()
+            return
+        previous, self._epoch = self._epoch, current
+        if previous is None:
+            return  # first use: nothing to compare with yet
+        self._data_lost += 1
+        REDIS_DATA_LOST.inc()
+        reason = (
+            f"the epoch marker {EPOCH_KEY} vanished from {endpoint.where} "
+            f"(FLUSHALL, or a new empty server there): Redis lost the data it held; "
+            "the storage writes back what its local store holds"
+        )
+        self._last_error = reason
+        log.error("redis_data_lost", url=endpoint.url(), epoch=current, reason=reason)
+        await self._notify(
+            RedisEvent(
+                state=self._state,
+                previous=self._state,
+                endpoint=endpoint,
+                source=self._source,
+                reason=reason,
+                data_lost=True,
+            )
+        )
 
     # -- state changes ------------------------------------------------------------------------
 
@@ -556,13 +735,17 @@ class RedisAutoStartManager(Service):
             log.info("redis_state_changed", **fields)
         else:
             log.warning("redis_state_changed", **fields)
-        event = RedisEvent(
-            state=state,
-            previous=previous,
-            endpoint=self._endpoint,
-            source=self._source,
-            reason=reason,
+        await self._notify(
+            RedisEvent(
+                state=state,
+                previous=previous,
+                endpoint=self._endpoint,
+                source=self._source,
+                reason=reason,
+            )
         )
+
+    async def _notify(self, event: RedisEvent) -> None:
         for observer in list(self._observers):
             try:
                 result = observer(event)

@@ -17,32 +17,29 @@ import asyncio
 import json
 import logging
 import sys
-import time
 from typing import Any
 
-from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import RedisError as RedisClientError
 from rich.console import Console
 from rich.table import Table
 
-from vechnost_bot.config import Settings
+from vechnost_bot.config import RedisEndpoint, Settings
+from vechnost_bot.datadir import data_dir_lock, ensure_data_dir, read_int
 from vechnost_bot.errors import VechnostError
 from vechnost_bot.log import redact
+from vechnost_bot.ops.snapshot import EXIT_NOT_RUNNING
 from vechnost_bot.redis.autostart import (
-    endpoint_from_url,
+    names_external,
     other_vechnost_clients,
-    password_rejected_message,
+    passwordless_warning,
 )
-from vechnost_bot.redis.client import make_client
-from vechnost_bot.redis.datadir import data_dir_lock, ensure_data_dir
-from vechnost_bot.redis.events import RedisEndpoint
 from vechnost_bot.redis.manager import RedisManager, Stopped
+from vechnost_bot.redis.probe import password_rejected_message, probe
 from vechnost_bot.redis.process import LOOPBACK, is_our_redis_process, pid_alive
 
 __all__ = ["command", "local_facts", "probe_facts"]
 
 _LOCK_WAIT = 30.0
-_NOT_RUNNING = 3
 
 
 def command(settings: Settings, args: argparse.Namespace) -> int:
@@ -83,9 +80,9 @@ def _emit_failure(action: str, error: str) -> None:
 
 
 async def _start_server(settings: Settings, as_json: bool) -> int:
-    external = endpoint_from_url(settings.redis_url)
-    probed = await probe_facts(external) if external is not None else {}
-    if external is not None and external.password is not None and probed.get("auth_failed"):
+    external = settings.redis_target
+    probed = await probe_facts(external)
+    if external.password is not None and probed.get("auth_failed"):
         # The bot would stop right here (memory mode): a wrong password is not fixed by a
         # local server on another port.
         message = password_rejected_message(external)
@@ -107,10 +104,17 @@ async def _start_server(settings: Settings, as_json: bool) -> int:
         await manager.detach()
     # A Redis already answering at REDIS_URL (and not ours) is what the bot will use.
     bot_uses_external = bool(probed.get("answering")) and probed.get("pid") != pid
+    # An external REDIS_URL that is down is waited for; the bot never uses this server then.
+    waits_for = (
+        None
+        if bot_uses_external
+        else await asyncio.to_thread(names_external, external, settings.data_dir)
+    )
     data: dict[str, Any] = {
         "action": "start",
         "ok": True,
         "bot_uses_external": bot_uses_external,
+        "bot_waits_for_external": waits_for is not None,
         "already_running": already,
         "pid": pid,
         "port": port,
@@ -126,10 +130,15 @@ async def _start_server(settings: Settings, as_json: bool) -> int:
             f"(hung); stopped it ({_how_text(replaced)}) and started a new one on its port",
             file=sys.stderr,
         )
-    if bot_uses_external and not as_json and external is not None:
+    if bot_uses_external and not as_json:
         print(
             f"vechnost: note: a Redis already answers at REDIS_URL "
-            f"({external.host}:{external.port}); the bot uses that one, not this server",
+            f"({external.where}); the bot uses that one, not this server",
+            file=sys.stderr,
+        )
+    if waits_for is not None and not as_json:
+        print(
+            f"vechnost: note: {waits_for}; the bot waits for that server and does not use this one",
             file=sys.stderr,
         )
     verb = "already running" if already else "started"
@@ -150,6 +159,7 @@ def _how_text(stopped: Stopped) -> str:
         "sigkill": "SIGKILL",
         "terminate": "terminated",
         "already-exited": "it had already exited",
+        "left-running": "left running: it cannot save",
     }[stopped.how]
     if stopped.answered:
         return (
@@ -183,6 +193,13 @@ async def _stop(settings: Settings, as_json: bool) -> int:
                 f"Redis is not running in {manager.data_dir}",
             )
             return 0
+    if stopped.how == "left-running":
+        message = f"Redis pid {stopped.pid} was not stopped: {stopped.reason}"
+        if as_json:
+            _emit_failure("stop", message)
+        else:
+            print(f"vechnost: {message}", file=sys.stderr)
+        return 1
     if users:
         print(
             f"vechnost: warning: {len(users)} running bot process(es) used this server; "
@@ -206,50 +223,44 @@ async def _stop(settings: Settings, as_json: bool) -> int:
 
 
 async def probe_facts(endpoint: RedisEndpoint, wait: float = 1.0) -> dict[str, Any]:
-    """PING + INFO of ``endpoint``: answering, latency, pid, version, uptime, memory, keys."""
-    client = make_client(endpoint, timeout=wait)
-    facts: dict[str, Any] = {"answering": False, "host": endpoint.host, "port": endpoint.port}
-    try:
-        await client.ping()  # connects (and authenticates)
-        started = time.perf_counter()
-        await client.ping()
-        facts["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
-        info = await client.info()
-        keys = await client.dbsize()
-    except (RedisClientError, OSError, TimeoutError) as error:
-        facts["error"] = str(error) or type(error).__name__
-        facts["auth_failed"] = isinstance(error, AuthenticationError) or (
-            isinstance(error, ResponseError) and "AUTH" in str(error).upper()
-        )
+    """The probe of ``endpoint`` (see :mod:`vechnost_bot.redis.probe`) as JSON-safe facts."""
+    found = await probe(endpoint, wait, details=True)
+    facts: dict[str, Any] = {
+        "answering": found.answers,
+        "kind": found.kind,
+        "host": endpoint.host or None,
+        "port": endpoint.port or None,
+        "socket": endpoint.socket_path,
+    }
+    if not found.answers:
+        facts["error"] = found.detail
+        facts["auth_failed"] = found.kind == "auth_refused"
+        facts["hung"] = found.kind == "hung"
         return facts
-    finally:
-        await client.aclose()
     facts.update(
-        answering=True,
-        pid=info.get("process_id"),
-        version=info.get("redis_version"),
-        uptime_seconds=info.get("uptime_in_seconds"),
-        memory_bytes=info.get("used_memory"),
-        memory_human=info.get("used_memory_human"),
-        keys=keys,
+        pid=found.pid,
+        version=found.version,
+        latency_ms=found.latency_ms,
+        uptime_seconds=found.info.get("uptime_in_seconds"),
+        memory_bytes=found.info.get("used_memory"),
+        memory_human=found.info.get("used_memory_human"),
+        keys=found.info.get("keys"),
+        passwordless=found.passwordless,
     )
     return facts
 
 
 async def local_facts(settings: Settings) -> dict[str, Any]:
     """What the data dir says about our server, and whether it answers (no side effects)."""
+    files = settings.data_dir
     manager = RedisManager(settings)
-    files = manager.files
     state = manager.state_file()
     facts: dict[str, Any] = {
-        "data_dir": str(manager.data_dir),
+        "data_dir": str(files.root),
         "started_by": state.get("started_by"),
         "answering": False,
     }
-    try:
-        pid = int(files.pid.read_text().strip())
-    except (OSError, ValueError):
-        pid = None
+    pid = read_int(files.pid)
     port = state.get("port")
     try:
         password: str | None = files.password.read_text(encoding="utf-8").strip() or None
@@ -259,7 +270,7 @@ async def local_facts(settings: Settings) -> dict[str, Any]:
     if pid is None or not isinstance(port, int) or not pid_alive(pid):
         facts["pid"] = None
         return facts
-    if is_our_redis_process(pid, manager.data_dir, port) is False:
+    if is_our_redis_process(pid, files.root, port) is False:
         facts.update(pid=None, stale_pid=pid)
         return facts
     probed = await probe_facts(RedisEndpoint(host=LOOPBACK, port=port, password=password))
@@ -275,13 +286,10 @@ async def local_facts(settings: Settings) -> dict[str, Any]:
 
 async def _which(settings: Settings) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
     """(source, facts of the server in use, facts of the data dir server)."""
-    external = endpoint_from_url(settings.redis_url)
-    external_facts: dict[str, Any] = {"answering": False}
-    if external is not None:
-        external_facts = await probe_facts(external)
-    local = await local_facts(settings)
+    external = settings.redis_target
+    external_facts, local = await asyncio.gather(probe_facts(external), local_facts(settings))
     if external_facts.get("answering"):
-        external_facts["url"] = external.url() if external else None
+        external_facts["url"] = external.url()
         return "external", external_facts, local
     if local.get("answering"):
         return "auto-started", local, local
@@ -296,6 +304,7 @@ async def _status(settings: Settings, as_json: bool) -> int:
         "pid": facts.get("pid"),
         "host": facts.get("host"),
         "port": facts.get("port"),
+        "socket": facts.get("socket"),
         "version": facts.get("version"),
         "uptime_seconds": facts.get("uptime_seconds"),
         "memory_bytes": facts.get("memory_bytes"),
@@ -303,8 +312,11 @@ async def _status(settings: Settings, as_json: bool) -> int:
         "keys": facts.get("keys"),
         "data_dir": local["data_dir"],
         "started_by": local.get("started_by") if source == "auto-started" else None,
-        "redis_url": endpoint_url_masked(settings.redis_url),
+        "redis_url": settings.redis_target.url(),
         "error": None if source else _no_redis_reason(facts, local),
+        "warning": passwordless_warning(settings.redis_target)
+        if source == "external" and facts.get("passwordless")
+        else None,
     }
     if as_json:
         print(json.dumps(data))
@@ -315,7 +327,9 @@ async def _status(settings: Settings, as_json: bool) -> int:
         for key, value in data.items():
             table.add_row(key.replace("_", " "), "-" if value is None else str(value))
         Console(soft_wrap=True).print(table)
-    return 0 if source else _NOT_RUNNING
+    if data["warning"] and not as_json:
+        print(f"vechnost: warning: {data['warning']}", file=sys.stderr)
+    return 0 if source else EXIT_NOT_RUNNING
 
 
 def _no_redis_reason(facts: dict[str, Any], local: dict[str, Any]) -> str:
@@ -338,7 +352,7 @@ async def _ping(settings: Settings, as_json: bool) -> int:
         else:
             local_text = "not answering"
         message = (
-            f"no Redis answers: REDIS_URL {endpoint_url_masked(settings.redis_url)}: {reason}; "
+            f"no Redis answers: REDIS_URL {settings.redis_target.url()}: {reason}; "
             f"data dir server: {local_text}"
         )
         if as_json:
@@ -346,23 +360,15 @@ async def _ping(settings: Settings, as_json: bool) -> int:
         else:
             print(f"vechnost: {message}", file=sys.stderr)
         return 1
+    where = facts.get("socket") or f"{facts.get('host')}:{facts.get('port')}"
     data = {
         "pong": True,
         "source": source,
         "host": facts.get("host"),
         "port": facts.get("port"),
+        "socket": facts.get("socket"),
         "latency_ms": facts.get("latency_ms"),
+        "passwordless": bool(facts.get("passwordless")),
     }
-    _emit(
-        as_json,
-        data,
-        f"PONG from {facts.get('host')}:{facts.get('port')} ({source}) "
-        f"in {facts.get('latency_ms')} ms",
-    )
+    _emit(as_json, data, f"PONG from {where} ({source}) in {facts.get('latency_ms')} ms")
     return 0
-
-
-def endpoint_url_masked(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    endpoint = endpoint_from_url(url)
-    return endpoint.url() if endpoint is not None else url

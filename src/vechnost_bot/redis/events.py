@@ -7,9 +7,10 @@ change of state; the storage layer subscribes to reconnect or to wake its probe.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import quote
+
+from vechnost_bot.config import RedisEndpoint
 
 __all__ = [
     "RedisEndpoint",
@@ -34,28 +35,6 @@ RedisState = Literal[
 
 
 @dataclass(frozen=True, slots=True)
-class RedisEndpoint:
-    """How to reach the Redis in use. ``password`` never shows in repr or logs."""
-
-    host: str
-    port: int
-    db: int = 0
-    password: str | None = field(default=None, repr=False)
-    username: str | None = None
-    tls: bool = False
-
-    def url(self, *, redacted: bool = True) -> str:
-        """A ``redis://`` URL; with the password masked unless ``redacted=False``."""
-        scheme = "rediss" if self.tls else "redis"
-        auth = ""
-        if self.password is not None:
-            secret = "***" if redacted else quote(self.password, safe="")
-            auth = f"{quote(self.username or '', safe='')}:{secret}@"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{auth}{host}:{self.port}/{self.db}"
-
-
-@dataclass(frozen=True, slots=True)
 class RedisEvent:
     """One change of the lifecycle state."""
 
@@ -64,6 +43,8 @@ class RedisEvent:
     endpoint: RedisEndpoint | None
     source: RedisSource | None
     reason: str | None = None
+    data_lost: bool = False
+    """True when Redis lost our data (the epoch marker vanished): write back what you hold."""
 
 
 RedisObserver = Callable[[RedisEvent], Awaitable[None] | None]

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vechnost_bot.redis.datadir import DataDirFiles, resolve_data_dir
+from vechnost_bot.datadir import DataDir, resolve_data_dir
 
 __all__ = [
     "LOOPBACK",
@@ -116,7 +116,7 @@ def is_our_redis_process(pid: int, data_dir: Path, port: int | None) -> bool | N
     if port is None or f":{port}" in cmdline:
         return True
     # With proc-title changes off, the command line still names our config file.
-    return str(DataDirFiles(data_dir).config) in cmdline
+    return str(DataDir(data_dir).config) in cmdline
 
 
 def _quote(value: str) -> str:
@@ -133,7 +133,7 @@ def build_config(
     host: str = LOOPBACK,
 ) -> str:
     """The redis.conf text: loopback only, password, protected mode, AOF + RDB in ``data_dir``."""
-    files = DataDirFiles(data_dir)
+    files = DataDir(data_dir)
     lines = [
         "# Written by vechnost; regenerated on every start. Do not edit.",
         f"bind {host}",

@@ -1,46 +1,79 @@
 """The storage contract, written once.
 
-Backends implement the small abstract surface; the helpers the bot uses
-(``get_session``, ``update_session`` …) are derived here. Backends return
-copies, never live references.
+A backend implements two record primitives (``_load``: the stored state, tombstones
+included; ``_cas``: one compare-and-set that hands back the current state when it
+loses) plus counters, rate limits and a byte cache. Everything the bot calls is
+derived here: stamping a record's changes with the hybrid logical clock, merging a
+write made without knowing the stored version, re-applying an update after a
+conflict, deleting. Backends return objects the caller owns (copies, never live
+references).
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
+import random
+import time
 from collections.abc import Callable
-from typing import Literal, TypeVar
+from dataclasses import dataclass
+from typing import Generic, Literal
 
 from vechnost_bot.errors import VersionConflictError
-from vechnost_bot.storage.models import Record, Session, UserStats
+from vechnost_bot.storage.records import (
+    HLC,
+    R,
+    Record,
+    Session,
+    UserStats,
+    is_live,
+    merge,
+    stamp,
+    tombstone,
+)
 
-__all__ = ["Storage", "StorageMode"]
+__all__ = ["Cas", "R", "Storage", "StorageMode"]
 
-R = TypeVar("R", bound=Record)
 StorageMode = Literal["redis", "memory"]
 
-_MAX_CAS_RETRIES = 8
+CONFLICT_BUDGET = 30.0
+"""Seconds an update may keep losing compare-and-set races before it gives up: a time,
+not a small count, so that any number of concurrent taps on one chat all land."""
+
+
+@dataclass(slots=True)
+class Cas(Generic[R]):
+    """What one compare-and-set did.
+
+    ``ok``: written, and ``record`` is the stored copy. Not ``ok``: ``record`` is the
+    state the store holds (None when absent), ``found`` its live version (0 when absent
+    or deleted), so the caller merges or re-applies without another read.
+    """
+
+    ok: bool
+    record: R | None
+    found: int
 
 
 class Storage(abc.ABC):
-    """Async storage for versioned records, counters, rate limits and a byte cache."""
+    """Async storage for mergeable records, counters, rate limits and a byte cache."""
 
-    # -- records ---------------------------------------------------------------------
+    clock: HLC = HLC()  # replaced per instance by every backend's __init__
+
+    # -- record primitives (backends) ----------------------------------------------------
     @abc.abstractmethod
-    async def get_record(self, model: type[R], key: str) -> R | None:
-        """The stored record, or None. Corrupt or foreign values count as absent."""
-
-    @abc.abstractmethod
-    async def put_record(self, record: R, *, expected_version: int | None = None) -> R:
-        """Store ``record`` and return the stored copy (version + 1, ``updated_at`` now).
-
-        With ``expected_version`` the write is a compare-and-set: it raises
-        :class:`VersionConflictError` when the stored version differs (absent = 0).
-        """
+    async def _load(self, model: type[R], key: str) -> R | None:
+        """The stored state (a tombstone too), or None. Corrupt values count as absent."""
 
     @abc.abstractmethod
-    async def delete_record(self, model: type[Record], key: str) -> None:
-        """Remove a record; removing an absent one is not an error."""
+    async def _cas(self, record: R, expected: int) -> Cas[R]:
+        """Store ``record`` (already stamped) if the live version is ``expected`` (absent or
+        deleted = 0), as version ``max(stored, record.version) + 1``."""
+
+    def _hint(self, model: type[R], key: str) -> R | None:
+        """A recently seen state of the record (a copy, maybe stale), to skip a read."""
+        del model, key
+        return None
 
     # -- counters, limits, cache ---------------------------------------------------------
     @abc.abstractmethod
@@ -73,6 +106,95 @@ class Storage(abc.ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook, default does nothing
         """Release connections and flush what must survive; safe to call twice."""
 
+    # -- records (derived) ---------------------------------------------------------------
+    async def get_record(self, model: type[R], key: str) -> R | None:
+        """The stored record, or None (absent, deleted, corrupt)."""
+        state = await self._observed(model, key)
+        return state if state is not None and is_live(state) else None
+
+    async def put_record(self, record: R, *, expected_version: int | None = None) -> R:
+        """Store ``record`` and return the stored copy (version + 1, ``updated_at`` now).
+
+        The fields that differ from the record's metadata become new dated events. With
+        ``expected_version`` the write is a compare-and-set that raises
+        :class:`VersionConflictError` when the live version differs (absent = 0).
+        Without it the record is *merged* with whatever is stored, so a newer write
+        from another process is kept, never overwritten.
+        """
+        stamped = stamp(record, self.clock)
+        if expected_version is not None:
+            result = await self._cas_observed(stamped, expected_version)
+            if not result.ok:
+                raise VersionConflictError(
+                    f"{record.KIND}:{record.key}", expected_version, result.found
+                )
+            assert result.record is not None
+            return result.record
+        return await self._merge_in(stamped, stamped.version)
+
+    async def delete_record(self, model: type[Record], key: str) -> None:
+        """Delete a record (a dated tombstone, merged like any write); absent is fine."""
+        hint = self._hint(model, key)
+        guess = hint.version if hint is not None and is_live(hint) else 0
+        await self._merge_in(tombstone(model, key, self.clock), guess)
+
+    async def _merge_in(self, record: R, guess: int) -> R:
+        """Read-merge-compare-and-set until it lands, starting with a guessed version."""
+        deadline = time.monotonic() + CONFLICT_BUDGET
+        attempt = 0
+        while True:
+            result = await self._cas_observed(record, guess)
+            if result.ok:
+                assert result.record is not None
+                return result.record
+            if result.record is not None:
+                record = merge(result.record, record)
+            guess = result.found
+            attempt = await _after_conflict(attempt, deadline, record, guess)
+
+    async def _update(
+        self,
+        model: type[R],
+        key: str,
+        create: Callable[[], R],
+        mutate: Callable[[R], R | None],
+    ) -> R:
+        """Apply ``mutate`` to the current record and compare-and-set it; after a conflict
+        apply it again to what the store holds now (the store hands it back)."""
+        base = self._hint(model, key)
+        if base is None:
+            base = await self._observed(model, key)
+        deadline = time.monotonic() + CONFLICT_BUDGET
+        attempt = 0
+        while True:
+            if base is None:
+                current, expected = create(), 0
+            elif is_live(base):
+                current, expected = base, base.version
+            else:  # a tombstone: start from nothing, dated after the delete
+                current, expected = base, 0
+                current.__dict__["version"] = 0
+            changed = mutate(current)
+            record = stamp(current if changed is None else changed, self.clock)
+            result = await self._cas_observed(record, expected)
+            if result.ok:
+                assert result.record is not None
+                return result.record
+            base = result.record
+            attempt = await _after_conflict(attempt, deadline, record, result.found)
+
+    async def _observed(self, model: type[R], key: str) -> R | None:
+        state = await self._load(model, key)
+        if state is not None:
+            self.clock.observe(max(state.stamp, state.deleted))
+        return state
+
+    async def _cas_observed(self, record: R, expected: int) -> Cas[R]:
+        result = await self._cas(record, expected)
+        if not result.ok and result.record is not None:
+            self.clock.observe(max(result.record.stamp, result.record.deleted))
+        return result
+
     # -- derived helpers -----------------------------------------------------------------
     async def get_session(self, chat_id: int) -> Session | None:
         """The chat's session, or None."""
@@ -89,7 +211,11 @@ class Storage(abc.ABC):
     async def update_session(
         self, chat_id: int, mutate: Callable[[Session], Session | None]
     ) -> Session:
-        """Read (or create), apply ``mutate``, and write back; retried on conflicts."""
+        """Read (or create), apply ``mutate``, and write back; re-applied on conflicts.
+
+        Usually one round trip: the base is the state this process saw last, and a lost
+        compare-and-set hands back the current one.
+        """
         return await self._update(Session, str(chat_id), lambda: Session(chat_id=chat_id), mutate)
 
     async def get_user_stats(self, user_id: int) -> UserStats | None:
@@ -99,26 +225,19 @@ class Storage(abc.ABC):
     async def update_user_stats(
         self, user_id: int, mutate: Callable[[UserStats], UserStats | None]
     ) -> UserStats:
-        """Read (or create), apply ``mutate``, and write back; retried on conflicts."""
+        """Like :meth:`update_session`: written without a read when this process saw the
+        player last (the usual case), counted exactly once in any case."""
         return await self._update(
             UserStats, str(user_id), lambda: UserStats(user_id=user_id), mutate
         )
 
-    async def _update(
-        self,
-        model: type[R],
-        key: str,
-        create: Callable[[], R],
-        mutate: Callable[[R], R | None],
-    ) -> R:
-        conflict: VersionConflictError | None = None
-        for _ in range(_MAX_CAS_RETRIES):
-            current = await self.get_record(model, key) or create()
-            changed = mutate(current)
-            record = current if changed is None else changed
-            try:
-                return await self.put_record(record, expected_version=current.version)
-            except VersionConflictError as error:
-                conflict = error
-        assert conflict is not None
-        raise conflict
+
+async def _after_conflict(attempt: int, deadline: float, record: Record, found: int) -> int:
+    """Yield after a lost race (at once the first times, then a short random pause)."""
+    if time.monotonic() > deadline:
+        raise VersionConflictError(f"{record.KIND}:{record.key}", record.version, found)
+    if attempt < 3:
+        await asyncio.sleep(0)
+    else:
+        await asyncio.sleep(random.uniform(0, min(0.02, 0.0005 * 2**attempt)))
+    return attempt + 1

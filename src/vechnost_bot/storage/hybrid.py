@@ -1,14 +1,15 @@
 """Hybrid Mode: one storage API that survives Redis going away and coming back.
 
 ``_ensure_redis_connection`` is the single place that decides where a call goes.
-While Redis answers, calls go to :class:`RedisStorage` and recently used records
-are remembered (as their stored bytes) in a bounded local cache. The first Redis
-error of any kind opens the circuit: that call and every later one is served by
-:class:`InMemoryStorage`, seeded lazily from the local cache so that a game in
-progress goes on. Memory-mode writes are journaled. A background probe (backoff
-0.5 s doubling to 30 s, woken at once by the lifecycle's events) reconciles the
-journal into Redis with server-side compare-and-set, and only then lets Redis
-serve again.
+While Redis answers, calls go to :class:`RedisStorage`, and what Redis holds of
+every record used is kept in the local store (RAM, then SQLite), so that the next
+update needs no read and a bot started without Redis still knows returning
+players. The first Redis error of any kind opens the circuit: that call and every
+later one is served by the local store (:class:`LocalStore`), and its writes are
+kept as pending. A background probe (backoff 0.5 s doubling to 30 s, woken at once
+by the lifecycle's events) reconciles the pending writes into Redis, merged with
+whatever Redis holds (``storage/reconcile.py``), and only then lets Redis serve
+again. Rate-limit windows and the byte cache live in RAM while Redis is away.
 """
 
 from __future__ import annotations
@@ -18,15 +19,16 @@ import contextlib
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Self, TypeVar
+from typing import Any, Final, Self, TypeVar
 
 import redis.asyncio as aioredis
 import structlog
-from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from vechnost_bot.log import redact
 from vechnost_bot.metrics import (
@@ -38,31 +40,37 @@ from vechnost_bot.metrics import (
     STORAGE_MODE,
 )
 from vechnost_bot.redis.events import RedisEndpoint, RedisEvent
-from vechnost_bot.storage.base import R, Storage, StorageMode
-from vechnost_bot.storage.journal import Journal, JournalPut
-from vechnost_bot.storage.memory import InMemoryStorage, RecordState
-from vechnost_bot.storage.models import Record
-from vechnost_bot.storage.redis import RedisStorage, StoredRecord, connect_redis, dump_body
+from vechnost_bot.storage.base import Cas, R, Storage, StorageMode
+from vechnost_bot.storage.legacy_journal import import_legacy_journal
+from vechnost_bot.storage.local import LocalStore
+from vechnost_bot.storage.memory import InMemoryStorage
+from vechnost_bot.storage.reconcile import reconcile
+from vechnost_bot.storage.records import HLC, SCHEMA_VERSION, is_live
+from vechnost_bot.storage.redis import RedisStorage, connect_redis
 
 __all__ = ["HybridStorage"]
 
 log = structlog.get_logger(__name__)
 
 ClientFactory = Callable[[RedisEndpoint], aioredis.Redis]
+ConnectionLostHook = Callable[[], Coroutine[Any, Any, None] | None]
+"""Called at once when a call meets a reset or timed-out connection (a plain function,
+or a coroutine function whose coroutine is run as a task)."""
 
 # Everything that means "Redis cannot serve this call right now". ConnectionError
 # covers refused, reset, AuthenticationError and BusyLoadingError; ResponseError
 # covers READONLY, MISCONF, OOM. Data problems are handled inside RedisStorage.
 _TROUBLE: Final = (RedisError, OSError, TimeoutError)
+_CONNECTION_LOST: Final = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 _CIRCUIT_STATES: Final = frozenset({"down", "restarting", "degraded", "unavailable", "stopped"})
-_RECONCILE_ROUNDS: Final = 4
+_RECONCILE_ROUNDS: Final = 8
+_SCHEMA: Final = str(SCHEMA_VERSION).encode()
 
 _LATENCY = {
     op: STORAGE_LATENCY.labels(op)
-    for op in ("get", "put", "delete", "incr", "counter", "rate_limit", "cache_get", "cache_set")
+    for op in ("get", "put", "incr", "counter", "rate_limit", "cache_get", "cache_set")
 }
 
-_RecordKey = tuple[str, str]
 T = TypeVar("T")
 
 
@@ -71,27 +79,35 @@ def _describe(error: BaseException) -> str:
 
 
 class HybridStorage(Storage):
-    """Redis when it answers, memory when it does not, and no lost write in between."""
+    """Redis when it answers, the local store when it does not, no lost write in between."""
 
     def __init__(
         self,
         *,
         client_factory: ClientFactory | None = connect_redis,
+        local_dir: Path | None = None,
         memory: InMemoryStorage | None = None,
-        journal_path: Path | None = None,
-        cache_size: int = 10_000,
+        hot_size: int = 10_000,
         probe_initial: float = 0.5,
         probe_max: float = 30.0,
-        journal_flush_interval: float = 1.0,
+        commit_interval: float = 0.01,
+        on_connection_lost: ConnectionLostHook | None = None,
+        clock: HLC | None = None,
+        legacy_journal: Path | None = None,
     ) -> None:
+        self.clock = clock or HLC()
         self._factory = client_factory
-        self._memory = memory if memory is not None else InMemoryStorage()
-        self._journal = Journal(journal_path)
-        self._cache_size = max(1, cache_size)
-        self._cache: OrderedDict[_RecordKey, StoredRecord] = OrderedDict()
+        self._local = LocalStore(
+            local_dir, clock=self.clock, hot_size=hot_size, commit_interval=commit_interval
+        )
+        self._memory = memory if memory is not None else InMemoryStorage(clock=self.clock)
         self._counter_cache: OrderedDict[str, int] = OrderedDict()
+        self._cache_size = max(1, hot_size)
         self._probe_initial = probe_initial
         self._probe_max = probe_max
+        self._on_connection_lost = on_connection_lost
+        self._legacy_journal = legacy_journal
+        self._hook_tasks: set[asyncio.Task[None]] = set()
         self._redis: RedisStorage | None = None
         self._endpoint: RedisEndpoint | None = None
         self._mode: StorageMode = "memory"
@@ -100,9 +116,6 @@ class HybridStorage(Storage):
         self._gate.set()
         self._wake = asyncio.Event()
         self._probe_task: asyncio.Task[None] | None = None
-        self._flush_interval = journal_flush_interval
-        self._flush_task: asyncio.Task[None] | None = None
-        self._rebase: set[_RecordKey] = set()
         self._token_prefix = uuid.uuid4().hex[:16]
         self._tokens = 0
         self._started = False
@@ -114,11 +127,13 @@ class HybridStorage(Storage):
         self._last_failover_at: float | None = None
         self._last_failback_at: float | None = None
         self._last_error: str | None = None
+        self.writes_at_risk = 0
+        """After :meth:`stop`: acknowledged writes that could not be kept on disk."""
         self._set_mode_gauge()
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self, endpoint: RedisEndpoint | None) -> None:
-        """Load the journal file, connect when ``endpoint`` is given, start the probe."""
+        """Open the local store, connect when ``endpoint`` is given, start the probe."""
         if self._started:
             if endpoint is not None:
                 await self._use_endpoint(endpoint)
@@ -126,38 +141,39 @@ class HybridStorage(Storage):
             return
         self._started = True
         self._closed = False
-        await asyncio.to_thread(self._journal.load)
-        self._replay_journal_into_memory()
+        await self._local.open()
+        if self._legacy_journal is not None:
+            await import_legacy_journal(self._legacy_journal, self._local)
+        JOURNAL_SIZE.set(self._local.pending_count)
         self._probe_task = asyncio.create_task(self._probe_loop(), name="storage-probe")
-        if self._journal.path is not None:
-            self._flush_task = asyncio.create_task(
-                self._flush_loop(self._journal.changes), name="storage-journal"
-            )
         if endpoint is not None:
             await self._use_endpoint(endpoint)
             await self._try_failback()
-        log.info("storage_started", mode=self._mode, journal_size=len(self._journal))
+        log.info("storage_started", mode=self._mode, journal_size=self._local.pending_count)
 
     async def stop(self) -> None:
-        """Stop the probe, flush the journal to its file, close the client; safe twice."""
+        """Stop the probe, commit the local store, close the client; safe twice.
+
+        Afterwards :attr:`writes_at_risk` says how many acknowledged writes could not be
+        kept (a full or read-only disk); the app exits non-zero when it is not 0.
+        """
         if self._closed or not self._started:
             self._closed = True
             return
         self._closed = True
-        for task in (self._probe_task, self._flush_task):
-            if task is not None:
-                task.cancel("storage stopping")
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._probe_task = self._flush_task = None
+        if self._probe_task is not None:
+            self._probe_task.cancel("storage stopping")
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe_task
+            self._probe_task = None
         self._gate.set()
         if self._mode == "redis":
-            self._mode = "memory"  # calls after stop() stay local; nothing is left to reconcile
+            self._mode = "memory"  # calls after stop() stay local
             self._set_mode_gauge()
         try:
-            await asyncio.to_thread(self._journal.flush)
-            if len(self._journal):
-                log.info("storage_journal_flushed", entries=len(self._journal))
+            self.writes_at_risk = await self._local.close()
+            if self._local.pending_count:
+                log.info("storage_journal_flushed", entries=self._local.pending_count)
         finally:
             client, self._redis = self._redis, None
             if client is not None:
@@ -195,22 +211,39 @@ class HybridStorage(Storage):
         """Where calls go now: ``redis`` or ``memory``."""
         return self._mode
 
+    @property
+    def degraded_reason(self) -> str | None:
+        """Why writes are not safe now (the local store cannot write), or None."""
+        error = self._local.write_error
+        if error is None:
+            return None
+        return f"the local store cannot write ({error}); {self._local.at_risk} writes at risk"
+
     def status(self) -> dict[str, object]:
         """JSON-safe facts for ``vechnost status`` (no secrets)."""
+        local = self._local
         return {
             "mode": self._mode,
             "failovers": self._failovers,
             "failbacks": self._failbacks,
-            "journal_size": len(self._journal),
+            "journal_size": local.pending_count,
             "records_reconciled": self._records_reconciled,
             "last_failover_at": self._last_failover_at,
             "last_failback_at": self._last_failback_at,
             "last_error": self._last_error,
+            "degraded_reason": self.degraded_reason,
+            "local_store": {
+                "path": None if local.path is None else str(local.path),
+                "write_error": local.write_error,
+                "writes_at_risk": local.at_risk,
+                "write_errors": local.errors,
+                "adopted": list(local.adopted),
+            },
         }
 
     # -- routing -----------------------------------------------------------------------
     async def _ensure_redis_connection(self) -> bool:
-        """The single place that decides where a call goes: True for Redis, False for memory.
+        """The single place that decides where a call goes: True for Redis, False for local.
 
         Never touches the network: the circuit is opened by a failed call and closed
         by the probe. It waits only while a failback runs its last, short round.
@@ -219,97 +252,130 @@ class HybridStorage(Storage):
             await self._gate.wait()
         return self._mode == "redis"
 
+    async def _route(self) -> RedisStorage | None:
+        return self._redis if await self._ensure_redis_connection() else None
+
     def _failover(self, error: BaseException | None, *, reason: str | None = None) -> None:
         if self._mode != "redis":
             return
         self._mode = "memory"
+        self.clock.new_lineage()
         self._failovers += 1
         self._last_failover_at = time.time()
         self._last_error = _describe(error) if error is not None else reason
         log.warning(
             "redis_connection_failed",
             error=self._last_error,
-            action="serving from memory",
+            action="serving from memory",  # memory mode: the local store
         )
         log.warning("storage_mode_changed", **{"from": "redis", "to": "memory"})
         STORAGE_FAILOVERS.inc()
         self._set_mode_gauge()
         self._wake.set()
+        if isinstance(error, _CONNECTION_LOST) and self._on_connection_lost is not None:
+            woken = self._on_connection_lost()
+            if woken is not None:
+                task = asyncio.get_running_loop().create_task(woken)
+                self._hook_tasks.add(task)
+                task.add_done_callback(self._hook_tasks.discard)
 
-    # -- records ---------------------------------------------------------------------
-    async def get_record(self, model: type[R], key: str) -> R | None:
-        """The stored record, or None."""
+    # -- record primitives -------------------------------------------------------------
+    async def _load(self, model: type[R], key: str) -> R | None:
         started = time.perf_counter()
         try:
-            redis = self._redis if await self._ensure_redis_connection() else None
+            redis = await self._route()
             if redis is not None:
                 try:
-                    record, stored = await redis.fetch(model, key)
+                    state, raw = await redis.load_with_raw(model, key)
                 except _TROUBLE as error:
                     self._failover(error)
                 else:
-                    self._remember((model.KIND, key), stored)
-                    return record
-            self._hydrate(model, key)
-            return await self._memory.get_record(model, key)
+                    if state is not None and raw is not None:
+                        self._local.remember(model.KIND, key, raw, state.version)
+                    return state
+            entry = await self._local.entry(model, key)
+            if entry is None:
+                return None
+            try:
+                return entry.load(model, key)
+            except ValueError as error:
+                log.warning(
+                    "storage_corrupt_value",
+                    key=f"local:{model.KIND}:{key}",
+                    reason="invalid",
+                    error=type(error).__name__,
+                )
+                return None
         finally:
             _LATENCY["get"].observe(time.perf_counter() - started)
 
-    async def put_record(self, record: R, *, expected_version: int | None = None) -> R:
-        """Store ``record`` (CAS with ``expected_version``); never fails because Redis is down."""
+    async def _cas(self, record: R, expected: int) -> Cas[R]:
         started = time.perf_counter()
         try:
-            redis = self._redis if await self._ensure_redis_connection() else None
+            redis = await self._route()
             if redis is not None:
                 try:
-                    result, stored = await redis.store(record, expected_version=expected_version)
+                    call, stored = redis.cas_call(record, expected)
+                    reply = await call.run(redis.client)
+                    result = await redis.cas_result(record, stored, reply)
                 except _TROUBLE as error:
                     self._failover(error)
                 else:
-                    self._remember((record.KIND, record.key), stored)
+                    if result.ok:
+                        assert result.record is not None
+                        body: bytes = call.args[1]
+                        raw = b"%s:%d:%r:%s" % (
+                            _SCHEMA, result.found, stored.updated_at, body
+                        )  # fmt: skip
+                        self._local.remember(record.KIND, record.key, raw, result.found)
+                    elif result.record is not None and reply[2]:
+                        self._local.remember(
+                            record.KIND, record.key, bytes(reply[2]), result.record.version
+                        )
                     return result
-            rkey = self._hydrate(type(record), record.key)
-            written = await self._memory.put_record(record, expected_version=expected_version)
-            self._journal.put(written.model_copy(deep=True), rebase=rkey in self._rebase)
-            JOURNAL_SIZE.set(len(self._journal))
-            return written
+            return await self._local_cas(record, expected)
         finally:
             _LATENCY["put"].observe(time.perf_counter() - started)
 
-    async def delete_record(self, model: type[Record], key: str) -> None:
-        """Delete a record (journaled in memory mode)."""
-        started = time.perf_counter()
+    async def _local_cas(self, record: R, expected: int) -> Cas[R]:
+        model = type(record)
+        entry = await self._local.entry(model, record.key)
+        # From here to the put nothing awaits: the check and the write are one step.
+        current = None
+        if entry is not None:
+            try:
+                current = entry.load(model, record.key)
+            except ValueError:
+                current = None
+        found = current.version if current is not None and is_live(current) else 0
+        if found != expected:
+            return Cas(ok=False, record=current, found=found)
+        version = max(current.version if current is not None else 0, record.version) + 1
+        stored = record.__copy__()
+        stored.__dict__.update(version=version, updated_at=time.time())
+        self._local.put(
+            stored, pending=True, redis_version=entry.redis_version if entry is not None else 0
+        )
+        JOURNAL_SIZE.set(self._local.pending_count)
+        return Cas(ok=True, record=stored, found=version)
+
+    def _hint(self, model: type[R], key: str) -> R | None:
+        entry = self._local.cached(model.KIND, key)
+        if entry is None:
+            return None
         try:
-            redis = self._redis if await self._ensure_redis_connection() else None
-            if redis is not None:
-                try:
-                    tombstone = await redis.remove(model, key)
-                except _TROUBLE as error:
-                    self._failover(error)
-                else:
-                    self._remember((model.KIND, key), tombstone)
-                    return
-            rkey = self._hydrate(model, key)
-            state = self._memory.delete_versioned(model, key)
-            if state is None and not self._memory.knows(model.KIND, key):
-                # Memory never saw this record: delete by time whatever Redis holds.
-                state = RecordState(None, 0, time.time())
-                self._memory.restore(model.KIND, key, state)
-            if state is not None:
-                self._journal.delete(
-                    model, key, state.version, state.updated_at, rebase=rkey in self._rebase
-                )
-                JOURNAL_SIZE.set(len(self._journal))
-        finally:
-            _LATENCY["delete"].observe(time.perf_counter() - started)
+            return entry.load(model, key)
+        except ValueError:
+            return None
 
     # -- counters, limits, cache -------------------------------------------------------
     async def incr(self, name: str, amount: int = 1) -> int:
-        """Add ``amount``; in memory mode the increment is journaled and added on failback."""
+        """Add ``amount``; while Redis is away the increment is kept (with its token) and
+        added on failback exactly once."""
         started = time.perf_counter()
         try:
             token: str | None = None
-            redis = self._redis if await self._ensure_redis_connection() else None
+            redis = await self._route()
             if redis is not None:
                 token = self._next_token()
                 try:
@@ -319,15 +385,10 @@ class HybridStorage(Storage):
                 else:
                     self._remember_counter(name, value)
                     return value
-            self._hydrate_counter(name)
-            value = await self._memory.incr(name, amount)
-            if token is None:
-                self._journal.increment(name, amount)
-            else:
-                # Redis may have applied it before the reply was lost: replay at most once.
-                self._journal.uncertain_increment(name, amount, token)
-            JOURNAL_SIZE.set(len(self._journal))
-            return value
+            # Redis may have applied an increment whose reply was lost: its own token.
+            self._local.add_increment(name, amount, token=token)
+            JOURNAL_SIZE.set(self._local.pending_count)
+            return self._counter_cache.get(name, 0) + self._local.pending_delta(name)
         finally:
             _LATENCY["incr"].observe(time.perf_counter() - started)
 
@@ -335,7 +396,7 @@ class HybridStorage(Storage):
         """The counter's value."""
         started = time.perf_counter()
         try:
-            redis = self._redis if await self._ensure_redis_connection() else None
+            redis = await self._route()
             if redis is not None:
                 try:
                     value = await redis.get_counter(name)
@@ -344,13 +405,12 @@ class HybridStorage(Storage):
                 else:
                     self._remember_counter(name, value)
                     return value
-            self._hydrate_counter(name)
-            return await self._memory.get_counter(name)
+            return self._counter_cache.get(name, 0) + self._local.pending_delta(name)
         finally:
             _LATENCY["counter"].observe(time.perf_counter() - started)
 
     async def hit_rate_limit(self, key: str, limit: int, window: float) -> bool:
-        """Count a hit; memory-mode windows are not carried back to Redis."""
+        """Count a hit; windows counted while Redis is away are not carried back."""
         return await self._either("rate_limit", lambda s: s.hit_rate_limit(key, limit, window))
 
     async def cache_get(self, key: str) -> bytes | None:
@@ -358,18 +418,19 @@ class HybridStorage(Storage):
         return await self._either("cache_get", lambda s: s.cache_get(key))
 
     async def cache_set(self, key: str, value: bytes, ttl: float) -> None:
-        """Cache ``value`` for ``ttl`` seconds (memory-mode entries stay local)."""
+        """Cache ``value`` for ``ttl`` seconds (entries made while Redis is away stay local)."""
         await self._either("cache_set", lambda s: s.cache_set(key, value, ttl))
 
     async def cache_add(self, key: str, value: bytes, ttl: float) -> bool:
-        """Cache ``value`` only if absent (atomic; memory-mode entries stay local)."""
+        """Cache ``value`` only if absent (atomic; entries made while Redis is away stay
+        local)."""
         return await self._either("cache_set", lambda s: s.cache_add(key, value, ttl))
 
     async def _either(self, op: str, call: Callable[[Storage], Awaitable[T]]) -> T:
         """Route a call whose memory-mode effect is not carried back to Redis."""
         started = time.perf_counter()
         try:
-            redis = self._redis if await self._ensure_redis_connection() else None
+            redis = await self._route()
             if redis is not None:
                 try:
                     return await call(redis)
@@ -379,60 +440,12 @@ class HybridStorage(Storage):
         finally:
             _LATENCY[op].observe(time.perf_counter() - started)
 
-    # -- the local cache of Redis records ------------------------------------------------
-    def _remember(self, rkey: _RecordKey, stored: StoredRecord | None) -> None:
-        cache = self._cache
-        if stored is None:
-            cache.pop(rkey, None)
-            return
-        cache[rkey] = stored
-        cache.move_to_end(rkey)
-        if len(cache) > self._cache_size:
-            cache.popitem(last=False)
-
     def _remember_counter(self, name: str, value: int) -> None:
         counters = self._counter_cache
         counters[name] = value
         counters.move_to_end(name)
         if len(counters) > self._cache_size:
             counters.popitem(last=False)
-
-    def _hydrate(self, model: type[Record], key: str) -> _RecordKey:
-        """Make sure memory knows what Redis last said about a record, if we know it."""
-        rkey = (model.KIND, key)
-        if self._memory.knows(model.KIND, key):
-            return rkey
-        pending = self._journal.entry(model.KIND, key)
-        if pending is not None:
-            # Memory evicted a record whose write is still pending: the journal has it.
-            if isinstance(pending, JournalPut):
-                written = pending.record
-                state = RecordState(
-                    written.model_copy(deep=True), written.version, written.updated_at
-                )
-            else:
-                state = RecordState(None, pending.version, pending.updated_at)
-            self._memory.restore(model.KIND, key, state)
-            if pending.rebase:
-                self._rebase.add(rkey)
-            return rkey
-        stored = self._cache.get(rkey)
-        if stored is None:
-            self._rebase.add(rkey)  # a memory-mode write here will not know Redis's version
-            return rkey
-        try:
-            record = stored.load(model)
-        except ValidationError:
-            self._rebase.add(rkey)
-            return rkey
-        self._memory.restore(
-            model.KIND, key, RecordState(record, stored.version, stored.updated_at)
-        )
-        return rkey
-
-    def _hydrate_counter(self, name: str) -> None:
-        if not self._memory.has_counter(name) and name in self._counter_cache:
-            self._memory.set_counter(name, self._counter_cache[name])
 
     def _next_token(self) -> str:
         self._tokens += 1
@@ -446,7 +459,7 @@ class HybridStorage(Storage):
             self._endpoint = endpoint
             old, self._redis = self._redis, None
             if self._factory is not None:
-                self._redis = RedisStorage(self._factory(endpoint))
+                self._redis = RedisStorage(self._factory(endpoint), clock=self.clock)
             if old is not None:
                 if self._mode == "redis":
                     # Calls in flight on the old client fail over; new ones take the new one.
@@ -475,7 +488,7 @@ class HybridStorage(Storage):
             delay = self._probe_initial if back else min(delay * 2, self._probe_max)
 
     async def _try_failback(self) -> bool:
-        """Probe Redis; when it answers, reconcile the journal and switch to Redis mode."""
+        """Probe Redis; when it answers, reconcile the pending writes and switch to Redis."""
         async with self._lock:
             if self._mode == "redis":
                 return True
@@ -483,27 +496,25 @@ class HybridStorage(Storage):
             if redis is None or self._closed:
                 return False
             reconciled = 0
+            switched = False
             try:
                 # Connections pooled before the trouble may be dead (a restarted server):
                 # start clean so that the first call after failback does not fail over again.
                 await redis.reset_connections()
                 await redis.probe()
-                log.debug("redis_probe_succeeded", journal=len(self._journal))
+                log.debug("redis_probe_succeeded", journal=self._local.pending_count)
                 await redis.load_scripts()  # a restarted server forgot them
-                # One round while calls go on; what they write meanwhile (usually a few
-                # records) is left for the short round below.
-                if self._journal:
-                    reconciled += await self._reconcile_round(redis)
-                # Last round with new calls held at the gate, so nothing is written to
-                # memory between the journal running dry and Redis taking over.
+                # One pass while calls go on; what they write meanwhile (usually a few
+                # records) is left for the short rounds below.
+                if self._local.pending_count:
+                    reconciled += await self._reconcile(redis)
+                # Last rounds with new calls held at the gate, so nothing is written
+                # locally between the pending writes running dry and Redis taking over.
                 self._gate.clear()
                 try:
-                    # Calls that were already waiting on Redis when the circuit opened may
-                    # still fall back to memory during this round: go again until dry.
-                    switched = False
                     for _ in range(_RECONCILE_ROUNDS):
-                        reconciled += await self._reconcile_round(redis)
-                        if not self._journal:
+                        reconciled += await self._reconcile(redis)
+                        if not self._local.pending_count:
                             self._switch_to_redis(reconciled)
                             switched = True
                             break
@@ -515,74 +526,24 @@ class HybridStorage(Storage):
                 return False
             return switched
 
-    async def _reconcile_round(self, redis: RedisStorage) -> int:
-        """Replay the journal into Redis (pipelined); entries rewritten meanwhile stay."""
-        entries = self._journal.record_entries()
-        sealed = self._journal.seal_increments()
-        calls = [
-            redis.put_if_newer_call(entry.record, rebase=entry.rebase)
-            if isinstance(entry, JournalPut)
-            else redis.delete_if_not_newer_call(
-                entry.model, entry.key, entry.version, entry.updated_at, rebase=entry.rebase
-            )
-            for entry in entries
-        ]
-        calls += [redis.incr_once_call(name, delta, token) for token, name, delta in sealed]
+    async def _reconcile(self, redis: RedisStorage) -> int:
         started = time.perf_counter()
-        results = await redis.run_batch(calls)
+        done = await reconcile(redis, self._local, remember_counter=self._remember_counter)
+        JOURNAL_SIZE.set(self._local.pending_count)
         log.debug(
             "storage_reconcile_round",
-            entries=len(calls),
+            entries=done,
             seconds=round(time.perf_counter() - started, 4),
         )
-        for entry, result in zip(entries, results, strict=False):
-            latest = self._journal.done(entry)
-            if isinstance(entry, JournalPut):
-                record = entry.record
-                rkey = (record.KIND, record.key)
-                written = int(result)
-                if latest and written:
-                    # What Redis holds now, so that the next failover starts from it.
-                    body = dump_body(record)
-                    self._remember(rkey, StoredRecord(written, record.updated_at, body))
-                else:
-                    self._cache.pop(rkey, None)
-                if written != record.version:
-                    self._rebase.add(rkey)  # memory no longer lines up with Redis's version
-            else:
-                rkey = (entry.model.KIND, entry.key)
-                self._cache.pop(rkey, None)
-                if not result:
-                    self._rebase.add(rkey)
-        for (token, name, _), value in zip(sealed, results[len(entries) :], strict=True):
-            self._journal.done_increment(token)
-            self._remember_counter(name, int(value))
-        JOURNAL_SIZE.set(len(self._journal))
-        return len(calls)
-
-    async def _flush_loop(self, written: int) -> None:
-        """Keep the journal file current (about once a second) while writes are pending,
-        so that a crash or a hard kill loses at most the last interval of memory-mode
-        writes. A change during a write (a failback emptying the journal) is written at
-        once after it. ``written``: the journal's change count that the file holds."""
-        while not self._closed:
-            await asyncio.sleep(self._flush_interval)
-            while self._journal.changes != written:
-                written = self._journal.changes
-                try:
-                    await asyncio.to_thread(self._journal.write, self._journal.render())
-                except OSError as error:
-                    log.warning("storage_journal_write_failed", error=str(error))
-                    break
+        return done
 
     def _switch_to_redis(self, reconciled: int) -> None:
         previous = self._mode
         self._mode = "redis"
+        self.clock.new_lineage()
         self._memory.clear()
-        self._rebase.clear()
         self._records_reconciled += reconciled
         RECORDS_RECONCILED.inc(reconciled)
-        self._journal.remove_file()
         self._last_failback_at = time.time()
         self._last_error = None  # status shows the current trouble, not a healed one
         if self._connected_once:
@@ -593,24 +554,12 @@ class HybridStorage(Storage):
         log.info("storage_reconciled", records=reconciled)
         log.info("storage_mode_changed", **{"from": previous, "to": "redis"})
 
-    def _replay_journal_into_memory(self) -> None:
-        """Journal entries loaded from the file become memory's state until failback."""
-        for entry in self._journal.record_entries():
-            if isinstance(entry, JournalPut):
-                record = entry.record.model_copy(deep=True)
-                state = RecordState(record, record.version, record.updated_at)
-                self._memory.restore(record.KIND, record.key, state)
-                rkey = (record.KIND, record.key)
-            else:
-                state = RecordState(None, entry.version, entry.updated_at)
-                self._memory.restore(entry.model.KIND, entry.key, state)
-                rkey = (entry.model.KIND, entry.key)
-            if entry.rebase:
-                self._rebase.add(rkey)
-        for name, delta in self._journal.increments_by_counter().items():
-            self._memory.set_counter(name, delta)
-        JOURNAL_SIZE.set(len(self._journal))
-
     def _set_mode_gauge(self) -> None:
         STORAGE_MODE.labels("redis").set(1 if self._mode == "redis" else 0)
         STORAGE_MODE.labels("memory").set(1 if self._mode == "memory" else 0)
+
+    # -- for tests and benches ---------------------------------------------------------
+    @property
+    def local(self) -> LocalStore:
+        """The local store (pending writes and known Redis states)."""
+        return self._local

@@ -1,37 +1,22 @@
 """Memory Mode: a bounded in-process store with the same contract as Redis.
 
-Everything lives in ordered dicts with least-recently-used eviction, so a long
-outage cannot grow the process without bound. Records are deep-copied in and out:
-a caller never holds a live reference into the store. Every method runs without
-suspending, so each call is atomic within the event loop.
-
-Deleted records leave a small *tombstone* (their last version), so that a record
-created again continues the version sequence and "newer wins" stays true across
-a delete.
+Everything lives in ordered dicts with least-recently-used eviction, so nothing
+grows without bound. Records are copied in and out: a caller never holds a live
+reference into the store. Every method runs without suspending, so each call is
+atomic within the event loop. HybridStorage uses it for rate-limit windows and the
+byte cache while Redis is away (records go to the local store, ``storage/local.py``).
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass
 from typing import Any
 
-from vechnost_bot.errors import VersionConflictError
-from vechnost_bot.storage.base import R, Storage
-from vechnost_bot.storage.models import Record
+from vechnost_bot.storage.base import Cas, R, Storage
+from vechnost_bot.storage.records import HLC, Record, is_live
 
-__all__ = ["InMemoryStorage", "RecordState"]
-
-
-@dataclass(slots=True)
-class RecordState:
-    """What the store knows about one record id: the record, or a tombstone."""
-
-    record: Record | None
-    version: int
-    updated_at: float
-
+__all__ = ["InMemoryStorage"]
 
 _RecordKey = tuple[str, str]
 
@@ -46,87 +31,46 @@ class InMemoryStorage(Storage):
         max_counters: int = 10_000,
         max_cache_entries: int = 10_000,
         max_rate_limit_keys: int = 100_000,
+        clock: HLC | None = None,
     ) -> None:
         if min(max_records, max_counters, max_cache_entries, max_rate_limit_keys) < 1:
             raise ValueError("InMemoryStorage bounds must be at least 1")
+        self.clock = clock or HLC()
         self._max_records = max_records
         self._max_counters = max_counters
         self._max_cache = max_cache_entries
         self._max_rate = max_rate_limit_keys
-        self._records: OrderedDict[_RecordKey, RecordState] = OrderedDict()
+        self._records: OrderedDict[_RecordKey, Record] = OrderedDict()
         self._counters: OrderedDict[str, int] = OrderedDict()
         self._cache: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
         self._rate: OrderedDict[str, deque[float]] = OrderedDict()
 
     # -- records ---------------------------------------------------------------------
-    async def get_record(self, model: type[R], key: str) -> R | None:
-        """The stored record (a deep copy), or None."""
+    async def _load(self, model: type[R], key: str) -> R | None:
         state = self._records.get((model.KIND, key))
-        if state is None or not isinstance(state.record, model):
+        if not isinstance(state, model):
             return None
         self._records.move_to_end((model.KIND, key))
-        return state.record.model_copy(deep=True)
+        return state.model_copy(deep=True)
 
-    async def put_record(self, record: R, *, expected_version: int | None = None) -> R:
-        """Store a copy of ``record`` with the next version; CAS when asked."""
+    async def _cas(self, record: R, expected: int) -> Cas[R]:
         rkey = (record.KIND, record.key)
         state = self._records.get(rkey)
-        found = state.version if state is not None and state.record is not None else 0
-        if expected_version is not None and found != expected_version:
-            raise VersionConflictError(f"{record.KIND}:{record.key}", expected_version, found)
-        base = state.version if state is not None else 0
-        version = max(base, record.version) + 1
-        updated_at = time.time()
-        if state is not None and updated_at <= state.updated_at:
-            updated_at = state.updated_at + 1e-6  # a clock step back must not look older
-        stored = record.model_copy(update={"version": version, "updated_at": updated_at}, deep=True)
-        self._set_state(rkey, RecordState(stored, version, updated_at))
-        return stored.model_copy(deep=True)
-
-    async def delete_record(self, model: type[Record], key: str) -> None:
-        """Remove a record, leaving a tombstone with its last version."""
-        self.delete_versioned(model, key)
-
-    def delete_versioned(self, model: type[Record], key: str) -> RecordState | None:
-        """Delete and return the tombstone written, or None when nothing was stored."""
-        rkey = (model.KIND, key)
-        state = self._records.get(rkey)
-        if state is None or state.record is None:
-            return None
-        updated_at = max(time.time(), state.updated_at + 1e-6)
-        tombstone = RecordState(None, state.version, updated_at)
-        self._set_state(rkey, tombstone)
-        return RecordState(None, tombstone.version, tombstone.updated_at)
-
-    # -- helpers for HybridStorage (not part of the contract) --------------------------
-    def peek(self, kind: str, key: str) -> RecordState | None:
-        """The record or tombstone for ``kind:key`` (a copy), without touching LRU order."""
-        state = self._records.get((kind, key))
-        if state is None:
-            return None
-        record = None if state.record is None else state.record.model_copy(deep=True)
-        return RecordState(record, state.version, state.updated_at)
-
-    def knows(self, kind: str, key: str) -> bool:
-        """True when a record or a tombstone for ``kind:key`` is held."""
-        return (kind, key) in self._records
-
-    def restore(self, kind: str, key: str, state: RecordState) -> None:
-        """Put ``state`` in place as-is (no version bump); the store takes ownership."""
-        self._set_state((kind, key), state)
-
-    def has_counter(self, name: str) -> bool:
-        """True when counter ``name`` has a value here."""
-        return name in self._counters
-
-    def set_counter(self, name: str, value: int) -> None:
-        """Set counter ``name`` to ``value`` (seeding from Redis's last known value)."""
-        self._counters[name] = value
-        self._counters.move_to_end(name)
-        self._trim(self._counters, self._max_counters)
+        found = state.version if state is not None and is_live(state) else 0
+        if found != expected:
+            current = None if state is None else state.model_copy(deep=True)
+            return Cas(ok=False, record=current, found=found)  # type: ignore[arg-type]
+        version = max(state.version if state is not None else 0, record.version) + 1
+        stored = record.model_copy(
+            update={"version": version, "updated_at": time.time()}, deep=True
+        )
+        self._records[rkey] = stored
+        self._records.move_to_end(rkey)
+        self._trim(self._records, self._max_records)
+        return Cas(ok=True, record=stored.model_copy(deep=True), found=version)
 
     def clear(self) -> None:
-        """Forget everything (Redis is the truth again)."""
+        """Forget everything."""
         self._records.clear()
         self._counters.clear()
         self._cache.clear()
@@ -136,6 +80,12 @@ class InMemoryStorage(Storage):
     def record_count(self) -> int:
         """Records and tombstones held."""
         return len(self._records)
+
+    def set_counter(self, name: str, value: int) -> None:
+        """Set counter ``name`` to ``value``."""
+        self._counters[name] = value
+        self._counters.move_to_end(name)
+        self._trim(self._counters, self._max_counters)
 
     # -- counters, limits, cache -------------------------------------------------------
     async def incr(self, name: str, amount: int = 1) -> int:
@@ -198,11 +148,6 @@ class InMemoryStorage(Storage):
         return ttl > 0
 
     # -- internals ---------------------------------------------------------------------
-    def _set_state(self, rkey: _RecordKey, state: RecordState) -> None:
-        self._records[rkey] = state
-        self._records.move_to_end(rkey)
-        self._trim(self._records, self._max_records)
-
     @staticmethod
     def _trim(data: OrderedDict[Any, Any], bound: int) -> None:
         while len(data) > bound:

@@ -1,11 +1,13 @@
 """Redis Mode: the storage contract on redis.asyncio, one round trip per call.
 
 Key layout: ``vechnost:v{SCHEMA_VERSION}:<kind>:<key>``. A record is one string
-``<schema>:<version>:<updated_at>:<JSON body>`` (one GET to read); an empty body is
-a tombstone (a deleted record that remembers its last version for a while, so
-that "newer wins" holds across deletes). Every write that must be atomic is a Lua
-script run with EVALSHA. Values that are corrupt, of the wrong type or of another
-schema are logged as ``storage_corrupt_value`` and treated as absent.
+``<schema>:<version>:<updated_at>:<JSON body>`` (one GET to read; see
+:func:`~vechnost_bot.storage.records.dump_value`); a body starting with ``~`` is a
+tombstone (a deleted record, kept for a week so that a late merge cannot bring it
+back). Every write is one Lua compare-and-set run with EVALSHA, which hands back the
+stored value when it loses, so merging or re-applying needs no extra read. Values
+that are corrupt, of the wrong type or of another schema are logged as
+``storage_corrupt_value`` and treated as absent.
 """
 
 from __future__ import annotations
@@ -19,97 +21,60 @@ from typing import Any, Final, cast
 
 import redis.asyncio as aioredis
 import structlog
-from pydantic import ValidationError
 from redis.exceptions import NoScriptError, ResponseError
 
-from vechnost_bot.errors import VersionConflictError
 from vechnost_bot.redis.client import make_client
 from vechnost_bot.redis.events import RedisEndpoint
-from vechnost_bot.storage.base import R, Storage
-from vechnost_bot.storage.models import SCHEMA_VERSION, Record
+from vechnost_bot.storage.base import Cas, R, Storage
+from vechnost_bot.storage.records import (
+    HLC,
+    SCHEMA_VERSION,
+    dump_body,
+    is_live,
+    load_value,
+)
 
-__all__ = ["KEY_PREFIX", "RedisStorage", "ScriptCall", "StoredRecord", "connect_redis"]
+__all__ = ["KEY_PREFIX", "RedisStorage", "ScriptCall", "connect_redis"]
 
 log = structlog.get_logger(__name__)
 
 KEY_PREFIX: Final = f"vechnost:v{SCHEMA_VERSION}"
 _SCHEMA: Final = str(SCHEMA_VERSION).encode()
-_BODY_EXCLUDE: Final[set[str]] = {"version", "updated_at"}
 
-# A record is one string "<schema>:<version>:<updated_at>:<JSON body>", read with a
-# plain GET and written with SET (which also replaces a value of any other type).
+# A record is one string "<schema>:<version>:<updated_at>:<body>", read with a plain GET
+# and written with SET (which also replaces a value of any other type). A body that
+# starts with "~" (or is empty, as older versions wrote them) is a tombstone.
 _LUA_READ_STATE = """
 local function state(key)
   local ok, cur = pcall(redis.call, 'GET', key)
-  if not ok or not cur then return false, 0, 0, false end
-  local s, v, t, pos = string.match(cur, '^([^:]*):([^:]*):([^:]*):()')
-  if s ~= SCHEMA or not tonumber(v) then return false, 0, 0, false end
-  return true, tonumber(v), tonumber(t) or 0, pos <= #cur
+  if not ok or not cur then return false, 0, false, false end
+  local s, v, pos = string.match(cur, '^([^:]*):([^:]*):[^:]*:()')
+  if s ~= SCHEMA or not tonumber(v) then return false, 0, false, false end
+  local live = pos <= #cur and string.sub(cur, pos, pos) ~= '~'
+  return true, tonumber(v), live, cur
 end
 """
 
-# The hot path. KEYS[1]; ARGV: "<expected or -1>:<record version>:<updated_at>", body
+# The one write. KEYS[1]; ARGV[1]: "<expected or -1>:<record version>:<updated_at>:<ttl ms>",
+# ARGV[2]: body. Written: {1, version}. A conflict: {0, found, the stored value}, so that
+# the caller merges or re-applies without another read.
 _LUA_PUT = (
     _LUA_READ_STATE
     + """
-local exists, sv, st, live = state(KEYS[1])
-local e, rv, now = string.match(ARGV[1], '^(-?%d+):(%d+):(.+)$')
-e = tonumber(e)
+local exists, sv, live, cur = state(KEYS[1])
+local e, rv, now, ttl = string.match(ARGV[1], '^(-?%d+):(%d+):([^:]+):(%d+)$')
+e, ttl = tonumber(e), tonumber(ttl)
 local found = 0
 if live then found = sv end
-if e >= 0 and found ~= e then return {0, found} end
+if e >= 0 and found ~= e then return {0, found, cur} end
 local v = math.max(sv, tonumber(rv)) + 1
-redis.call('SET', KEYS[1], SCHEMA .. ':' .. v .. ':' .. now .. ':' .. ARGV[2])
+local value = SCHEMA .. ':' .. v .. ':' .. now .. ':' .. ARGV[2]
+if ttl > 0 then
+  redis.call('SET', KEYS[1], value, 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], value)
+end
 return {1, v}
-"""
-)
-
-# KEYS[1]; ARGV: "<version>:<updated_at>:<rebase 0|1>", body. With rebase the writer
-# did not know the stored version: the later write wins and continues the sequence.
-_LUA_PUT_IF_NEWER = (
-    _LUA_READ_STATE
-    + """
-local exists, sv, st = state(KEYS[1])
-local v, t, rebase = string.match(ARGV[1], '^(%d+):([^:]+):(%d)$')
-local rv, rt = tonumber(v), tonumber(t)
-if rebase == '1' then
-  if exists and st >= rt then return 0 end
-  if exists and sv >= rv then rv = sv + 1 end
-elseif exists and (sv > rv or (sv == rv and st > rt)) then
-  return 0
-elseif exists and sv == rv and st == rt then
-  return rv -- already there (a replayed reconciliation)
-end
-redis.call('SET', KEYS[1], SCHEMA .. ':' .. rv .. ':' .. t .. ':' .. ARGV[2])
-return rv
-"""
-)
-
-# KEYS[1]; ARGV: updated_at, tombstone ttl ms -> {deleted, version}
-_LUA_DELETE = (
-    _LUA_READ_STATE
-    + """
-local exists, sv, st, live = state(KEYS[1])
-if not live then return {0, sv} end
-redis.call('SET', KEYS[1], SCHEMA .. ':' .. sv .. ':' .. ARGV[1] .. ':', 'PX', ARGV[2])
-return {1, sv}
-"""
-)
-
-# KEYS[1]; ARGV: version, updated_at, tombstone ttl ms, rebase
-_LUA_DELETE_IF_NOT_NEWER = (
-    _LUA_READ_STATE
-    + """
-local exists, sv, st = state(KEYS[1])
-local rv, rt = tonumber(ARGV[1]), tonumber(ARGV[2])
-if ARGV[4] == '1' then
-  if exists and st > rt then return 0 end
-elseif exists and (sv > rv or (sv == rv and st > rt)) then
-  return 0
-end
-local tombstone = SCHEMA .. ':' .. math.max(sv, rv) .. ':' .. ARGV[2] .. ':'
-redis.call('SET', KEYS[1], tombstone, 'PX', ARGV[3])
-return 1
 """
 )
 
@@ -159,30 +124,6 @@ def connect_redis(
     return make_client(endpoint, timeout=socket_timeout, name=client_name)
 
 
-@dataclass(slots=True)
-class StoredRecord:
-    """A record as Redis holds it: version, time and JSON body (None = tombstone)."""
-
-    version: int
-    updated_at: float
-    body: bytes | None
-
-    def load(self, model: type[R]) -> R | None:
-        """The record, or None for a tombstone; raises ValidationError on a bad body."""
-        if self.body is None:
-            return None
-        record = model.model_validate_json(self.body)
-        # Plain attribute writes: the values come from our own header, already typed.
-        record.__dict__["version"] = self.version
-        record.__dict__["updated_at"] = self.updated_at
-        return record
-
-
-def dump_body(record: Record) -> bytes:
-    """The JSON body stored for ``record`` (version and time are kept beside it)."""
-    return record.model_dump_json(exclude=_BODY_EXCLUDE).encode()
-
-
 def _with_schema(source: str) -> str:
     return source.replace("SCHEMA", f"'{SCHEMA_VERSION}'")
 
@@ -211,21 +152,10 @@ class _Script:
 
 
 _PUT = _Script(_with_schema(_LUA_PUT))
-_PUT_IF_NEWER = _Script(_with_schema(_LUA_PUT_IF_NEWER))
-_DELETE = _Script(_with_schema(_LUA_DELETE))
-_DELETE_IF_NOT_NEWER = _Script(_with_schema(_LUA_DELETE_IF_NOT_NEWER))
 _DISCARD_IF_SAME = _Script(_LUA_DISCARD_IF_SAME)
 _RATE = _Script(_LUA_RATE)
 _INCR_ONCE = _Script(_LUA_INCR_ONCE)
-_ALL_SCRIPTS = (
-    _PUT,
-    _PUT_IF_NEWER,
-    _DELETE,
-    _DELETE_IF_NOT_NEWER,
-    _DISCARD_IF_SAME,
-    _RATE,
-    _INCR_ONCE,
-)
+_ALL_SCRIPTS = (_PUT, _DISCARD_IF_SAME, _RATE, _INCR_ONCE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,9 +172,9 @@ class ScriptCall:
 
 
 _BATCH = 256
-# How long "this increment was applied" markers live. A replay of an uncertain
-# increment normally happens within seconds of the server answering again.
-_MARKER_TTL = 600.0
+# How long "this increment was applied" markers live: as long as tombstones, so that a
+# journal adopted days later (a process that died during an outage) still counts once.
+_MARKER_TTL = 7 * 24 * 3600.0
 
 
 def _is_data_error(error: ResponseError) -> bool:
@@ -266,8 +196,10 @@ class RedisStorage(Storage):
         prefix: str = KEY_PREFIX,
         tombstone_ttl: float = 7 * 24 * 3600.0,
         owns_client: bool = True,
+        clock: HLC | None = None,
     ) -> None:
         self.client = client
+        self.clock = clock or HLC()
         self._prefix = prefix
         self._tombstone_ms = int(tombstone_ttl * 1000)
         self._owns_client = owns_client
@@ -279,14 +211,13 @@ class RedisStorage(Storage):
         return f"{self._prefix}:{kind}:{key}"
 
     # -- records ---------------------------------------------------------------------
-    async def get_record(self, model: type[R], key: str) -> R | None:
-        """The stored record, or None (absent, tombstone, corrupt, foreign)."""
-        record, _ = await self.fetch(model, key)
-        return record
+    async def _load(self, model: type[R], key: str) -> R | None:
+        state, _ = await self.load_with_raw(model, key)
+        return state
 
-    async def fetch(self, model: type[R], key: str) -> tuple[R | None, StoredRecord | None]:
-        """The record and its stored form (None when absent or unusable)."""
-        rkey = f"{self._prefix}:{model.KIND}:{key}"
+    async def load_with_raw(self, model: type[R], key: str) -> tuple[R | None, bytes | None]:
+        """The stored state (tombstones too) and the bytes it was read from."""
+        rkey = self.record_key(model.KIND, key)
         try:
             raw = cast("bytes | None", await self.client.get(rkey))
         except ResponseError as error:
@@ -296,112 +227,62 @@ class RedisStorage(Storage):
             return None, None
         if raw is None:
             return None, None
-        parts = raw.split(b":", 3)
-        if len(parts) == 4 and parts[0] != _SCHEMA and parts[0].isdigit():
-            log.warning("storage_corrupt_value", key=rkey, reason="schema", schema=parts[0])
-            return None, None
+        state = await self._decode(model, key, raw)
+        return state, None if state is None else raw
+
+    async def _decode(self, model: type[R], key: str, raw: bytes) -> R | None:
         try:
-            _, version, updated_at, body = parts
-            stored = StoredRecord(int(version), float(updated_at), body or None)
-            return stored.load(model), stored
-        except (TypeError, ValueError, ValidationError) as error:
+            return load_value(model, key, raw)
+        except ValueError as error:  # pydantic's ValidationError is a ValueError
+            rkey = self.record_key(model.KIND, key)
+            reason = "schema" if str(error) == "schema" else "invalid"
             log.warning(
-                "storage_corrupt_value", key=rkey, reason="invalid", error=type(error).__name__
+                "storage_corrupt_value", key=rkey, reason=reason, error=type(error).__name__
             )
-            tombstone = b"%s:0:%r:" % (_SCHEMA, time.time())
-            await _DISCARD_IF_SAME(self.client, rkey, raw, tombstone, self._tombstone_ms)
-            return None, None
+            if reason == "invalid":
+                replacement = b"%s:0:%r:" % (_SCHEMA, time.time())
+                await _DISCARD_IF_SAME(self.client, rkey, raw, replacement, self._tombstone_ms)
+            return None
 
-    async def put_record(self, record: R, *, expected_version: int | None = None) -> R:
-        """Store with the next version; with ``expected_version`` a server-side CAS."""
-        stored, _ = await self.store(record, expected_version=expected_version)
-        return stored
+    async def _cas(self, record: R, expected: int) -> Cas[R]:
+        call, stored = self.cas_call(record, expected)
+        return await self.cas_result(record, stored, await call.run(self.client))
 
-    async def store(
-        self, record: R, *, expected_version: int | None = None
-    ) -> tuple[R, StoredRecord]:
-        """Like :meth:`put_record`, also returning the stored form."""
-        rkey = f"{self._prefix}:{record.KIND}:{record.key}"
-        body = record.model_dump_json(exclude=_BODY_EXCLUDE).encode()
+    def cas_call(self, record: R, expected: int) -> tuple[ScriptCall, R]:
+        """One compare-and-set, prepared (to run alone or in :meth:`run_batch`), with the
+        stored copy it writes when it wins (its version is filled in by the reply)."""
         now = time.time()
-        expected = -1 if expected_version is None else expected_version
-        ok, version = await _PUT(self.client, rkey, f"{expected}:{record.version}:{now!r}", body)
-        if not ok:
-            raise VersionConflictError(f"{record.KIND}:{record.key}", expected, int(version))
-        stored = record.__copy__()  # shallow: the caller's record, not ours, is shared
-        stored.__dict__.update(version=int(version), updated_at=now)
-        return stored, StoredRecord(int(version), now, body)
-
-    async def delete_record(self, model: type[Record], key: str) -> None:
-        """Delete (leaving a tombstone that expires); absent is fine."""
-        await self.remove(model, key)
-
-    async def remove(self, model: type[Record], key: str) -> StoredRecord | None:
-        """Delete and return the tombstone written, or None when nothing was live."""
-        now = time.time()
-        deleted, version = await _DELETE(
-            self.client, self.record_key(model.KIND, key), repr(now), self._tombstone_ms
-        )
-        return StoredRecord(int(version), now, None) if deleted else None
-
-    async def put_if_newer(self, record: Record, *, rebase: bool = False) -> int:
-        """Reconciliation CAS: write ``record`` as-is when nothing newer is stored.
-
-        Returns the version stored for it, or 0 when the stored record won. With
-        ``rebase`` the writer did not know the stored version: the later
-        ``updated_at`` wins and the version continues the stored sequence.
-        """
-        return int(await self.put_if_newer_call(record, rebase=rebase).run(self.client))
-
-    def put_if_newer_call(self, record: Record, *, rebase: bool = False) -> ScriptCall:
-        """:meth:`put_if_newer`, prepared for :meth:`run_batch`."""
-        return ScriptCall(
-            _PUT_IF_NEWER,
+        stored = record.__copy__()  # shallow: the caller's objects, never ours, are shared
+        stored.__dict__["updated_at"] = now
+        ttl = 0 if is_live(record) else self._tombstone_ms
+        body = dump_body(stored)
+        call = ScriptCall(
+            _PUT,
             (self.record_key(record.KIND, record.key),),
-            (f"{record.version}:{record.updated_at!r}:{1 if rebase else 0}", dump_body(record)),
+            (f"{expected}:{record.version}:{now!r}:{ttl}", body),
         )
+        return call, stored
 
-    async def delete_if_not_newer(
-        self,
-        model: type[Record],
-        key: str,
-        version: int,
-        updated_at: float,
-        *,
-        rebase: bool = False,
-    ) -> bool:
-        """Reconciliation of a delete: tombstone the record unless a newer one is stored.
-
-        With ``rebase`` (the deleter did not know the stored version) the later time wins.
-        """
-        call = self.delete_if_not_newer_call(model, key, version, updated_at, rebase=rebase)
-        return bool(await call.run(self.client))
-
-    def delete_if_not_newer_call(
-        self,
-        model: type[Record],
-        key: str,
-        version: int,
-        updated_at: float,
-        *,
-        rebase: bool = False,
-    ) -> ScriptCall:
-        """:meth:`delete_if_not_newer`, prepared for :meth:`run_batch`."""
-        return ScriptCall(
-            _DELETE_IF_NOT_NEWER,
-            (self.record_key(model.KIND, key),),
-            (version, repr(updated_at), self._tombstone_ms, "1" if rebase else "0"),
-        )
+    async def cas_result(self, record: R, stored: R, reply: Any) -> Cas[R]:
+        """The :class:`Cas` for one reply of :meth:`cas_call`."""
+        if int(reply[0]):
+            stored.__dict__["version"] = int(reply[1])
+            return Cas(ok=True, record=stored, found=int(reply[1]))
+        current = reply[2] if len(reply) > 2 else None
+        state = None if not current else await self._decode(type(record), record.key, current)
+        return Cas(ok=False, record=state, found=int(reply[1]))
 
     async def load_scripts(self) -> None:
         """SCRIPT LOAD every script (a restarted server has none)."""
         for script in _ALL_SCRIPTS:
             await self.client.script_load(script.source)
 
-    async def run_batch(self, calls: list[ScriptCall]) -> list[Any]:
+    async def run_batch(self, calls: list[ScriptCall], *, raise_on_error: bool = True) -> list[Any]:
         """Run prepared calls pipelined, a few hundred per round trip; results in order.
 
-        Raises on the first Redis error; every call here is safe to replay. Call
+        Every call here is safe to replay. With ``raise_on_error=False`` a reply that is
+        an error comes back as the exception, in its place (one bad entry does not hide
+        the others' results); errors of the connection itself always raise. Call
         :meth:`load_scripts` first after a server restart (pipelines do not retry
         NOSCRIPT).
         """
@@ -412,7 +293,7 @@ class RedisStorage(Storage):
             async with self.client.pipeline(transaction=False) as pipe:
                 for call in calls[start : start + _BATCH]:
                     pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-                results.extend(await pipe.execute())
+                results.extend(await pipe.execute(raise_on_error=raise_on_error))
         return results
 
     # -- counters, limits, cache -------------------------------------------------------
@@ -506,10 +387,6 @@ class RedisStorage(Storage):
         return bool(await self.client.set(rkey, value, px=max(1, int(ttl * 1000)), nx=True))
 
     # -- lifecycle ---------------------------------------------------------------------
-    async def ping(self) -> bool:
-        """True when the server answers PING."""
-        return bool(await self.client.ping())
-
     async def probe(self) -> None:
         """A small write: raises unless the server answers *and* accepts writes.
 
