@@ -28,6 +28,7 @@ import abc
 import json
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any, ClassVar, Final, Literal, Self, TypeVar, cast
 
@@ -310,10 +311,14 @@ class AddRemoveSet(Policy):
     def _diff(
         self, value: Iterable[str], adds: dict[str, int], dels: dict[str, int], clock: HLC
     ) -> tuple[dict[str, int], dict[str, int]] | None:
-        wanted = list(dict.fromkeys(value))
-        present = {item for item, at in adds.items() if at > dels.get(item, 0)}
-        if len(wanted) == len(present) and present.issuperset(wanted):
+        items = value if isinstance(value, list) else list(value)
+        if not dels and (not adds or min(adds.values()) > 0):
+            present: Any = adds.keys()  # nothing removed: every added id is in
+        else:
+            present = {item for item, at in adds.items() if at > dels.get(item, 0)}
+        if present == set(items):
             return None  # the same ids (an order is not an event): the usual case, cheap
+        wanted = list(dict.fromkeys(items))
         new_adds, new_dels = dict(adds), dict(dels)
         keep = set(wanted)
         for item in self._live(adds, dels):
@@ -685,7 +690,7 @@ def load_value(model: type[R], key: str, raw: bytes) -> R:
         record = model.blank(key)
         record.__dict__["stamp"] = record.__dict__["deleted"] = 1
     else:
-        record = model.model_validate_json(body)
+        record = _parse_body(model, body)
     record.__dict__["version"] = int(version)
     record.__dict__["updated_at"] = float(updated_at)
     if record.version < 0:
@@ -695,6 +700,59 @@ def load_value(model: type[R], key: str, raw: bytes) -> R:
     if not record.stamp:
         adopt(record)
     return record
+
+
+_PARSED_SIZE: Final = 256
+_parsed: OrderedDict[tuple[type[Record], bytes], Record] = OrderedDict()
+"""Bodies validated lately, by their exact bytes (see :func:`_parse_body`)."""
+
+
+def _parse_body(model: type[R], body: bytes) -> R:
+    """``model.model_validate_json(body)``, validated once per distinct body.
+
+    The body leaves out version and write time, so a record read again unchanged (the
+    read before a write, the hint of every update) has the same body and skips
+    pydantic (half the cost of a read). Every call returns its own copy: the fields'
+    lists and dicts and the top of ``meta`` are new; the policy states inside ``meta``
+    are shared, which is safe because policies never change a state in place (they
+    build new ones).
+    """
+    cache_key = (model, body)
+    parsed = _parsed.get(cache_key)
+    if parsed is None:
+        parsed = model.model_validate_json(body)
+        _parsed[cache_key] = parsed
+        if len(_parsed) > _PARSED_SIZE:
+            _parsed.popitem(last=False)
+    else:
+        _parsed.move_to_end(cache_key)
+    return cast("R", _own_copy(parsed))
+
+
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+
+
+def _own_copy(record: Record) -> Record:
+    fields = {
+        name: value if type(value) in _SCALARS or name == "meta" else _copy_json(value)
+        for name, value in record.__dict__.items()
+    }
+    fields["meta"] = dict(record.meta)
+    # what BaseModel.__copy__ does, without its generic handling of extras and privates
+    copy = object.__new__(type(record))
+    object.__setattr__(copy, "__dict__", fields)
+    object.__setattr__(copy, "__pydantic_fields_set__", set(record.__pydantic_fields_set__))
+    object.__setattr__(copy, "__pydantic_extra__", None)
+    object.__setattr__(copy, "__pydantic_private__", None)
+    return copy
+
+
+def _copy_json(value: Any) -> Any:
+    if type(value) is list:
+        return [v if type(v) in _SCALARS else _copy_json(v) for v in value]
+    if type(value) is dict:
+        return {k: v if type(v) in _SCALARS else _copy_json(v) for k, v in value.items()}
+    return value
 
 
 # -- the bot's records ---------------------------------------------------------------------
