@@ -427,7 +427,8 @@ def _bare_bot(base_url: str) -> int:
 
     async def post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         nonlocal file_id
-        image = render.render_card("bare", theme="acquaintance", language="en", footer="x")
+        card = next(iter(load_library().cards()))
+        image = render.render_card(card, "en", footer="x")
         message = await app.bot.send_photo(1, io.BytesIO(image))
         file_id = message.photo[-1].file_id
 
