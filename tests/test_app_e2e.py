@@ -142,8 +142,10 @@ async def test_player_survives_a_redis_kill(api: FakeBotApi, tmp_path: Path) -> 
         reply = await step("say", "/start")
         assert "Acquaintance" in str(FakeBotApi.buttons(reply))
         await step("tap", "T:a")
-        reply = await step("tap", "V:a:1")
-        assert "0/" in reply.params["text"]
+        reply = await step("tap", "V:a:1")  # deals the first card (or the theme's opening)
+        assert reply.method == "sendPhoto"
+        while not re.search(r"\d+/\d+", reply.params.get("caption") or ""):
+            reply = await step("tap", "N:a:1:q")  # the opening cards are not counted
 
         digests: list[str] = []
         for number in range(1, 31):
@@ -160,7 +162,8 @@ async def test_player_survives_a_redis_kill(api: FakeBotApi, tmp_path: Path) -> 
                 )
                 redis_pids.add(int(back["redis"]["pid"]))
                 assert back["storage"]["failovers"] >= 1
-            reply = await step("tap", "N:a:1:q")
+            if number > 1:
+                reply = await step("tap", "N:a:1:q")
             assert reply.method == "sendPhoto"
             assert _progress(reply) == number
             await asyncio.sleep(0.05)  # the bot records the file id after the API answers
@@ -183,7 +186,9 @@ async def test_player_survives_a_redis_kill(api: FakeBotApi, tmp_path: Path) -> 
         assert len(set(digests)) == 35
 
         final = await bot.status()
-        assert final["bot"]["updates_handled"] >= 40
+        assert (
+            final["bot"]["updates_handled"] >= 39
+        )  # /start, T, V (card 1), 29 N, /language, L, 5 N
         started = time.monotonic()
         bot.process.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(bot.process.wait(), 40)

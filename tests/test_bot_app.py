@@ -60,7 +60,7 @@ async def test_memory_mode_start_snapshot_stop(tmp_path: Path) -> None:
             }  # fmt: skip
             assert snapshot["storage"]["mode"] == "memory"  # type: ignore[index]
             commands = [c for c in api.calls if c.method == "setMyCommands"]
-            assert len(commands) == 4
+            assert len(commands) == 8  # default, ru, en, cs, and uk, be, kk, sk clients
             since = len(api.calls)
             await api.send_message(5, "/start")
             reply = await api.wait_reply(5, since=since)

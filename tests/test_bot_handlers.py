@@ -13,12 +13,13 @@ from telegram import Bot
 from tests.conftest import RedisFactory
 from tests.support.bot_harness import Harness, running_bot
 from tests.support.decks import write_decks
-from tests.support.fake_bot_api import DEFAULT_TOKEN, FakeBotApi
+from tests.support.fake_bot_api import DEFAULT_TOKEN, ApiCall, FakeBotApi
 from vechnost_bot.bot.cards import CardSender
 from vechnost_bot.bot.handlers import set_commands
 from vechnost_bot.bot.texts import t
 from vechnost_bot.game.content import Library, load_library
 from vechnost_bot.redis.events import RedisEndpoint
+from vechnost_bot.storage.game_records import Player
 from vechnost_bot.storage.hybrid import HybridStorage
 from vechnost_bot.storage.memory import InMemoryStorage
 
@@ -67,16 +68,22 @@ async def test_start_uses_telegram_language_and_shows_themes(bot: Harness) -> No
     assert reply.method == "sendMessage"
     assert "Вечность" in reply.params["text"]
     assert data(FakeBotApi.buttons(reply))[:4] == ["T:a", "T:c", "T:p", "T:s"]
-    session = await bot.storage.get_session(10)
-    assert session is not None
-    assert session.language == "ru"
+    player = await bot.storage.get_record(Player, "10")
+    assert player is not None
+    assert player.language == "ru"
     stats = await bot.storage.get_user_stats(10)
     assert stats is not None
     assert stats.games_started == 1
 
 
+def progress_line(call: ApiCall) -> str:
+    """The first line of a card's caption: ``Deck · n/total``."""
+    return str(call.params["caption"]).split("\n", 1)[0]
+
+
 async def test_english_buttons_and_a_full_deck(bot: Harness) -> None:
-    """Theme → level → draw every card once with progress → exhausted → reshuffle."""
+    """Theme → level deals the first card → every card once with progress → the last card
+    offers the next level and a reshuffle → exhausted → reshuffle."""
     reply = await bot.say(11, "/start", language="en-GB")
     labels = " | ".join(texts(FakeBotApi.buttons(reply)))
     for word in ("Acquaintance", "For Couples", "Sex", "Provocation"):
@@ -84,20 +91,16 @@ async def test_english_buttons_and_a_full_deck(bot: Harness) -> None:
     reply = await bot.tap(11, "T:a")
     assert reply.method == "editMessageText"
     assert texts(FakeBotApi.buttons(reply))[:3] == ["Level 1", "Level 2", "Level 3"]
-    reply = await bot.tap(11, "V:a:2")
-    assert "0/5" in reply.params["text"]
-    assert "Next card" in texts(FakeBotApi.buttons(reply))[0]
     seen = set()
     for number in range(1, PER_DECK + 1):
-        reply = await bot.tap(11, "N:a:2:q")
+        reply = await bot.tap(11, "V:a:2" if number == 1 else "N:a:2:q")
         assert reply.method == "sendPhoto"
-        assert reply.params["caption"].endswith(f"{number}/{PER_DECK}")
-        assert "Level 2" in reply.params["caption"]
+        assert progress_line(reply) == f"Acquaintance · Level 2 · {number}/{PER_DECK}"
         buttons = data(FakeBotApi.buttons(reply))
         if number < PER_DECK:
             assert buttons[0] == "N:a:2:q"
-        else:  # the last card offers the reshuffle and the themes at once
-            assert buttons[0] == "R:a:2:q"
+        else:  # the last card offers the next level, the reshuffle and the themes at once
+            assert buttons[:2] == ["V:a:3", "R:a:2:q"]
             assert "M" in buttons
             assert not any(b.startswith("N:") for b in buttons)
         session = await bot.storage.get_session(11)
@@ -108,10 +111,10 @@ async def test_english_buttons_and_a_full_deck(bot: Harness) -> None:
     reply = await bot.tap(11, "N:a:2:q")
     assert reply.method == "sendMessage"
     assert "whole deck" in reply.params["text"]
-    assert data(FakeBotApi.buttons(reply))[0] == "R:a:2:q"
+    assert data(FakeBotApi.buttons(reply))[:2] == ["V:a:3", "R:a:2:q"]
     reply = await bot.tap(11, "R:a:2:q")
     assert reply.method == "sendPhoto"
-    assert reply.params["caption"].endswith(f"1/{PER_DECK}")
+    assert progress_line(reply).endswith(f"1/{PER_DECK}")
 
 
 async def test_adult_theme_needs_confirmation(bot: Harness) -> None:
@@ -127,14 +130,12 @@ async def test_adult_theme_needs_confirmation(bot: Harness) -> None:
     await bot.tap(12, "T:s")
     reply = await bot.tap(12, "A:y")
     assert texts(FakeBotApi.buttons(reply))[:2] == ["Questions", "Tasks"]
-    session = await bot.storage.get_session(12)
-    assert session is not None
-    assert session.adult_confirmed
+    player = await bot.storage.get_record(Player, "12")
+    assert player is not None
+    assert player.adult_confirmed
     reply = await bot.tap(12, "C:s:1:t")
-    assert reply.params["text"].startswith("🔞 Sex · Tasks\n")
-    reply = await bot.tap(12, "N:s:1:t")
     assert reply.method == "sendPhoto"
-    assert reply.params["caption"] == f"Sex · Tasks · 1/{PER_DECK}"
+    assert progress_line(reply) == f"Sex · Tasks · 1/{PER_DECK}"
     session = await bot.storage.get_session(12)
     assert session is not None
     assert session.last_card is not None
@@ -146,6 +147,7 @@ async def test_back_at_every_step(bot: Harness) -> None:
     await bot.say(13, "/start")
     await bot.tap(13, "T:c")
     reply = await bot.tap(13, "V:c:3")
+    assert reply.method == "sendPhoto"
     assert ("⬅️ Back", "B:c") in FakeBotApi.buttons(reply)
     reply = await bot.tap(13, "B:c")
     assert "Level 1" in texts(FakeBotApi.buttons(reply))
@@ -159,12 +161,9 @@ async def test_back_at_every_step(bot: Harness) -> None:
     assert texts(FakeBotApi.buttons(reply))[:2] == ["Questions", "Tasks"]
     reply = await bot.tap(13, "B")
     assert data(FakeBotApi.buttons(reply))[0] == "T:a"
-    reply = await bot.tap(13, "T:p")
+    reply = await bot.tap(13, "T:p")  # one level, one content type: the first card at once
     assert "Next card" in texts(FakeBotApi.buttons(reply))[0]
-    assert reply.params["text"].startswith("🔥 Provocation\n")
-    assert "Level" not in reply.params["text"]
-    reply = await bot.tap(13, "N:p:1:q")
-    assert reply.params["caption"] == f"Provocation · 1/{PER_DECK}"
+    assert progress_line(reply) == f"Provocation · 1/{PER_DECK}"
     reply = await bot.tap(13, "M")
     assert data(FakeBotApi.buttons(reply))[0] == "T:a"
 
@@ -175,14 +174,14 @@ async def test_language_switch_keeps_progress(bot: Harness) -> None:
     await bot.tap(14, "T:c")
     await bot.tap(14, "V:c:1")
     await bot.tap(14, "N:c:1:q")
-    await bot.tap(14, "N:c:1:q")
     reply = await bot.say(14, "/language")
     assert len(FakeBotApi.buttons(reply)) == 4
     reply = await bot.tap(14, "L:cs")
     assert "česky" in reply.params["text"]
     assert "2/5" in reply.params["text"]
     reply = await bot.tap(14, "N:c:1:q")
-    assert reply.params["caption"] == "Pro páry · Úroveň 1 · 3/5"
+    assert progress_line(reply) == "Pro páry · Úroveň 1 · 3/5"
+    assert "Otázka couples 1 questions" in reply.params["caption"]
     session = await bot.storage.get_session(14)
     assert session is not None
     assert len(set(session.drawn["couples:1:questions"])) == 3
@@ -200,7 +199,6 @@ async def test_language_menu_back_returns_to_the_current_menu(bot: Harness) -> N
     assert data(FakeBotApi.buttons(reply))[:4] == ["T:a", "T:c", "T:p", "T:s"]
     await bot.tap(18, "T:a")
     await bot.tap(18, "V:a:2")
-    await bot.tap(18, "N:a:2:q")
     before = await bot.storage.get_session(18)
     reply = await bot.say(18, "/language", language="ru")
     assert FakeBotApi.buttons(reply)[-1] == ("⬅️ Back", "K")
@@ -266,15 +264,23 @@ async def test_help_and_reset(bot: Harness) -> None:
     await bot.say(17, "/start", language="cs")
     await bot.tap(17, "T:a")
     await bot.tap(17, "V:a:1")
-    await bot.tap(17, "N:a:1:q")
     reply = await bot.say(17, "/help")
     assert "Jak hrát" in reply.params["text"]
     assert "Další karta" in texts(FakeBotApi.buttons(reply))[0]
-    reply = await bot.say(17, "/reset")
+    reply = await bot.say(17, "/reset")  # asks first
+    assert reply.params["text"] == t("cs", "reset_confirm")
+    assert data(FakeBotApi.buttons(reply)) == ["X:d", "X:a", "K"]
+    session = await bot.storage.get_session(17)
+    assert session is not None
+    assert len(session.drawn["acquaintance:1:questions"]) == 1
+    reply = await bot.tap(17, "X:a")
     assert reply.params["text"].startswith(t("cs", "reset_done"))
     session = await bot.storage.get_session(17)
     assert session is not None
-    assert (session.language, session.theme, session.drawn) == ("cs", None, {})
+    assert (session.theme, session.drawn) == (None, {})
+    player = await bot.storage.get_record(Player, "17")
+    assert player is not None
+    assert player.language == "cs"
     reply = await bot.tap(17, "H")
     assert "Jak hrát" in reply.params["text"]
     reply = await bot.tap(17, "G")
@@ -422,10 +428,9 @@ async def test_state_survives_a_bot_restart(library: Library) -> None:
             await bot.say(50, "/start")
             await bot.tap(50, "T:a")
             await bot.tap(50, "V:a:3")
-            await bot.tap(50, "N:a:3:q")
         async with running_bot(storage, library, api=api) as bot:
             reply = await bot.tap(50, "N:a:3:q")
-            assert reply.params["caption"].endswith("2/5")
+            assert progress_line(reply).endswith("2/5")
 
 
 async def test_a_card_that_failed_to_send_comes_next(bot: Harness) -> None:
@@ -433,7 +438,6 @@ async def test_a_card_that_failed_to_send_comes_next(bot: Harness) -> None:
     card, and the deck still gives every card exactly once."""
     await bot.say(61, "/start")
     await bot.tap(61, "T:p")
-    await bot.tap(61, "N:p:1:q")
     bot.api.failing_photos = 1
     with capture_logs() as logs:
         reply = await bot.tap(61, "N:p:1:q")
@@ -445,7 +449,7 @@ async def test_a_card_that_failed_to_send_comes_next(bot: Harness) -> None:
     assert session is not None
     assert len(session.drawn["provocation:1:questions"]) == 1
     reply = await bot.tap(61, "N:p:1:q")
-    assert reply.params["caption"].endswith(f"2/{PER_DECK}")
+    assert progress_line(reply).endswith(f"2/{PER_DECK}")
     session = await bot.storage.get_session(61)
     assert session is not None
     assert session.drawn["provocation:1:questions"][-1] == failed[0]["card"]
@@ -460,13 +464,30 @@ async def test_a_card_that_failed_to_send_comes_next(bot: Harness) -> None:
 
 
 async def test_set_commands_in_every_language(bot: Harness) -> None:
-    """setMyCommands registers the four commands in ru, en, cs and as the default."""
+    """setMyCommands registers the commands in ru, en, cs, the default, and for uk, be, kk
+    and sk clients in the language the bot speaks to them; the descriptions are set in ru,
+    en, cs and as the default."""
     await set_commands(bot.application)
     tg = bot.application.bot
-    for language, word in (("ru", "Главное меню"), ("cs", "Hlavní nabídka"), (None, "Main menu")):
+    menus = (("ru", "Главное меню"), ("cs", "Hlavní nabídka"), (None, "Main menu"),
+             ("uk", "Main menu"), ("be", "Главное меню"), ("kk", "Главное меню"),
+             ("sk", "Hlavní nabídka"))  # fmt: skip
+    for language, word in menus:
         commands = await tg.get_my_commands(language_code=language)
-        assert [c.command for c in commands] == ["start", "help", "language", "reset"]
+        assert [c.command for c in commands][:3] == ["start", "help", "favourites"]
+        assert "reset" in [c.command for c in commands]
         assert commands[0].description == word
+    described = {
+        (c.method, c.params.get("language_code")): c.params
+        for c in bot.api.calls
+        if c.method in {"setMyDescription", "setMyShortDescription"}
+    }
+    for code in ("ru", "en", "cs", None):
+        language = code or "en"
+        assert described[("setMyDescription", code)]["description"] == t(language, "description")
+        short = described[("setMyShortDescription", code)]["short_description"]
+        assert short == t(language, "short_description")
+        assert len(short) <= 120
 
 
 async def test_too_old_button_press_still_gets_its_card(bot: Harness) -> None:

@@ -1,4 +1,4 @@
-"""A card draw costs at most 3 Redis round trips in the common case, counted by a
+"""A card draw costs at most 8 Redis commands (5 sequential rounds) in the common case, counted by a
 private redis-server itself (MONITOR lists each command a client sent; commands a
 script runs are marked ``lua`` and are not round trips), cross-checked with INFO
 commandstats."""
@@ -76,11 +76,14 @@ def _evalsha_calls(server: RedisServer) -> int:
     return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
 
 
-async def test_a_draw_is_at_most_three_round_trips(
+async def test_a_draw_is_at_most_eight_commands(
     redis_factory: RedisFactory, tmp_path: Path
 ) -> None:
     """With the deck's file ids known (the common case of a running bot), each "Next
-    card" is the rate-limit script, the session update and the stats update: 3."""
+    card" is the rate-limit script, one concurrent round of four reads (the chat's room
+    link, the game's session and table, the player: language and 18+), then the session
+    update, the table update (turn, pacing, history, the card's message) and the stats
+    update: 8 commands, in 5 sequential rounds."""
     library = load_library(write_decks(tmp_path / "decks", per_deck=PER_DECK))
     server = redis_factory(password="rt-pass")
     storage = HybridStorage(local_dir=tmp_path / "local")
@@ -91,21 +94,22 @@ async def test_a_draw_is_at_most_three_round_trips(
                 await bot.say(chat, "/start", language="en")
                 await bot.tap(chat, "T:a")
                 await bot.tap(chat, "V:a:2")
-            for _ in range(PER_DECK):  # chat 1 uploads every card once: file ids known
+            # Choosing the level dealt each chat its first card.
+            for _ in range(PER_DECK - 1):  # chat 1 uploads every card once: file ids known
                 await bot.tap(1, "N:a:2:q")
             await bot.tap(2, "N:a:2:q")  # warm: this process has seen chat 2 and its player
-            draws = PER_DECK - 1
-            await _stats_written(storage, 2, 1)  # it lands after the photo
+            draws = PER_DECK - 2
+            await _stats_written(storage, 2, 2)  # it lands after the photo
             evalsha_before = _evalsha_calls(server)
             with _monitor(server) as commands:
                 for _ in range(draws):
                     reply = await bot.tap(2, "N:a:2:q")
                     assert reply.method == "sendPhoto"
-                await _stats_written(storage, 2, 1 + draws)
+                await _stats_written(storage, 2, 2 + draws)
             evalsha = _evalsha_calls(server) - evalsha_before
     finally:
         await storage.stop()
     sent = [c for c in commands if c.split(" ", 1)[0].upper() not in {"INFO", "PING"}]
     per_draw = len(sent) / draws
-    assert per_draw <= 3.0, (per_draw, "\n".join(c[:75] for c in sent))
-    assert evalsha <= 3 * draws
+    assert per_draw <= 8.0, (per_draw, "\n".join(c[:75] for c in sent))
+    assert evalsha <= 4 * draws

@@ -285,6 +285,7 @@ class VechnostApp:
             cards=CardSender(self.storage),
             rate_limit_updates=settings.rate_limit_updates,
             rate_limit_window=settings.rate_limit_window,
+            pace_cards=settings.pace_cards,
         )
         self.application = build_application(
             token,

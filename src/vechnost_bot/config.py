@@ -192,6 +192,8 @@ class Settings(BaseSettings):
 
     rate_limit_updates: int = Field(default=20, ge=1)
     rate_limit_window: float = Field(default=10.0, gt=0)
+    # Cards at one level before the bot offers to go a level deeper (docs/game.md).
+    pace_cards: int = Field(default=12, ge=1, le=100)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -33,13 +33,17 @@ class Harness:
         """Send a message (or ``extra=`` content) and return the bot's first reply."""
         since = len(self.api.calls)
         await self.api.send_message(chat_id, text, **kwargs)
-        return await self.api.wait_reply(chat_id, since=since)
+        return await self.reply(chat_id, since)
 
     async def tap(self, chat_id: int, data: str, **kwargs: Any) -> ApiCall:
         """Tap a button with ``data`` and return the bot's first message, photo or edit."""
         since = len(self.api.calls)
         await self.api.press(chat_id, data, **kwargs)
-        return await self.api.wait_reply(chat_id, since=since)
+        return await self.reply(chat_id, since)
+
+    async def reply(self, chat_id: int, since: int, timeout: float = 10.0) -> ApiCall:
+        """The bot's first reply in ``chat_id`` from call ``since``."""
+        return await self.api.wait_reply(chat_id, since=since, timeout=timeout)
 
     async def idle(self, update_id: int) -> None:
         """Wait until ``update_id`` was fetched and its handlers had time to finish."""
@@ -60,6 +64,7 @@ async def running_bot(
     api: FakeBotApi | None = None,
     read_timeout: float = 15.0,
     pacing: bool = True,
+    pace_cards: int | None = None,
 ) -> AsyncIterator[Harness]:
     """Start the fake API (unless given) and the bot polling it; stop both after."""
     own_api = api is None
@@ -74,6 +79,8 @@ async def running_bot(
         rate_limit_window=rate_limit_window,
         rng=random.Random(4),
     )
+    if pace_cards is not None:
+        game.pace_cards = pace_cards
     application = build_application(
         DEFAULT_TOKEN,
         game,

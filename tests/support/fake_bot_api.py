@@ -35,7 +35,7 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["DEFAULT_TOKEN", "ApiCall", "FakeBotApi", "Fault", "main"]
+__all__ = ["DEFAULT_TOKEN", "ApiCall", "FakeBotApi", "Fault", "is_reply", "main"]
 
 DEFAULT_TOKEN = "123456789:AAFakeTokenForTestsOnly_abcdefghijk"
 BOT_ID = 123456789
@@ -129,6 +129,7 @@ class FakeBotApi:
         self.faults: dict[str, deque[tuple[Fault, int | None]]] = {}
         self.get_updates_calls = 0
         self.fetched: set[int] = set()  # update_ids getUpdates has returned
+        self.first_names: dict[int, str] = {}  # user id -> first name (default Player<id>)
         self._state = _State()
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._update_ids = itertools.count(1)
@@ -218,16 +219,33 @@ class FakeBotApi:
         """The ``allowed_updates`` of the bot's last getUpdates that named them."""
         return self._state.allowed_updates
 
-    @staticmethod
-    def _user(user_id: int, language: str | None, first_name: str | None = None) -> dict[str, Any]:
-        user: dict[str, Any] = {
-            "id": user_id,
-            "is_bot": False,
-            "first_name": first_name if first_name is not None else f"Player{user_id}",
-        }
+    def _user(
+        self, user_id: int, language: str | None, first_name: str | None = None
+    ) -> dict[str, Any]:
+        name = (
+            first_name
+            if first_name is not None
+            else self.first_names.get(user_id, f"Player{user_id}")
+        )
+        user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": name}
         if language:
             user["language_code"] = language
         return user
+
+    async def send_group_message(
+        self,
+        chat_id: int,
+        text: str | None,
+        *,
+        user_id: int,
+        language: str | None = "en",
+        extra: Mapping[str, Any] | None = None,
+    ) -> int:
+        """A member ``user_id`` writes ``text`` in the group ``chat_id`` (a negative id)."""
+        return await self.send_message(
+            chat_id, text, user_id=user_id, language=language,
+            extra={"chat": _chat(chat_id), **(extra or {})},
+        )  # fmt: skip
 
     async def send_message(
         self,
@@ -284,7 +302,7 @@ class FakeBotApi:
             message = {
                 "message_id": next(self._message_ids),
                 "date": int(time.time()),
-                "chat": {"id": chat_id, "type": "private"},
+                "chat": _chat(chat_id),
                 "text": "old message",
             }
         query = {
@@ -298,15 +316,8 @@ class FakeBotApi:
 
     # -- reading what the bot did ---------------------------------------------------------------
     def replies(self, chat_id: int, since: int = 0) -> list[ApiCall]:
-        """Calls that answered in ``chat_id`` (messages, photos, edits shown to the player),
-        from index ``since``."""
-        return [
-            call
-            for call in self.calls[since:]
-            if call.method in REPLY_METHODS - {"answerCallbackQuery"}
-            and call.chat_id == chat_id
-            and call.delivered
-        ]
+        """Calls that answer in ``chat_id`` (messages, photos, edits), from index ``since``."""
+        return [call for call in self.calls[since:] if is_reply(call) and call.chat_id == chat_id]
 
     def last_keyboard_message(self, chat_id: int) -> dict[str, Any] | None:
         """The newest message in ``chat_id`` that carries an inline keyboard."""
@@ -348,15 +359,10 @@ class FakeBotApi:
                     await asyncio.wait_for(self._changed.wait(), left)
 
     async def wait_reply(self, chat_id: int, *, since: int, timeout: float = 10.0) -> ApiCall:
-        """The first message, photo or edit in ``chat_id`` from index ``since``."""
+        """The first message, photo or edit in ``chat_id`` from index ``since`` (see
+        :func:`is_reply`)."""
         return await self.wait_for(
-            lambda call: (
-                call.method in REPLY_METHODS - {"answerCallbackQuery"}
-                and call.chat_id == chat_id
-                and call.delivered
-            ),
-            since=since,
-            timeout=timeout,
+            lambda call: is_reply(call) and call.chat_id == chat_id, since=since, timeout=timeout
         )
 
     def photo_digest(self, call: ApiCall) -> str | None:
@@ -495,7 +501,7 @@ class FakeBotApi:
         message: dict[str, Any] = {
             "message_id": next(self._message_ids),
             "date": int(time.time()),
-            "chat": {"id": chat_id, "type": "private"},
+            "chat": _chat(chat_id),
             "from": {"id": BOT_ID, "is_bot": True, "first_name": "Vechnost"},
             **content,
         }
@@ -631,6 +637,23 @@ class FakeBotApi:
         return web.json_response(
             [{"method": c.method, "params": c.params, "result": c.result} for c in self.calls]
         )
+
+
+def is_reply(call: ApiCall) -> bool:
+    """A message, photo or edit the bot shows; removing an old card's keyboard is tidying
+    up, not a reply."""
+    if not call.delivered:
+        return False  # refused (a fault or an error): the player saw nothing
+    if call.method == "editMessageReplyMarkup" and not call.params.get("reply_markup"):
+        return False
+    return call.method in REPLY_METHODS - {"answerCallbackQuery"}
+
+
+def _chat(chat_id: int) -> dict[str, Any]:
+    """A chat as Telegram describes it: positive ids are private chats, negative groups."""
+    if chat_id < 0:
+        return {"id": chat_id, "type": "group", "title": f"Group{-chat_id}"}
+    return {"id": chat_id, "type": "private"}
 
 
 class _ApiError(Exception):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -21,19 +21,42 @@ from telegram.error import BadRequest
 
 from vechnost_bot.game.content import Card
 from vechnost_bot.game.render import RENDER_VERSION, render_card_async
+from vechnost_bot.game.typography import bind_short_words
 from vechnost_bot.metrics import CARDS_RENDERED, FILE_ID_REUSED
 from vechnost_bot.storage.base import Storage
 from vechnost_bot.storage.records import Language
 
-__all__ = ["CardSender", "SendStats"]
+__all__ = ["MAX_CAPTION", "CardSender", "SendStats", "caption_text"]
 
 log = structlog.get_logger(__name__)
+
+MAX_CAPTION = 1024
+"""Telegram's limit for a photo caption, in characters."""
 
 IMAGE_TTL = 7 * 24 * 3600.0
 FILE_ID_TTL = 180 * 24 * 3600.0
 LOCAL_FILE_IDS = 20_000
 """File ids kept in this process (every card in every language fits), so a send needs
 no storage round trip once a card was sent."""
+
+
+def caption_text(
+    card: Card,
+    language: Language,
+    *,
+    header: Sequence[str] = (),
+    also: Sequence[Language] = (),
+    footer: Sequence[str] = (),
+) -> str:
+    """A card's caption: the header lines, the card's text (so screen readers,
+    notifications and chat search have it), its text in ``also`` languages, the footer."""
+    parts = ["\n".join(header)] if header else []
+    parts.append(bind_short_words(card.text(language), language))
+    parts += [bind_short_words(card.text(other), other) for other in also if other != language]
+    if footer:
+        parts.append("\n".join(footer))
+    caption = "\n\n".join(part for part in parts if part)
+    return caption if len(caption) <= MAX_CAPTION else caption[: MAX_CAPTION - 1] + "…"
 
 
 @dataclass

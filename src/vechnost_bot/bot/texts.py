@@ -12,9 +12,12 @@ from typing import Final
 from vechnost_bot.storage.records import ContentType, Language, ThemeId
 
 __all__ = [
+    "CHOOSE_LANGUAGE_ANY",
+    "CLIENT_LANGUAGES",
     "COMMANDS",
     "DEFAULT_LANGUAGE",
     "LANGUAGE_NAMES",
+    "MENU_LANGUAGES",
     "TEXTS",
     "content_name",
     "language_from_code",
@@ -50,13 +53,16 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "welcome_back": "Welcome back, {name}! Pick up where you left off, or choose a new theme.",
         "help": (
             "How to play Vechnost:\n\n"
-            "1. Choose a theme: Acquaintance, For Couples, Provocation or Sex (18+).\n"
-            "2. Choose a level: the higher it is, the deeper the questions.\n"
-            "3. Tap “Next card” and answer in turn. Take your time and listen.\n\n"
-            "Cards never repeat until you've been through the whole deck; then you can "
-            "shuffle it again. Your progress is saved, even if you switch language.\n\n"
-            "/start: main menu\n/language: change language\n"
-            "/reset: start over\n/help: this note"
+            "1. Tell me your two names (“Anna and Tom”): every card then says who asks and "
+            "who answers, in turns. In a group, the first two people who tap are the players.\n"
+            "2. Choose a theme and a level: the first card comes at once. The higher the "
+            "level, the deeper the questions; after a dozen cards I'll offer to go deeper.\n"
+            "3. Under each card: ♥ Save keeps it, 🔄 Swap puts it back into the deck for "
+            "another, ⏮ Previous shows the one before, 🏁 ends the game with a short summary.\n\n"
+            "Cards never repeat until you've been through the whole deck. Apart? /room gives "
+            "you a link: one game on two phones, each in your own language.\n\n"
+            "/start: main menu\n/favourites: your saved cards\n/room: play on two phones\n"
+            "/language: change language\n/reset: start over\n/help: this note"
         ),
         "choose_language": "Which language shall we play in?",
         "language_set": "Great, we'll play in English from now on.",
@@ -86,7 +92,8 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         ),
         "unknown_command": "I don't know that command. Try /help.",
         "unexpected_media": (
-            "That's lovely, but I can only play with the buttons below. Let's continue."
+            "I can't look at pictures, stickers or voice messages, but the game goes on with "
+            "the buttons below."
         ),
         "too_long": (
             "That's a long message! Share it with your partner out loud; "
@@ -113,6 +120,101 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "cmd_help": "How to play",
         "cmd_reset": "Start over",
         "cmd_language": "Change language",
+        "ask_names": (
+            "Who's playing? Send me your two names, like “Anna and Tom”, and every card "
+            "will say whose turn it is. Or just choose a theme."
+        ),
+        "names_set": "Lovely to meet you, {first} and {second}! {first} asks first.",
+        "turn_ask": "{first} asks → {second} answers",
+        "turn_ask_one": "{first} asks",
+        "turn_both": "{first} answers first, then {second}",
+        "next_drawer": "{name} draws the next card.",
+        "not_your_turn": "It's {name}'s turn to draw the next card.",
+        "not_a_player": "Two players are already at the table: {first} and {second}.",
+        "opening_caption": "{deck} · how we play",
+        "closing_caption": "{deck} · the last card",
+        "previous_caption": "An earlier card",
+        "no_previous": "There's no earlier card yet.",
+        "pace_offer": "That's {count} cards at this level. Ready to go a level deeper?",
+        "pace_offer_last": "That's {count} cards. Keep going, or end the game with its last card?",
+        "swapped": "That card went back into the deck. Here's another.",
+        "swap_last": "This is the only card left in the deck.",
+        "saved": "Saved to your favourites ♥",
+        "unsaved": "Removed from your favourites.",
+        "summary": (
+            "That's our game. Thank you for every honest answer 🌙\n\n"
+            "Cards shared: {cards}\nTime together: {minutes} min\n"
+            "Saved to favourites: {saved}\nCards in all your games: {total}\n\n"
+            "/favourites plays the cards you saved."
+        ),
+        "favourites_empty": (
+            "No favourites yet. Tap “♥ Save” under a card you'd like to come back to."
+        ),
+        "favourite_caption": "♥ Favourite {number}/{total}",
+        "both_on": "Both of you answer every card now; the other one goes first next time.",
+        "both_off": "One asks, the other answers, and you take turns.",
+        "reset_confirm": (
+            "Start over? You can shuffle just this deck, or forget the whole game, names "
+            "included. Your language and favourites stay."
+        ),
+        "reset_deck_done": "This deck is shuffled: all its cards are back.",
+        "reset_cancelled": "Nothing changed. Let's carry on.",
+        "room_created": (
+            "Your room is ready. Send this link to your partner:\n{link}\n\n"
+            "When they open it, you'll play one game on two phones: one deck, one turn, "
+            "each of you in your own language."
+        ),
+        "room_joined": (
+            "You're in {name}'s room: one game on two phones now. "
+            "/leave takes you back to your own game."
+        ),
+        "room_back": "Welcome back to the room! The game is where you left it.",
+        "room_partner_joined": "{name} has joined your room. Choose a theme whenever you're ready.",
+        "room_full": "This room already has two players, so I can't add you to it.",
+        "room_unknown": (
+            "This invite link doesn't lead to a room any more. Ask your partner for a new "
+            "one (/room)."
+        ),
+        "room_own": "That's your own room's link. Send it to your partner.",
+        "room_left": (
+            "You've left the room. Its game stays as it is, so the same link brings you "
+            "back. Here's your own game:"
+        ),
+        "room_partner_left": (
+            "{name} has left the room. The game stays as it is; the same link brings them back."
+        ),
+        "not_in_room": "You're not in a room. /room makes one for you and your partner.",
+        "room_private_only": "Rooms are for two private chats. Open me privately and send /room.",
+        "adult_prompt_each": (
+            "The Sex theme has explicit questions and tasks meant for adults only.\n\n"
+            "Each player confirms for themselves that they are 18 or older and happy to play it."
+        ),
+        "adult_waiting": "Thank you. The theme opens once everyone playing has confirmed.",
+        "adult_first": "Please confirm that you're 18 or older first.",
+        "btn_save": "♥ Save",
+        "btn_swap": "🔄 Swap",
+        "btn_previous": "⏮ Previous",
+        "btn_end": "🏁 End the game",
+        "btn_deeper": "⤵️ Deeper: {level}",
+        "btn_next_level": "⤵️ {level}",
+        "btn_keep": "▶️ Back to the game",
+        "btn_next_favourite": "Next favourite ▶️",
+        "btn_both_on": "👥 Both answer: on",
+        "btn_both_off": "👥 Both answer: off",
+        "btn_reset_deck": "🔀 Shuffle this deck",
+        "btn_reset_all": "🧹 Forget the whole game",
+        "btn_cancel": "↩️ Cancel",
+        "btn_leave": "🚪 Leave the room",
+        "btn_room": "👫 Play apart",
+        "cmd_favourites": "Play your saved cards",
+        "cmd_room": "Play together on two phones",
+        "cmd_leave": "Leave the room",
+        "description": (
+            "Vechnost is a card game for conversations that matter: with a friend, a date "
+            "or the person you love. Four themes, deeper levels, one card at a time, in "
+            "turns. Play on one phone, in a group, or on two phones when you're apart."
+        ),
+        "short_description": "A card game for honest conversations, for two.",
     },
     "ru": {
         "welcome": (
@@ -125,14 +227,19 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "welcome_back": "С возвращением, {name}! Продолжим с того же места или выберем новую тему?",
         "help": (
             "Как играть в «Вечность»:\n\n"
-            "1. Выберите тему: Знакомство, Для пар, Провокация или Секс (18+).\n"
-            "2. Выберите уровень: чем он выше, тем глубже вопросы.\n"
-            "3. Нажимайте «Следующая карта» и отвечайте по очереди. Не торопитесь, слушайте "
-            "друг друга.\n\n"
-            "Карты не повторяются, пока вы не пройдёте всю колоду, а потом её можно "
-            "перемешать заново. Прогресс сохраняется, даже если сменить язык.\n\n"
-            "/start — главное меню\n/language — сменить язык\n"
-            "/reset — начать игру заново\n/help — эта подсказка"
+            "1. Напишите мне два имени («Аня и Тёма»): на каждой карте будет видно, кто "
+            "спрашивает и кто отвечает, по очереди. В группе играют первые двое, кто нажмёт "
+            "кнопку.\n"
+            "2. Выберите тему и уровень — первая карта придёт сразу. Чем выше уровень, тем "
+            "глубже вопросы; после десятка карт я предложу пойти глубже.\n"
+            "3. Под каждой картой: ♥ Сохранить — в избранное, 🔄 Другая карта — вернуть "
+            "эту в колоду, ⏮ Прошлая — показать предыдущую, 🏁 — закончить игру с "
+            "коротким итогом.\n\n"
+            "Карты не повторяются, пока вы не пройдёте всю колоду. Вы далеко друг от друга? "
+            "/room даст ссылку: одна игра на двух телефонах, у каждого свой язык.\n\n"
+            "/start — главное меню\n/favourites — сохранённые карты\n"
+            "/room — игра на двух телефонах\n/language — сменить язык\n"
+            "/reset — начать заново\n/help — эта подсказка"
         ),
         "choose_language": "На каком языке будем играть?",
         "language_set": "Отлично, теперь играем на русском.",
@@ -160,7 +267,10 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "slow_down": "Ого, как быстро! 🙂 Давайте чуть помедленнее — я никуда не денусь.",
         "unknown_input": "Я понимаю только кнопки и команды, так что продолжим отсюда.",
         "unknown_command": "Такой команды я не знаю. Загляните в /help.",
-        "unexpected_media": "Как мило! Но играть я умею только кнопками ниже. Продолжим?",
+        "unexpected_media": (
+            "Картинки, стикеры и голосовые я не смотрю и не слушаю, но игра продолжается: "
+            "кнопки ниже."
+        ),
         "too_long": (
             "Какое длинное сообщение! Лучше расскажите это друг другу вслух, "
             "а я пока приготовлю следующую карту."
@@ -186,29 +296,130 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "cmd_help": "Как играть",
         "cmd_reset": "Начать игру заново",
         "cmd_language": "Сменить язык",
+        "ask_names": (
+            "Кто играет? Напишите мне два имени, например «Аня и Тёма», и на каждой карте "
+            "будет видно, чья очередь. Или просто выберите тему."
+        ),
+        "names_set": "Приятно познакомиться, {first} и {second}! Первый вопрос задаёт {first}.",
+        "turn_ask": "Спрашивает {first} → отвечает {second}",
+        "turn_ask_one": "Спрашивает {first}",
+        "turn_both": "Сначала отвечает {first}, потом {second}",
+        "next_drawer": "Следующую карту тянет {name}.",
+        "not_your_turn": "Следующую карту тянет {name}.",
+        "not_a_player": "За столом уже двое: {first} и {second}.",
+        "opening_caption": "{deck} · как играем",
+        "closing_caption": "{deck} · последняя карта",
+        "previous_caption": "Одна из прошлых карт",
+        "no_previous": "Прошлых карт пока нет.",
+        "pace_offer": "Карт на этом уровне: {count}. Готовы пойти глубже?",
+        "pace_offer_last": "Карт уже {count}. Продолжим или закончим игру последней картой?",
+        "swapped": "Эта карта вернулась в колоду. Вот другая.",
+        "swap_last": "Это последняя карта в колоде.",
+        "saved": "Сохранено в избранное ♥",
+        "unsaved": "Убрано из избранного.",
+        "summary": (
+            "Вот и вся игра. Спасибо за каждый честный ответ 🌙\n\n"
+            "Карт сыграно: {cards}\nВместе: {minutes} мин\n"
+            "В избранном: {saved}\nКарт во всех ваших играх: {total}\n\n"
+            "/favourites — сыграть сохранённые карты."
+        ),
+        "favourites_empty": (
+            "В избранном пока пусто. Нажмите «♥ Сохранить» под картой, к которой захотите "
+            "вернуться."
+        ),
+        "favourite_caption": "♥ Избранное {number}/{total}",
+        "both_on": "Теперь на каждую карту отвечаете оба, и в следующий раз первым будет другой.",
+        "both_off": "Один спрашивает, другой отвечает, и так по очереди.",
+        "reset_confirm": (
+            "Начать заново? Можно перемешать только эту колоду или забыть всю игру вместе "
+            "с именами. Язык и избранное останутся."
+        ),
+        "reset_deck_done": "Колода перемешана: все её карты снова в игре.",
+        "reset_cancelled": "Ничего не изменилось. Играем дальше.",
+        "room_created": (
+            "Комната готова. Отправьте партнёру эту ссылку:\n{link}\n\n"
+            "Как только партнёр её откроет, вы будете играть одну игру на двух телефонах: "
+            "одна колода, одна очередь, и у каждого свой язык."
+        ),
+        "room_joined": (
+            "Вы в комнате, партнёр — {name}: теперь это одна игра на двух телефонах. "
+            "/leave вернёт вас к своей игре."
+        ),
+        "room_back": "С возвращением в комнату! Игра там же, где вы остановились.",
+        "room_partner_joined": "{name} теперь в комнате. Выберите тему, когда будете готовы.",
+        "room_full": "В этой комнате уже двое, так что добавить вас не получится.",
+        "room_unknown": (
+            "Эта ссылка больше не ведёт в комнату. Попросите партнёра прислать новую (/room)."
+        ),
+        "room_own": "Это ссылка на вашу же комнату. Отправьте её партнёру.",
+        "room_left": (
+            "Вы вышли из комнаты. Её игра останется как есть, и по той же ссылке можно "
+            "вернуться. А вот ваша собственная игра:"
+        ),
+        "room_partner_left": (
+            "{name} выходит из комнаты. Игра останется как есть, по той же ссылке можно вернуться."
+        ),
+        "not_in_room": "Вы сейчас не в комнате. /room создаст комнату для вас и партнёра.",
+        "room_private_only": (
+            "Комната — это два личных чата. Напишите мне в личку и отправьте /room."
+        ),
+        "adult_prompt_each": (
+            "В теме «Секс» откровенные вопросы и задания — только для взрослых.\n\n"
+            "Каждый из вас подтверждает это за себя: мне есть 18, и такая игра мне по душе."
+        ),
+        "adult_waiting": "Спасибо. Тема откроется, когда подтвердят все, кто играет.",
+        "adult_first": "Сначала подтвердите, пожалуйста, что вам есть 18.",
+        "btn_save": "♥ Сохранить",
+        "btn_swap": "🔄 Другая карта",
+        "btn_previous": "⏮ Прошлая",
+        "btn_end": "🏁 Закончить игру",
+        "btn_deeper": "⤵️ Глубже: {level}",
+        "btn_next_level": "⤵️ {level}",
+        "btn_keep": "▶️ Вернуться к игре",
+        "btn_next_favourite": "Следующая из избранного ▶️",
+        "btn_both_on": "👥 Отвечают оба: да",
+        "btn_both_off": "👥 Отвечают оба: нет",
+        "btn_reset_deck": "🔀 Перемешать эту колоду",
+        "btn_reset_all": "🧹 Забыть всю игру",
+        "btn_cancel": "↩️ Отмена",
+        "btn_leave": "🚪 Выйти из комнаты",
+        "btn_room": "👫 Играть на расстоянии",
+        "cmd_favourites": "Сыграть сохранённые карты",
+        "cmd_room": "Играть вдвоём на двух телефонах",
+        "cmd_leave": "Выйти из комнаты",
+        "description": (
+            "«Вечность» — карточная игра для настоящих разговоров: с другом, на свидании или "
+            "с самым близким человеком. Четыре темы, уровни всё глубже, по одной карте и по "
+            "очереди. Можно играть на одном телефоне, в группе или на двух телефонах, если "
+            "вы далеко друг от друга."
+        ),
+        "short_description": "Карточная игра для честных разговоров вдвоём.",
     },
     "cs": {
         "welcome": (
-            "Ahoj, {name}! Vítej ve hře Vechnost 🌙\n\n"
+            "Ahoj, {name}! Vítejte ve hře Vechnost 🌙\n\n"
             "Je to karetní hra pro rozhovory, na kterých záleží: s kamarádem, na rande "
             "nebo s někým, koho milujete. Vyberte si téma, vytáhněte kartu a odpovídejte "
             "střídavě a upřímně. Špatné odpovědi tu nejsou, jen zvědavost.\n\n"
             "Čím začneme?"
         ),
         "welcome_back": (
-            "Vítej zpátky, {name}! Budeme pokračovat tam, kde jsme skončili, "
+            "Vítejte zpátky, {name}! Budeme pokračovat tam, kde jsme skončili, "
             "nebo si vybereme nové téma?"
         ),
         "help": (
             "Jak hrát Vechnost:\n\n"
-            "1. Vyberte téma: Seznámení, Pro páry, Provokace nebo Sex (18+).\n"
-            "2. Vyberte úroveň: čím vyšší, tím hlubší otázky.\n"
-            "3. Klepněte na „Další karta“ a odpovídejte střídavě. "
-            "Nespěchejte a naslouchejte si.\n\n"
-            "Karty se neopakují, dokud neprojdete celý balíček; pak ho můžete znovu zamíchat. "
-            "Postup se ukládá, i když změníte jazyk.\n\n"
-            "/start – hlavní nabídka\n/language – změnit jazyk\n"
-            "/reset – začít hru znovu\n/help – tahle nápověda"
+            "1. Napište mi svá dvě jména („Anna a Tom“): na každé kartě pak uvidíte, kdo se "
+            "ptá a kdo odpovídá, střídavě. Ve skupině hrají první dva, kdo klepnou na tlačítko.\n"
+            "2. Vyberte téma a úroveň: první karta přijde hned. Čím vyšší úroveň, tím hlubší "
+            "otázky; po zhruba tuctu karet vám nabídnu jít hlouběji.\n"
+            "3. Pod každou kartou: ♥ Uložit ji schová do oblíbených, 🔄 Jiná karta ji vrátí "
+            "do balíčku, ⏮ Předchozí ukáže tu minulou, 🏁 ukončí hru s krátkým shrnutím.\n\n"
+            "Karty se neopakují, dokud neprojdete celý balíček. Jste od sebe daleko? /room vám "
+            "dá odkaz: jedna hra na dvou telefonech, každý ve svém jazyce.\n\n"
+            "/start – hlavní nabídka\n/favourites – uložené karty\n"
+            "/room – hra na dvou telefonech\n/language – změnit jazyk\n"
+            "/reset – začít znovu\n/help – tahle nápověda"
         ),
         "choose_language": "V jakém jazyce budeme hrát?",
         "language_set": "Skvěle, odteď hrajeme česky.",
@@ -236,7 +447,9 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "slow_down": "Páni, to je najednou hodně! 🙂 Trochu zpomalte, počkám na vás.",
         "unknown_input": "Rozumím jen tlačítkům a příkazům, tak pokračujme odsud.",
         "unknown_command": "Tenhle příkaz neznám. Zkuste /help.",
-        "unexpected_media": "To je milé! Hrát ale umím jen s tlačítky níže. Pokračujeme?",
+        "unexpected_media": (
+            "Obrázky, nálepky ani hlasové zprávy neotevírám, ale hra pokračuje: tlačítka jsou níže."
+        ),
         "too_long": (
             "To je ale dlouhá zpráva! Řekněte si to raději nahlas, "
             "já mezitím připravím další kartu."
@@ -262,10 +475,109 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "cmd_help": "Jak hrát",
         "cmd_reset": "Začít hru znovu",
         "cmd_language": "Změnit jazyk",
+        "ask_names": (
+            "Kdo hraje? Napište mi svá dvě jména, třeba „Anna a Tom“, a na každé kartě "
+            "uvidíte, kdo je na řadě. Nebo rovnou vyberte téma."
+        ),
+        "names_set": "Těší mě! Hrají {first} a {second}, jako první se ptá {first}.",
+        "turn_ask": "Ptá se {first} → odpovídá {second}",
+        "turn_ask_one": "Ptá se {first}",
+        "turn_both": "Nejdřív odpovídá {first}, pak {second}",
+        "next_drawer": "Další kartu táhne {name}.",
+        "not_your_turn": "Další kartu táhne {name}.",
+        "not_a_player": "U stolu už sedí dva: {first} a {second}.",
+        "opening_caption": "{deck} · jak hrajeme",
+        "closing_caption": "{deck} · poslední karta",
+        "previous_caption": "Jedna z dřívějších karet",
+        "no_previous": "Dřívější karta tu zatím není.",
+        "pace_offer": "Karet na této úrovni: {count}. Půjdeme o úroveň hlouběji?",
+        "pace_offer_last": "Karet už je {count}. Hrajeme dál, nebo hru zakončíme poslední kartou?",
+        "swapped": "Tahle karta se vrátila do balíčku. Tady je jiná.",
+        "swap_last": "Tohle je v balíčku poslední karta.",
+        "saved": "Uloženo do oblíbených ♥",
+        "unsaved": "Odebráno z oblíbených.",
+        "summary": (
+            "A to je celá hra. Díky za každou upřímnou odpověď 🌙\n\n"
+            "Sdílených karet: {cards}\nSpolečný čas: {minutes} min\n"
+            "Uloženo do oblíbených: {saved}\nKaret ve všech vašich hrách: {total}\n\n"
+            "/favourites – zahrát si uložené karty."
+        ),
+        "favourites_empty": (
+            "V oblíbených zatím nic není. Pod kartou, ke které se chcete vrátit, klepněte "
+            "na „♥ Uložit“."
+        ),
+        "favourite_caption": "♥ Oblíbená {number}/{total}",
+        "both_on": "Teď odpovídáte na každou kartu oba a příště začíná ten druhý.",
+        "both_off": "Jeden se ptá, druhý odpovídá, a střídáte se.",
+        "reset_confirm": (
+            "Začít znovu? Můžete zamíchat jen tenhle balíček, nebo zapomenout celou hru "
+            "i se jmény. Jazyk a oblíbené karty zůstanou."
+        ),
+        "reset_deck_done": "Balíček je zamíchaný: všechny jeho karty jsou zpátky ve hře.",
+        "reset_cancelled": "Nic se nezměnilo. Hrajeme dál.",
+        "room_created": (
+            "Místnost je připravená. Pošlete tenhle odkaz tomu, s kým chcete hrát:\n{link}\n\n"
+            "Až ho otevře, budete hrát jednu hru na dvou telefonech: jeden balíček, jedno "
+            "pořadí a každý ve svém jazyce."
+        ),
+        "room_joined": (
+            "Jste v místnosti. Hrajete jednu hru na dvou telefonech, vy a {name}. "
+            "/leave vás vrátí k vaší vlastní hře."
+        ),
+        "room_back": "Vítejte zpátky v místnosti! Hra je tam, kde jste skončili.",
+        "room_partner_joined": "{name} je teď v místnosti. Až budete připraveni, vyberte téma.",
+        "room_full": "V téhle místnosti už jsou dva, takže vás přidat nemůžu.",
+        "room_unknown": ("Tenhle odkaz už do žádné místnosti nevede. Požádejte o nový (/room)."),
+        "room_own": "To je odkaz na vaši vlastní místnost. Pošlete ho tomu, s kým chcete hrát.",
+        "room_left": (
+            "Odešli jste z místnosti. Její hra zůstane, jak je, a stejný odkaz vás vrátí "
+            "zpátky. Tady je vaše vlastní hra:"
+        ),
+        "room_partner_left": (
+            "{name} odchází z místnosti. Hra zůstane, jak je, a stejný odkaz vede zpátky."
+        ),
+        "not_in_room": "Teď nejste v žádné místnosti. /room ji založí pro vás dva.",
+        "room_private_only": (
+            "Místnost spojuje dva soukromé chaty. Napište mi soukromě a pošlete /room."
+        ),
+        "adult_prompt_each": (
+            "Téma Sex obsahuje explicitní otázky a úkoly, určené jen pro dospělé.\n\n"
+            "Každý z vás to potvrzuje za sebe: je mi alespoň 18 let "
+            "a s takovou hrou souhlasím."
+        ),
+        "adult_waiting": "Děkuji. Téma se otevře, až potvrdí všichni, kdo hrají.",
+        "adult_first": "Nejdřív prosím potvrďte, že je vám alespoň 18 let.",
+        "btn_save": "♥ Uložit",
+        "btn_swap": "🔄 Jiná karta",
+        "btn_previous": "⏮ Předchozí",
+        "btn_end": "🏁 Ukončit hru",
+        "btn_deeper": "⤵️ Hlouběji: {level}",
+        "btn_next_level": "⤵️ {level}",
+        "btn_keep": "▶️ Zpět ke hře",
+        "btn_next_favourite": "Další oblíbená ▶️",
+        "btn_both_on": "👥 Odpovídají oba: ano",
+        "btn_both_off": "👥 Odpovídají oba: ne",
+        "btn_reset_deck": "🔀 Zamíchat tenhle balíček",
+        "btn_reset_all": "🧹 Zapomenout celou hru",
+        "btn_cancel": "↩️ Zrušit",
+        "btn_leave": "🚪 Odejít z místnosti",
+        "btn_room": "👫 Hrát na dálku",
+        "cmd_favourites": "Zahrát si uložené karty",
+        "cmd_room": "Hrát spolu na dvou telefonech",
+        "cmd_leave": "Odejít z místnosti",
+        "description": (
+            "Vechnost je karetní hra pro rozhovory, na kterých záleží: s kamarádem, na rande "
+            "nebo s někým, koho milujete. Čtyři témata, stále hlubší úrovně, jedna karta "
+            "po druhé a střídavě. Hrajte na jednom telefonu, ve skupině, nebo na dvou "
+            "telefonech, když jste od sebe daleko."
+        ),
+        "short_description": "Karetní hra pro upřímné rozhovory ve dvou.",
     },
 }
 
-COMMANDS: Final[tuple[str, ...]] = ("start", "help", "language", "reset")
+COMMANDS: Final[tuple[str, ...]] = (
+    "start", "help", "favourites", "room", "leave", "language", "reset",
+)  # fmt: skip
 """The commands registered with setMyCommands, in menu order."""
 
 
@@ -291,11 +603,23 @@ def content_name(language: Language | None, content: ContentType) -> str:
     return t(language, f"content_{content}")
 
 
-def language_from_code(code: str | None) -> Language:
-    """Our language for a Telegram ``language_code``: ru, cs or (otherwise) en."""
+CLIENT_LANGUAGES: Final[dict[str, Language | None]] = {
+    "ru": "ru", "be": "ru", "kk": "ru", "cs": "cs", "sk": "cs", "en": "en", "uk": None,
+}  # fmt: skip
+"""Telegram client languages the bot maps to one of its own; None: ask the player
+(a Ukrainian client is asked, not put into Russian). Others get English."""
+
+MENU_LANGUAGES: Final[dict[str, Language]] = {"uk": "en", "be": "ru", "kk": "ru", "sk": "cs"}
+"""Command menus for clients in these languages, in the language the bot speaks to them."""
+
+CHOOSE_LANGUAGE_ANY: Final = " · ".join(
+    ("Which language shall we play in?", "На каком языке будем играть?",
+     "V jakém jazyce budeme hrát?")
+)  # fmt: skip
+"""The question for a player whose language the bot does not know yet."""
+
+
+def language_from_code(code: str | None) -> Language | None:
+    """Our language for a Telegram ``language_code``; None when the player should choose."""
     base = (code or "").split("-")[0].lower()
-    if base in {"ru", "uk", "be", "kk"}:
-        return "ru"
-    if base in {"cs", "sk"}:
-        return "cs"
-    return "en"
+    return CLIENT_LANGUAGES.get(base, "en")
