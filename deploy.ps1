@@ -7,11 +7,23 @@
                                          auto-starts a local Redis (or falls back to memory)
     .\deploy.ps1 -Mode redis             Redis in a Docker Compose container (profile
                                          redis-external), the bot on this host pointed at it
-    .\deploy.ps1 -Command status         what the running bot is doing (vechnost status)
+    .\deploy.ps1 -Command status [-Json] what the running bot is doing (vechnost status);
+                                         with -Json stdout is JSON only
+    .\deploy.ps1 -Command doctor         check configuration, Redis and Telegram
     .\deploy.ps1 -Command logs [-Follow] [-Lines N]
     .\deploy.ps1 -Command stop           Stop-Process by pid, bounded wait
     .\deploy.ps1 -Command restart [-Mode auto|redis]
+                                         checks the configuration first; keeps the settings
+                                         the bot was started with (run\env) unless set now
     .\deploy.ps1 -Foreground             run in this window instead (Ctrl-C stops it)
+
+    Exit codes: 0 done; 1 failed; 2 configuration (no token, a bad setting); status:
+    0 healthy, 1 degraded, 3 not running.
+
+    Scripts blocked ("running scripts is disabled on this system")? Run it once with
+        powershell -ExecutionPolicy Bypass -File .\deploy.ps1
+    or allow local scripts for your user:
+        Set-ExecutionPolicy -Scope CurrentUser RemoteSigned
 
     Environment: TELEGRAM_BOT_TOKEN (required; or in .env), PYTHON (default: the py
     launcher, else python), VECHNOST_RUN_DIR (default .\run), VECHNOST_READY_TIMEOUT
@@ -23,7 +35,7 @@ param(
     [ValidateSet('auto', 'redis')]
     [string]$Mode = 'auto',
 
-    [ValidateSet('deploy', 'status', 'logs', 'stop', 'restart', 'help')]
+    [ValidateSet('deploy', 'status', 'doctor', 'logs', 'stop', 'restart', 'help')]
     [string]$Command = 'deploy',
 
     [switch]$Foreground,
@@ -47,13 +59,39 @@ $VenvVechnost = Join-Path $Root '.venv\Scripts\vechnost.exe'
 $RunDir = if ($env:VECHNOST_RUN_DIR) { $env:VECHNOST_RUN_DIR } else { Join-Path $Root 'run' }
 $PidFile = Join-Path $RunDir 'vechnost.pid'
 $StateFile = Join-Path $RunDir 'state'
+$EnvFile = Join-Path $RunDir 'env'
 $OutFile = Join-Path $RunDir 'vechnost.out'
 $ErrFile = Join-Path $RunDir 'vechnost.err'
 $ReadyTimeout = if ($env:VECHNOST_READY_TIMEOUT) { [int]$env:VECHNOST_READY_TIMEOUT } else { 60 }
 $StopTimeout = if ($env:VECHNOST_STOP_TIMEOUT) { [int]$env:VECHNOST_STOP_TIMEOUT } else { 30 }
 
+# Our own lines; with -Json they go to stderr, so that stdout is nothing but JSON.
 function Write-Step([string]$Message) {
-    Write-Host "==> $Message"
+    if ($Json) { [Console]::Error.WriteLine("==> $Message") } else { Write-Host "==> $Message" }
+}
+
+# Windows PowerShell 5.1 turns a native command's redirected stderr into error records,
+# which $ErrorActionPreference = 'Stop' throws on. Native commands whose stderr is
+# redirected run through these two, with 'Continue' in their own scope.
+function Invoke-NativeQuiet([string]$Exe, [string[]]$Arguments) {
+    $ErrorActionPreference = 'Continue'
+    try {
+        & $Exe @Arguments *> $null
+        return $LASTEXITCODE
+    }
+    catch {
+        return 1
+    }
+}
+
+function Get-NativeOutput([string]$Exe, [string[]]$Arguments) {
+    $ErrorActionPreference = 'Continue'
+    try {
+        return (& $Exe @Arguments 2>&1 | ForEach-Object { "$_" })
+    }
+    catch {
+        return "$_"
+    }
 }
 
 function Stop-WithError([string]$Message, [int]$Code = 1) {
@@ -75,13 +113,8 @@ function Get-BasePython {
 }
 
 function Test-PythonVersion([string]$Exe, [string[]]$PrefixArgs) {
-    try {
-        & $Exe @PrefixArgs -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>$null
-        return ($LASTEXITCODE -eq 0)
-    }
-    catch {
-        return $false
-    }
+    $code = Invoke-NativeQuiet $Exe (@($PrefixArgs) + @('-c', 'import sys; sys.exit(sys.version_info < (3, 11))'))
+    return ($code -eq 0)
 }
 
 function Assert-Python {
@@ -91,7 +124,7 @@ function Assert-Python {
             'Install it from https://www.python.org/downloads/ (tick "Add to PATH") or set $env:PYTHON.')
     }
     if (-not (Test-PythonVersion $python.Exe $python.Args)) {
-        $version = & $python.Exe @($python.Args) -V 2>&1
+        $version = Get-NativeOutput $python.Exe (@($python.Args) + @('-V'))
         Stop-WithError ("Python 3.11 or newer is needed; $($python.Exe) is $version. " +
             'Install Python 3.11+ or set $env:PYTHON to its python.exe.')
     }
@@ -114,10 +147,10 @@ function Test-Token {
 }
 
 function Assert-Token {
-    if (-not (Test-Token)) {
-        Stop-WithError ("TELEGRAM_BOT_TOKEN is not set. Get a token from @BotFather in Telegram, then either`n" +
+    if (-not (Test-Token) -and -not $env:TELEGRAM_BOT_TOKEN_FILE) {
+        Stop-WithError -Code 2 ("TELEGRAM_BOT_TOKEN is not set. Get a token from @BotFather in Telegram, then either`n" +
             "    `$env:TELEGRAM_BOT_TOKEN = '123456:ABC...'`n" +
-            "or put the line  TELEGRAM_BOT_TOKEN=123456:ABC...  in $Root\.env, and run .\deploy.ps1 again.")
+            "or put the line  TELEGRAM_BOT_TOKEN=123456:ABC...  in $Root\.env (copy .env.example .env), and run .\deploy.ps1 again.")
     }
 }
 
@@ -190,8 +223,7 @@ function Test-InstallNeeded {
         $marker = Join-Path $Venv $name
         if ((Test-Path -LiteralPath $marker) -and
             ((Get-Item -LiteralPath 'pyproject.toml').LastWriteTime -le (Get-Item -LiteralPath $marker).LastWriteTime)) {
-            & $VenvPython -c 'import vechnost_bot' 2>$null
-            return ($LASTEXITCODE -ne 0)
+            return ((Invoke-NativeQuiet $VenvPython @('-c', 'import vechnost_bot')) -ne 0)
         }
     }
     $code = Invoke-VenvPython $InstallCheck
@@ -203,6 +235,15 @@ function Install-Vechnost($Python) {
         Write-Step "creating $Venv"
         & $Python.Exe @($Python.Args) -m venv $Venv
         if ($LASTEXITCODE -ne 0) { Stop-WithError "could not create $Venv (see above)." }
+    }
+    # A venv made halfway has no pip: make it again.
+    if ((Invoke-NativeQuiet $VenvPython @('-m', 'pip', '--version')) -ne 0) {
+        Write-Step "repairing $Venv (it has no pip)"
+        & $Python.Exe @($Python.Args) -m venv --clear $Venv
+        if ($LASTEXITCODE -ne 0 -or (Invoke-NativeQuiet $VenvPython @('-m', 'pip', '--version')) -ne 0) {
+            Stop-WithError "could not repair $Venv (no pip in it); remove the .venv folder and run .\deploy.ps1 again."
+        }
+        Remove-Item -LiteralPath (Join-Path $Venv '.deploy-installed') -Force -ErrorAction SilentlyContinue
     }
     if (-not (Test-InstallNeeded)) { return }
     Write-Step "installing Vechnost into $Venv (pip install -e .)"
@@ -242,22 +283,81 @@ function Import-State {
     return $savedMode
 }
 
-# The pid from the pid file when that process is alive and is a vechnost bot, else $null.
+$SettingPattern = '^(TELEGRAM_|REDIS_|HEALTH_|LOG_|RATE_LIMIT_|PYTHON$)'
+# The settings the operator gave (this session's, or restored by Import-Environment), not
+# the ones this script derives per mode (REDIS_URL in redis mode, REDIS_AUTO_START, LOG_FILE).
+$script:OperatorSettings = @(Get-ChildItem Env: | Where-Object { $_.Name -match $SettingPattern } | ForEach-Object { $_.Name })
+
+# The bot's settings from this session, so that a restart from another window starts the
+# same bot (the file may hold the token: readable by this user only).
+function Save-Environment {
+    $saved = @{}
+    foreach ($name in $script:OperatorSettings) {
+        $value = [Environment]::GetEnvironmentVariable($name)
+        if ($null -ne $value) { $saved[$name] = $value }
+    }
+    $saved | ConvertTo-Json | Set-Content -LiteralPath $EnvFile -Encoding UTF8
+    try {
+        $acl = Get-Acl -LiteralPath $EnvFile
+        $acl.SetAccessRuleProtection($true, $false)
+        $user = [System.Security.Principal.WindowsIdentity]::GetCurrent().Name
+        $rule = New-Object System.Security.AccessControl.FileSystemAccessRule($user, 'FullControl', 'Allow')
+        $acl.AddAccessRule($rule)
+        Set-Acl -LiteralPath $EnvFile -AclObject $acl
+    }
+    catch {
+        Write-Warning "could not restrict $EnvFile to this user: $_"
+    }
+}
+
+# Restore the saved settings that this session does not set.
+function Import-Environment {
+    if (-not (Test-Path -LiteralPath $EnvFile)) { return }
+    $saved = Get-Content -LiteralPath $EnvFile -Raw | ConvertFrom-Json
+    foreach ($property in $saved.PSObject.Properties) {
+        if ($property.Name -match $SettingPattern -and
+            $null -eq [Environment]::GetEnvironmentVariable($property.Name)) {
+            [Environment]::SetEnvironmentVariable($property.Name, [string]$property.Value)
+            $script:OperatorSettings += $property.Name
+        }
+    }
+}
+
+function Get-StartStamp([System.Diagnostics.Process]$Process) {
+    return $Process.StartTime.ToUniversalTime().ToString('o')
+}
+
+# The pid from the pid file when that very process still runs: the start time recorded
+# with it and this checkout's `python -m vechnost_bot run`. A reused pid, or any other
+# program, is never ours and is never stopped.
 function Get-RunningPid {
     if (-not (Test-Path -LiteralPath $PidFile)) { return $null }
-    $text = (Get-Content -LiteralPath $PidFile -Raw).Trim()
+    $lines = @(Get-Content -LiteralPath $PidFile)
     $botPid = 0
-    if (-not [int]::TryParse($text, [ref]$botPid)) { return $null }
+    if ($lines.Count -lt 1 -or -not [int]::TryParse($lines[0].Trim(), [ref]$botPid)) { return $null }
     $process = Get-Process -Id $botPid -ErrorAction SilentlyContinue
     if (-not $process) { return $null }
     try {
-        $info = Get-CimInstance Win32_Process -Filter "ProcessId = $botPid" -ErrorAction Stop
-        if ($info.CommandLine -notmatch 'vechnost') { return $null }
+        if ($lines.Count -ge 2 -and $lines[1].Trim() -and (Get-StartStamp $process) -ne $lines[1].Trim()) {
+            return $null
+        }
     }
     catch {
-        if ($process.ProcessName -notmatch 'python|vechnost') { return $null }
+        return $null
+    }
+    try {
+        $info = Get-CimInstance Win32_Process -Filter "ProcessId = $botPid" -ErrorAction Stop
+        $line = [string]$info.CommandLine
+        if (-not $line.Contains($VenvPython) -or -not $line.Contains('vechnost_bot run')) { return $null }
+    }
+    catch {
+        if ($process.Path -ne $VenvPython) { return $null }
     }
     return $botPid
+}
+
+function Save-Pid([System.Diagnostics.Process]$Process) {
+    @("$($Process.Id)", (Get-StartStamp $Process)) | Set-Content -LiteralPath $PidFile -Encoding ASCII
 }
 
 function Assert-NotRunning {
@@ -266,20 +366,39 @@ function Assert-NotRunning {
         Stop-WithError "a Vechnost bot already runs (pid $botPid, pid file $PidFile). Use -Command status, -Command restart or -Command stop."
     }
     if (Test-Path -LiteralPath $PidFile) {
-        Write-Warning "removing stale pid file $PidFile (that process is gone)"
+        Write-Warning "removing stale pid file $PidFile (its process is gone, or is not this bot)"
         Remove-Item -LiteralPath $PidFile -Force
     }
 }
 
 # --- start --------------------------------------------------------------------
 
-function Show-FailureLogs {
-    foreach ($file in @($env:LOG_FILE, $OutFile, $ErrFile)) {
-        if ($file -and (Test-Path -LiteralPath $file)) {
-            Write-Host "`n--- last lines of $file ---"
-            Get-Content -LiteralPath $file -Tail 40 | Write-Host
+# This start's errors first (the .err/.out files are new each start), then the part of the
+# log file written since this start ($Offset: its size before): never an older run's lines.
+function Show-FailureLogs([long]$Offset) {
+    foreach ($file in @($ErrFile, $OutFile)) {
+        if ((Test-Path -LiteralPath $file) -and (Get-Item -LiteralPath $file).Length -gt 0) {
+            [Console]::Error.WriteLine("`n--- errors of this start ($file) ---")
+            Get-Content -LiteralPath $file -Tail 20 | ForEach-Object { [Console]::Error.WriteLine($_) }
         }
     }
+    if ($env:LOG_FILE -and (Test-Path -LiteralPath $env:LOG_FILE)) {
+        $stream = [System.IO.File]::Open($env:LOG_FILE, 'Open', 'Read', 'ReadWrite')
+        try {
+            [void]$stream.Seek([Math]::Min($Offset, $stream.Length), 'Begin')
+            $text = (New-Object System.IO.StreamReader($stream)).ReadToEnd()
+        }
+        finally {
+            $stream.Dispose()
+        }
+        [Console]::Error.WriteLine("`n--- last lines of $env:LOG_FILE from this start ---")
+        $text -split "`r?`n" | Select-Object -Last 40 | ForEach-Object { [Console]::Error.WriteLine($_) }
+    }
+}
+
+function Get-FileSize([string]$Path) {
+    if ($Path -and (Test-Path -LiteralPath $Path)) { return (Get-Item -LiteralPath $Path).Length }
+    return 0
 }
 
 function Wait-Ready([string]$HealthUrl, [int]$BotPid) {
@@ -306,24 +425,32 @@ function Wait-Ready([string]$HealthUrl, [int]$BotPid) {
     return 'timeout'
 }
 
-function Start-Bot([string]$DeployMode) {
-    Assert-NotRunning
+# The settings as the bot reads them, checked before anything is stopped or started;
+# returns the health URL and sets LOG_FILE. Exit 2 on a bad setting.
+function Assert-Config {
+    Assert-Token
     $probe = @(Invoke-VenvPythonOutput $SettingsProbe)
     if ($LASTEXITCODE -ne 0 -or $probe.Count -lt 2) { exit 2 }
-    $healthUrl = $probe[0]
     if (-not $env:LOG_FILE) { $env:LOG_FILE = $probe[1] }
+    return $probe[0]
+}
+
+function Start-Bot([string]$DeployMode) {
+    Assert-NotRunning
+    $healthUrl = Assert-Config
     if ((Invoke-VenvPython $PortProbe @($healthUrl)) -ne 0) {
         Stop-WithError ("something already listens on $healthUrl (HEALTH_PORT). Is another Vechnost running? " +
             'Check with -Command status, or set $env:HEALTH_PORT to a free port.')
     }
     New-Item -ItemType Directory -Force -Path $RunDir, (Split-Path -Parent $env:LOG_FILE) | Out-Null
     Save-State $DeployMode $env:LOG_FILE
+    Save-Environment
     if ($Foreground) {
         Write-Step "running vechnost in the foreground ($DeployMode mode; Ctrl-C stops it; log file $env:LOG_FILE)"
         # In this console (Ctrl-C reaches it), with the bot's own pid in the pid file.
         $process = Start-Process -FilePath $VenvPython -ArgumentList @('-m', 'vechnost_bot', 'run') `
             -WorkingDirectory $Root -NoNewWindow -PassThru
-        $process.Id | Set-Content -LiteralPath $PidFile
+        Save-Pid $process
         try {
             $process.WaitForExit()
         }
@@ -332,13 +459,27 @@ function Start-Bot([string]$DeployMode) {
         }
         exit $process.ExitCode
     }
+    $offset = Get-FileSize $env:LOG_FILE
+    # The log file has every line (rotated); the console files, new at each start, get
+    # errors only (LOG_CONSOLE=false), so they stay small however long the bot runs.
+    $env:LOG_CONSOLE = 'false'
     # python.exe itself (not the vechnost.exe launcher), so that the pid is the bot's.
     $process = Start-Process -FilePath $VenvPython -ArgumentList @('-m', 'vechnost_bot', 'run') `
         -WorkingDirectory $Root -WindowStyle Hidden -PassThru `
         -RedirectStandardOutput $OutFile -RedirectStandardError $ErrFile
-    $process.Id | Set-Content -LiteralPath $PidFile
+    Remove-Item Env:LOG_CONSOLE
+    Save-Pid $process
     Write-Step "started vechnost (pid $($process.Id), $DeployMode mode); waiting up to ${ReadyTimeout}s for $healthUrl/readyz"
-    $result = Wait-Ready $healthUrl $process.Id
+    $result = 'interrupted'
+    try {
+        $result = Wait-Ready $healthUrl $process.Id
+    }
+    finally {
+        # Ctrl-C stops the wait, not the bot: say so.
+        if ($result -eq 'interrupted') {
+            [Console]::Error.WriteLine("deploy.ps1: interrupted. vechnost (pid $($process.Id)) keeps running in the background: -Command status shows it, -Command stop stops it.")
+        }
+    }
     if ($result -ne 'ready') {
         if ($result -eq 'exited') {
             [Console]::Error.WriteLine('deploy.ps1: vechnost exited during startup.')
@@ -347,7 +488,7 @@ function Start-Bot([string]$DeployMode) {
         else {
             [Console]::Error.WriteLine("deploy.ps1: vechnost (pid $($process.Id)) was not ready within ${ReadyTimeout}s; it keeps running. Stop it with -Command stop.")
         }
-        Show-FailureLogs
+        Show-FailureLogs $offset
         exit 1
     }
     Write-Step "log file: $env:LOG_FILE  (.\deploy.ps1 -Command logs -Follow)"
@@ -362,14 +503,11 @@ function Invoke-VenvPythonOutput([string]$Code) {
     return (& $VenvPython $script)
 }
 
+# Compose v2 only: v1 (docker-compose 1.x) rejects the file's top-level `name:`. The second
+# file publishes Redis on this host's loopback for the bot that runs here.
 function Invoke-Compose([string[]]$Arguments) {
-    & docker compose version *> $null
-    if ($LASTEXITCODE -eq 0) {
-        & docker compose @Arguments
-    }
-    else {
-        & docker-compose @Arguments
-    }
+    $files = @('-f', (Join-Path $Root 'docker-compose.yml'), '-f', (Join-Path $Root 'docker-compose.redis-port.yml'))
+    & docker compose @files @Arguments
 }
 
 function Assert-Docker {
@@ -377,13 +515,11 @@ function Assert-Docker {
         Stop-WithError ("redis mode needs Docker, and 'docker' was not found. Install Docker Desktop " +
             '(https://docs.docker.com/desktop/install/windows-install/), or use -Mode auto (no Docker needed).')
     }
-    & docker compose version *> $null
-    if ($LASTEXITCODE -ne 0 -and -not (Get-Command 'docker-compose' -ErrorAction SilentlyContinue)) {
-        Stop-WithError ("redis mode needs Docker Compose, and neither 'docker compose' nor 'docker-compose' works. " +
-            'Update Docker Desktop (it ships Compose), or use -Mode auto.')
+    if ((Invoke-NativeQuiet 'docker' @('compose', 'version')) -ne 0) {
+        Stop-WithError ("redis mode needs Docker Compose v2 ('docker compose'); the old docker-compose 1.x cannot read docker-compose.yml. " +
+            'Update Docker Desktop (it ships Compose v2), or use -Mode auto.')
     }
-    & docker info *> $null
-    if ($LASTEXITCODE -ne 0) {
+    if ((Invoke-NativeQuiet 'docker' @('info')) -ne 0) {
         Stop-WithError "the Docker engine does not answer ('docker info' failed). Start Docker Desktop and try again."
     }
 }
@@ -405,11 +541,32 @@ function Get-RedisPassword {
 function Wait-RedisContainer {
     $deadline = (Get-Date).AddSeconds(60)
     while ((Get-Date) -lt $deadline) {
-        $health = & docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' vechnost-redis 2>$null
+        $health = Get-NativeOutput 'docker' @('inspect', '-f', '{{if .State.Health}}{{.State.Health.Status}}{{end}}', 'vechnost-redis')
         if ($health -eq 'healthy') { return }
         Start-Sleep -Seconds 1
     }
     Write-Warning 'the vechnost-redis container is not healthy after 60s (docker logs vechnost-redis); the bot starts anyway and switches to Redis when it answers.'
+}
+
+# REDIS_PORT, else 6379 when free, else a free port (another Redis often owns 6379).
+function Get-RedisHostPort {
+    if ($env:REDIS_PORT) { return $env:REDIS_PORT }
+    $client = New-Object System.Net.Sockets.TcpClient
+    try {
+        $client.Connect('127.0.0.1', 6379)
+    }
+    catch {
+        return '6379'
+    }
+    finally {
+        $client.Dispose()
+    }
+    $listener = [System.Net.Sockets.TcpListener]::new([System.Net.IPAddress]::Loopback, 0)
+    $listener.Start()
+    $port = $listener.LocalEndpoint.Port
+    $listener.Stop()
+    Write-Step "127.0.0.1:6379 is taken; the Redis container uses 127.0.0.1:$port"
+    return "$port"
 }
 
 function Invoke-Deploy([string]$DeployMode) {
@@ -419,11 +576,17 @@ function Invoke-Deploy([string]$DeployMode) {
     Install-Vechnost $python
     if ($DeployMode -eq 'auto') {
         $env:REDIS_AUTO_START = 'true'
+        # REDIS_PASSWORD (also in .env) is the Redis container's, for redis mode; the
+        # auto-started server has its own generated password. Set here, it wins over .env
+        # (a single space: PowerShell 5.1 deletes a variable set to '').
+        $env:REDIS_PASSWORD = ' '
+        $env:REDIS_PASSWORD_FILE = ' '
     }
     else {
         Assert-NotRunning
+        $null = Assert-Config
         $password = Get-RedisPassword
-        $port = if ($env:REDIS_PORT) { $env:REDIS_PORT } else { '6379' }
+        $port = Get-RedisHostPort
         $env:REDIS_PASSWORD = $password
         $env:REDIS_PORT = $port
         Write-Step "starting Redis: docker compose --profile redis-external up -d redis (127.0.0.1:$port)"
@@ -431,8 +594,8 @@ function Invoke-Deploy([string]$DeployMode) {
         Invoke-Compose @('--profile', 'redis-external', 'up', '-d', 'redis')
         if ($LASTEXITCODE -ne 0) { Stop-WithError 'docker compose could not start Redis (see above).' }
         Wait-RedisContainer
-        $encoded = [Uri]::EscapeDataString($password)
-        $env:REDIS_URL = "redis://:$encoded@127.0.0.1:$port/0"
+        # The bot URL-encodes REDIS_PASSWORD into the URL itself.
+        $env:REDIS_URL = "redis://127.0.0.1:$port/0"
         $env:REDIS_AUTO_START = 'false'
     }
     Start-Bot $DeployMode
@@ -449,6 +612,7 @@ function Assert-Installed {
 function Invoke-Status {
     Assert-Installed
     $savedMode = Import-State
+    Import-Environment
     $botPid = Get-RunningPid
     if ($botPid) {
         Write-Step "bot process: pid $botPid ($savedMode mode, pid file $PidFile)"
@@ -461,14 +625,24 @@ function Invoke-Status {
     & $VenvVechnost @statusArgs
     $code = $LASTEXITCODE
     if ($savedMode -eq 'redis' -and (Get-Command 'docker' -ErrorAction SilentlyContinue)) {
-        Invoke-Compose @('--profile', 'redis-external', 'ps', 'redis')
+        $ps = Get-NativeOutput 'docker' @('compose', '-f', (Join-Path $Root 'docker-compose.yml'), '--profile', 'redis-external', 'ps', 'redis')
+        $ps | ForEach-Object { Write-Step $_ }
     }
     exit $code
+}
+
+function Invoke-Doctor {
+    Assert-Installed
+    $null = Import-State
+    Import-Environment
+    & $VenvVechnost doctor
+    exit $LASTEXITCODE
 }
 
 function Invoke-Logs {
     Assert-Installed
     $null = Import-State
+    Import-Environment
     $logArgs = @('logs', '-n', "$Lines")
     if ($Follow) { $logArgs += '-f' }
     & $VenvVechnost @logArgs
@@ -516,6 +690,9 @@ switch ($Command) {
     'status' {
         Invoke-Status
     }
+    'doctor' {
+        Invoke-Doctor
+    }
     'logs' {
         Invoke-Logs
     }
@@ -524,7 +701,13 @@ switch ($Command) {
     }
     'restart' {
         $savedMode = Import-State
+        Import-Environment
         $restartMode = if ($PSBoundParameters.ContainsKey('Mode')) { $Mode } elseif ($savedMode) { $savedMode } else { 'auto' }
+        # Everything the new start needs is checked before the running bot is stopped.
+        $null = Assert-Python
+        Assert-Installed
+        $null = Assert-Config
+        if ($restartMode -eq 'redis') { Assert-Docker }
         Invoke-Stop
         Invoke-Deploy $restartMode
     }

@@ -5,16 +5,21 @@
 #                               auto-starts a local redis-server (or falls back to memory)
 #   ./deploy.sh redis           Redis in a Docker Compose container (profile redis-external),
 #                               the bot on this host pointed at it, auto-start off
-#   ./deploy.sh status          what the running bot is doing (vechnost status)
+#   ./deploy.sh status [--json] what the running bot is doing (vechnost status)
+#   ./deploy.sh doctor          check configuration, Redis and Telegram (vechnost doctor)
 #   ./deploy.sh logs [-f] [-n N]
 #   ./deploy.sh stop            SIGTERM by pid, bounded wait
-#   ./deploy.sh restart [auto|redis]
+#   ./deploy.sh restart [auto|redis]   checks the configuration first, keeps the settings
+#                               the bot was started with (run/env) unless set now
 #   ./deploy.sh <mode> --foreground   run in this terminal instead (Ctrl-C stops it)
 #
+# Exit codes: 0 done; 1 failed (see the message); 2 configuration (no token, a bad
+# setting); 130 interrupted; status: 0 healthy, 1 degraded, 3 not running.
 # Environment: TELEGRAM_BOT_TOKEN (required; or in .env), PYTHON (default python3),
 # VECHNOST_RUN_DIR (default ./run), VECHNOST_READY_TIMEOUT (s, default 60),
 # VECHNOST_STOP_TIMEOUT (s, default 30), REDIS_PASSWORD and REDIS_PORT (redis mode),
 # plus every setting the bot reads (HEALTH_PORT, LOG_FILE, REDIS_DATA_DIR, ...).
+# Works with bash 3.2 (macOS) and later.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,6 +28,7 @@ cd "$ROOT"
 RUN_DIR=${VECHNOST_RUN_DIR:-$ROOT/run}
 PID_FILE=$RUN_DIR/vechnost.pid
 STATE_FILE=$RUN_DIR/state
+ENV_FILE=$RUN_DIR/env
 OUT_FILE=$RUN_DIR/vechnost.out
 VENV=$ROOT/.venv
 VPY=$VENV/bin/python
@@ -35,9 +41,14 @@ die() {
     printf 'deploy.sh: %s\n' "$*" >&2
     exit 1
 }
+# A configuration problem: exit 2, as `vechnost` does.
+die_config() {
+    printf 'deploy.sh: %s\n' "$*" >&2
+    exit 2
+}
 
 usage() {
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 # --- checks -----------------------------------------------------------------
@@ -66,10 +77,10 @@ have_token() {
 }
 
 check_token() {
-    if ! have_token; then
-        die "TELEGRAM_BOT_TOKEN is not set. Get a token from @BotFather in Telegram, then either
+    if ! have_token && ! [ -n "${TELEGRAM_BOT_TOKEN_FILE:-}" ]; then
+        die_config "TELEGRAM_BOT_TOKEN is not set. Get a token from @BotFather in Telegram, then either
     export TELEGRAM_BOT_TOKEN='123456:ABC...'
-or put the line  TELEGRAM_BOT_TOKEN=123456:ABC...  in $ROOT/.env, and run ./deploy.sh again."
+or put the line  TELEGRAM_BOT_TOKEN=123456:ABC...  in $ROOT/.env (cp .env.example .env), and run ./deploy.sh again."
     fi
 }
 
@@ -116,7 +127,15 @@ PY
 install() {
     if [ ! -x "$VPY" ]; then
         say "creating $VENV"
-        "$PYTHON_BIN" -m venv "$VENV" || die "could not create $VENV. On Debian/Ubuntu: apt-get install python3-venv"
+        "$PYTHON_BIN" -m venv "$VENV" || die "could not create $VENV. On Debian/Ubuntu: apt-get install python3-venv, then run ./deploy.sh again."
+    fi
+    # A venv made while python3-venv was missing has no pip: make it again.
+    if ! "$VPY" -m pip --version >/dev/null 2>&1; then
+        say "repairing $VENV (it has no pip)"
+        if ! { "$PYTHON_BIN" -m venv --clear "$VENV" && "$VPY" -m pip --version >/dev/null 2>&1; }; then
+            die "could not repair $VENV (no pip in it). On Debian/Ubuntu: apt-get install python3-venv, then run ./deploy.sh again."
+        fi
+        rm -f "$VENV/.deploy-installed" "$VENV/.installed"
     fi
     if ! install_needed; then
         return 0
@@ -178,18 +197,76 @@ load_state() {
     done <"$STATE_FILE"
 }
 
-# The pid in the pid file when that process is alive and is a vechnost bot.
+# The settings the operator gave (this shell's, or restored by load_env), not the ones
+# deploy.sh derives per mode (REDIS_URL in redis mode, REDIS_AUTO_START, LOG_FILE).
+OPERATOR_SETTINGS=$(compgen -e | grep -E '^(TELEGRAM_|REDIS_|HEALTH_|LOG_|RATE_LIMIT_|PYTHON$)' || true)
+
+# The operator's settings (NUL-separated, 0600: it may hold the token), so that
+# `restart` from another shell starts the same bot.
+save_env() {
+    local name
+    (
+        umask 077
+        for name in $OPERATOR_SETTINGS; do
+            if [ -n "${!name+set}" ]; then printf '%s=%s\0' "$name" "${!name}"; fi
+        done >"$ENV_FILE"
+    )
+}
+
+# Export the saved settings that this shell does not set.
+load_env() {
+    [ -f "$ENV_FILE" ] || return 0
+    local entry name
+    while IFS= read -r -d '' entry; do
+        name=${entry%%=*}
+        case $name in TELEGRAM_* | REDIS_* | HEALTH_* | LOG_* | RATE_LIMIT_* | PYTHON) ;; *) continue ;; esac
+        if [ -z "${!name+set}" ]; then
+            export "$name=${entry#*=}"
+            OPERATOR_SETTINGS="$OPERATOR_SETTINGS $name"
+        fi
+    done <"$ENV_FILE"
+}
+
+# When a process started (clock ticks since boot on Linux, ps's lstart elsewhere): with
+# the pid it names one process, never a later one that reuses the number.
+process_start() {
+    local stat
+    if stat=$(cat "/proc/$1/stat" 2>/dev/null); then
+        # shellcheck disable=SC2086 # split the fields after "(comm) "
+        set -- ${stat##*) }
+        printf '%s\n' "${20}"
+    else
+        ps -o lstart= -p "$1" 2>/dev/null | grep . || return 1
+    fi
+}
+
+process_command() {
+    if [ -r "/proc/$1/cmdline" ]; then
+        tr '\0' ' ' <"/proc/$1/cmdline"
+    else
+        ps -o command= -p "$1" 2>/dev/null
+    fi
+}
+
+# The pid file: the pid, then its start time.
+record_pid() {
+    printf '%s\n%s\n' "$1" "$(process_start "$1" || true)" >"$PID_FILE"
+}
+
+# The pid in the pid file when that very process still runs: the start time recorded
+# with it and this checkout's `vechnost run` command line. A reused pid, or any other
+# program, is never ours and is never signalled.
 running_pid() {
     [ -f "$PID_FILE" ] || return 1
-    local pid
-    pid=$(tr -dc '0-9' <"$PID_FILE")
+    local pid recorded start
+    pid=$(sed -n 1p "$PID_FILE" | tr -dc '0-9')
+    recorded=$(sed -n 2p "$PID_FILE")
     [ -n "$pid" ] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
-    if [ -r "/proc/$pid/cmdline" ]; then
-        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q vechnost || return 1
-    else
-        ps -p "$pid" -o command= 2>/dev/null | grep -q vechnost || return 1
-    fi
+    start=$(process_start "$pid") || return 1
+    # No start time: a pid file of an older deploy.sh; the command line alone decides.
+    [ -z "$recorded" ] || [ "$start" = "$recorded" ] || return 1
+    case $(process_command "$pid") in *"$VENV/bin/vechnost run"*) ;; *) return 1 ;; esac
     printf '%s\n' "$pid"
 }
 
@@ -199,7 +276,7 @@ refuse_second_bot() {
         die "a Vechnost bot already runs (pid $pid, pid file $PID_FILE). Use ./deploy.sh status, ./deploy.sh restart or ./deploy.sh stop."
     fi
     if [ -f "$PID_FILE" ]; then
-        warn "removing stale pid file $PID_FILE (that process is gone)"
+        warn "removing stale pid file $PID_FILE (its process is gone, or is not this bot)"
         rm -f "$PID_FILE"
     fi
 }
@@ -241,8 +318,9 @@ PY
 # Waits for /readyz (200) while the bot is alive; exit 1 when it died, 2 on timeout.
 wait_ready() {
     "$VPY" - "$1/readyz" "$2" "$READY_TIMEOUT" <<'PY'
-import json, os, sys, time, urllib.error, urllib.request
+import json, os, signal, sys, time, urllib.error, urllib.request
 url, pid, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+signal.signal(signal.SIGINT, lambda *_: sys.exit(130))  # Ctrl-C: the script says what runs
 deadline = time.monotonic() + timeout
 while time.monotonic() < deadline:
     try:
@@ -268,43 +346,82 @@ sys.exit(2)
 PY
 }
 
+# This run's errors (the console output file is new each start), then this run's part of
+# the log file (from the size it had before the start): an older run's traceback never
+# comes first.
 show_failure_logs() {
-    if [ -n "${LOG_FILE:-}" ] && [ -f "$LOG_FILE" ]; then
-        printf '\n--- last lines of %s ---\n' "$LOG_FILE" >&2
-        tail -n 40 "$LOG_FILE" >&2
-    fi
+    local offset=${1:-0}
     if [ -s "$OUT_FILE" ]; then
-        printf '\n--- last lines of %s ---\n' "$OUT_FILE" >&2
+        printf '\n--- errors of this start (%s) ---\n' "$OUT_FILE" >&2
         tail -n 20 "$OUT_FILE" >&2
+    fi
+    if [ -n "${LOG_FILE:-}" ] && [ -f "$LOG_FILE" ]; then
+        printf '\n--- last lines of %s from this start ---\n' "$LOG_FILE" >&2
+        tail -c "+$((offset + 1))" "$LOG_FILE" | tail -n 40 >&2
     fi
 }
 
-# start_bot MODE FOREGROUND: the common part of `auto` and `redis`.
-start_bot() {
-    local mode=$1 foreground=$2 settings health pid code
-    refuse_second_bot
+file_size() {
+    if [ -f "$1" ]; then wc -c <"$1" | tr -d ' '; else echo 0; fi
+}
+
+# Everything a start needs, checked before anything is stopped or started: the token,
+# the settings as the bot reads them; sets HEALTH_URL and LOG_FILE.
+check_config() {
+    local settings
+    check_token
     settings=$(resolve_settings) || exit 2
-    health=${settings%% *}
+    HEALTH_URL=${settings%% *}
     if [ -z "${LOG_FILE:-}" ]; then
         LOG_FILE=${settings#* }
     fi
     export LOG_FILE
-    check_health_port_free "$health" || exit 1
+}
+
+# start_bot MODE FOREGROUND: the common part of `auto` and `redis`.
+start_bot() {
+    local mode=$1 foreground=$2 pid code offset
+    refuse_second_bot
+    check_config
+    check_health_port_free "$HEALTH_URL" || exit 1
     mkdir -p "$RUN_DIR" || die "cannot create the run dir $RUN_DIR; set VECHNOST_RUN_DIR to a folder you can write."
     mkdir -p "$(dirname "$LOG_FILE")" ||
         die "cannot create the folder of LOG_FILE=$LOG_FILE (permission denied?); set REDIS_DATA_DIR or LOG_FILE to a folder this user can write."
     save_state "$mode"
+    save_env
     if [ "$foreground" = 1 ]; then
         say "running vechnost in the foreground ($mode mode; Ctrl-C stops it; log file $LOG_FILE)"
-        printf '%s\n' "$$" >"$PID_FILE"
-        exec "$VENV/bin/vechnost" run
+        # In the foreground (Ctrl-C reaches it): the child writes the pid file (pid and
+        # start time, as record_pid does) and becomes the bot; the file goes when it ends.
+        trap 'rm -f "$PID_FILE"' EXIT
+        code=0
+        "$VPY" - "$PID_FILE" "$VENV/bin/vechnost" <<'PY' || code=$?
+import os, subprocess, sys
+pid = os.getpid()
+try:
+    start = open(f"/proc/{pid}/stat").read().rsplit(") ", 1)[1].split()[19]
+except OSError:
+    start = subprocess.run(["ps", "-o", "lstart=", "-p", str(pid)], capture_output=True,
+                           text=True, check=False).stdout.strip()
+with open(sys.argv[1], "w") as handle:
+    handle.write(f"{pid}\n{start}\n")
+os.execv(sys.argv[2], [sys.argv[2], "run"])
+PY
+        exit "$code"
     fi
+    offset=$(file_size "$LOG_FILE")
     # The log file has every line; the console output file keeps errors only.
     pid=$(LOG_CONSOLE=false spawn_bot)
-    printf '%s\n' "$pid" >"$PID_FILE"
-    say "started vechnost (pid $pid, $mode mode); waiting up to ${READY_TIMEOUT}s for $health/readyz"
+    record_pid "$pid"
+    say "started vechnost (pid $pid, $mode mode); waiting up to ${READY_TIMEOUT}s for $HEALTH_URL/readyz"
     code=0
-    wait_ready "$health" "$pid" || code=$?
+    trap ':' INT # the wait below reports Ctrl-C itself (exit 130)
+    wait_ready "$HEALTH_URL" "$pid" || code=$?
+    trap - INT
+    if [ "$code" -eq 130 ]; then
+        printf '\ndeploy.sh: interrupted. vechnost (pid %s) keeps running in the background: ./deploy.sh status shows it, ./deploy.sh stop stops it.\n' "$pid" >&2
+        exit 130
+    fi
     if [ "$code" -ne 0 ]; then
         if [ "$code" -eq 1 ]; then
             printf 'deploy.sh: vechnost exited during startup.\n' >&2
@@ -312,7 +429,7 @@ start_bot() {
         else
             printf 'deploy.sh: vechnost (pid %s) was not ready within %ss; it keeps running. Stop it with ./deploy.sh stop.\n' "$pid" "$READY_TIMEOUT" >&2
         fi
-        show_failure_logs
+        show_failure_logs "$offset"
         exit 1
     fi
     say "log file: $LOG_FILE  (./deploy.sh logs -f)"
@@ -325,27 +442,50 @@ deploy_auto() {
     check_token
     install
     export REDIS_AUTO_START=true
+    # REDIS_PASSWORD (also in .env) is the Redis container's, for redis mode; the
+    # auto-started server has its own generated password. Empty here wins over .env.
+    export REDIS_PASSWORD="" REDIS_PASSWORD_FILE=""
     start_bot auto "$1"
 }
 
+# Compose v2 only: v1 (`docker-compose` 1.x) rejects the file's top-level `name:`.
+COMPOSE_FILES=(-f "$ROOT/docker-compose.yml" -f "$ROOT/docker-compose.redis-port.yml")
 compose() {
-    if docker compose version >/dev/null 2>&1; then
-        docker compose "$@"
-    else
-        docker-compose "$@"
-    fi
+    docker compose "${COMPOSE_FILES[@]}" "$@"
 }
 
 check_docker() {
     if ! command -v docker >/dev/null 2>&1; then
         die "redis mode needs Docker, and 'docker' is not on PATH. Install Docker Engine (https://docs.docker.com/engine/install/), or use ./deploy.sh auto (no Docker needed)."
     fi
-    if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
-        die "redis mode needs Docker Compose, and neither 'docker compose' nor 'docker-compose' works. Install the Compose plugin (e.g. apt-get install docker-compose-plugin), or use ./deploy.sh auto."
+    if ! docker compose version >/dev/null 2>&1; then
+        if command -v docker-compose >/dev/null 2>&1; then
+            die "redis mode needs Docker Compose v2 ('docker compose'); only the old docker-compose 1.x is here, and it cannot read docker-compose.yml. Install Compose v2: Docker's docker-compose-plugin package (https://docs.docker.com/compose/install/linux/), or Debian 13+'s docker-compose; or use ./deploy.sh auto."
+        fi
+        die "redis mode needs Docker Compose v2 ('docker compose'). Install it (Docker's docker-compose-plugin package, https://docs.docker.com/compose/install/linux/; Debian 13+: apt-get install docker-compose), or use ./deploy.sh auto."
     fi
     if ! docker info >/dev/null 2>&1; then
         die "the Docker engine does not answer ('docker info' failed). Start it (systemctl start docker) or check that your user may use it (the docker group)."
     fi
+}
+
+# REDIS_PORT, else 6379 when free, else a free port (a distro Redis often owns 6379).
+redis_host_port() {
+    if [ -n "${REDIS_PORT:-}" ]; then
+        printf '%s\n' "$REDIS_PORT"
+        return 0
+    fi
+    "$VPY" - <<'PY'
+import socket
+try:
+    socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
+except OSError:
+    print(6379)
+else:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        print(probe.getsockname()[1])
+PY
 }
 
 # The Redis password: REDIS_PASSWORD, else one generated once and kept in the run dir.
@@ -384,16 +524,18 @@ deploy_redis() {
     check_docker
     install
     refuse_second_bot
-    local password port encoded
+    check_config
+    local password port
     password=$(redis_password)
-    port=${REDIS_PORT:-6379}
+    port=$(redis_host_port)
+    [ "$port" = 6379 ] || [ -n "${REDIS_PORT:-}" ] || say "127.0.0.1:6379 is taken; the Redis container uses 127.0.0.1:$port"
     export REDIS_PASSWORD=$password REDIS_PORT=$port
     say "starting Redis: docker compose --profile redis-external up -d redis (127.0.0.1:$port)"
     # Only the redis service: the bot runs on this host, so a bot container would poll twice.
     compose --profile redis-external up -d redis || die "docker compose could not start Redis (see above)."
     wait_redis_container
-    encoded=$("$VPY" -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$password")
-    export REDIS_URL="redis://:$encoded@127.0.0.1:$port/0"
+    # The bot URL-encodes REDIS_PASSWORD into the URL itself.
+    export REDIS_URL="redis://127.0.0.1:$port/0"
     export REDIS_AUTO_START=false
     start_bot redis "$1"
 }
@@ -407,6 +549,7 @@ need_installed() {
 cmd_status() {
     need_installed
     load_state
+    load_env
     local pid code=0
     # Our own lines go to stderr, so that `status --json` prints nothing but JSON on stdout.
     if pid=$(running_pid); then
@@ -424,7 +567,15 @@ cmd_status() {
 cmd_logs() {
     need_installed
     load_state
+    load_env
     exec "$VENV/bin/vechnost" logs "$@"
+}
+
+cmd_doctor() {
+    need_installed
+    load_state
+    load_env
+    exec "$VENV/bin/vechnost" doctor "$@"
 }
 
 cmd_stop() {
@@ -455,8 +606,26 @@ cmd_stop() {
 
 # --- main -------------------------------------------------------------------
 
+# restart: check that the bot can start before the running one is stopped.
+cmd_restart() {
+    local mode=$1 foreground=$2
+    load_state
+    load_env
+    mode=${mode:-${SAVED_MODE:-auto}}
+    case $mode in auto | redis) ;; *) die "restart takes auto or redis, not '$mode'" ;; esac
+    check_python
+    need_installed
+    check_config
+    if [ "$mode" = redis ]; then check_docker; fi
+    cmd_stop
+    if [ "$mode" = auto ]; then deploy_auto "$foreground"; else deploy_redis "$foreground"; fi
+}
+
 main() {
-    local command=auto foreground=0 args=()
+    local command=auto foreground=0 arg
+    # Arrays that may be empty are expanded with a + guard: bash 3.2 under set -u calls an
+    # empty array unbound.
+    local args=() rest=()
     while [ "$#" -gt 0 ]; do
         case $1 in
         --foreground | -F) foreground=1 ;;
@@ -464,7 +633,7 @@ main() {
             usage
             return 0
             ;;
-        auto | redis | status | logs | stop | restart)
+        auto | redis | status | logs | stop | restart | doctor)
             command=$1
             shift
             args=("$@")
@@ -475,32 +644,23 @@ main() {
         shift
     done
     # --foreground may also come after the mode.
-    local rest=()
-    if [ "${#args[@]}" -gt 0 ]; then
-        for arg in "${args[@]}"; do
-            if [ "$arg" = --foreground ] || [ "$arg" = -F ]; then
-                foreground=1
-            else
-                rest+=("$arg")
-            fi
-        done
-    fi
+    for arg in ${args[@]+"${args[@]}"}; do
+        if [ "$arg" = --foreground ] || [ "$arg" = -F ]; then
+            foreground=1
+        else
+            rest+=("$arg")
+        fi
+    done
     case $command in
     auto | redis)
         [ "${#rest[@]}" -eq 0 ] || die "unexpected argument '${rest[0]}'. Try ./deploy.sh help"
         if [ "$command" = auto ]; then deploy_auto "$foreground"; else deploy_redis "$foreground"; fi
         ;;
-    status) cmd_status "${rest[@]}" ;;
-    logs) cmd_logs "${rest[@]}" ;;
+    status) cmd_status ${rest[@]+"${rest[@]}"} ;;
+    logs) cmd_logs ${rest[@]+"${rest[@]}"} ;;
+    doctor) cmd_doctor ${rest[@]+"${rest[@]}"} ;;
     stop) cmd_stop ;;
-    restart)
-        local mode
-        load_state
-        mode=${rest[0]:-${SAVED_MODE:-auto}}
-        case $mode in auto | redis) ;; *) die "restart takes auto or redis, not '$mode'" ;; esac
-        cmd_stop
-        if [ "$mode" = auto ]; then deploy_auto "$foreground"; else deploy_redis "$foreground"; fi
-        ;;
+    restart) cmd_restart "${rest[0]:-}" "$foreground" ;;
     esac
 }
 

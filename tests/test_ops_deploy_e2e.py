@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -57,6 +57,11 @@ def _alive(pid: int) -> bool:
     except OSError:
         return True
     return state != "Z"
+
+
+def _pid(pid_file: Path) -> int:
+    """The pid in deploy.sh's pid file (its first line; the second is the start time)."""
+    return int(pid_file.read_text().splitlines()[0])
 
 
 def _kill(pid: int) -> None:
@@ -181,7 +186,7 @@ def test_deploy_auto_status_logs_stop(tmp_path: Path, fake_api: int) -> None:
         deployed = _run(env, "auto")
         pid_file = run_dir / "vechnost.pid"
         if pid_file.exists():
-            bot_pid = int(pid_file.read_text().strip())
+            bot_pid = _pid(pid_file)
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         assert "installing" not in deployed.stdout, "deploy.sh reinstalled an up-to-date .venv"
         assert "ready: storage redis" in deployed.stdout
@@ -219,7 +224,7 @@ def test_deploy_auto_status_logs_stop(tmp_path: Path, fake_api: int) -> None:
 
         restarted = _run(env, "restart")
         assert restarted.returncode == 0, restarted.stdout + restarted.stderr
-        old_pid, bot_pid = bot_pid, int(pid_file.read_text().strip())
+        old_pid, bot_pid = bot_pid, _pid(pid_file)
         first_redis_pid = redis_pid
         assert bot_pid != old_pid
         assert not _alive(old_pid)
@@ -288,7 +293,7 @@ def test_deploy_redis_mode_uses_the_compose_redis(tmp_path: Path, fake_api: int)
         if (fake_dir / "redis.pid").exists():
             redis_pid = int((fake_dir / "redis.pid").read_text().strip())
         if (run_dir / "vechnost.pid").exists():
-            bot_pid = int((run_dir / "vechnost.pid").read_text().strip())
+            bot_pid = _pid(run_dir / "vechnost.pid")
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         assert "--profile redis-external up -d redis" in (fake_dir / "calls").read_text()
         password_file = run_dir / "redis-password"
@@ -330,3 +335,248 @@ def test_deploy_auto_reports_a_bot_that_dies_at_startup(tmp_path: Path) -> None:
     assert "Telegram rejected TELEGRAM_BOT_TOKEN" in deployed.stderr
     assert DEFAULT_TOKEN not in deployed.stderr
     assert not (Path(env["VECHNOST_RUN_DIR"]) / "vechnost.pid").exists()
+
+
+def test_restart_checks_before_it_stops_and_keeps_the_settings(
+    tmp_path: Path, fake_api: int
+) -> None:
+    """restart from a shell without the token or REDIS_DATA_DIR brings the same bot back on
+    the same data dir (run/env); a restart that could not start leaves the bot running."""
+    env = _bot_env(tmp_path, fake_api, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    run_dir = Path(env["VECHNOST_RUN_DIR"])
+    pid_file = run_dir / "vechnost.pid"
+    pids: list[int] = []
+    try:
+        deployed = _run(env, "auto")
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        pids.append(_pid(pid_file))
+        assert (run_dir / "env").stat().st_mode & 0o777 == 0o600
+        bare = {
+            key: value
+            for key, value in env.items()
+            if key not in {"TELEGRAM_BOT_TOKEN", "REDIS_DATA_DIR", "REDIS_URL"}
+        }
+
+        broken = _run({**bare, "HEALTH_PORT": "not-a-port"}, "restart")
+        assert broken.returncode == 2, broken.stdout + broken.stderr
+        assert "HEALTH_PORT" in broken.stderr
+        assert _alive(pids[0]), "a restart that cannot start stopped the running bot"
+
+        restarted = _run(bare, "restart")
+        assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+        pids.append(_pid(pid_file))
+        assert pids[1] != pids[0]
+        assert not _alive(pids[0])
+        status = _status_json(_run(bare, "status", "--json").stdout)
+        redis = status["redis"]
+        assert isinstance(redis, dict)
+        assert Path(str(redis["data_dir"])).resolve() == Path(env["REDIS_DATA_DIR"]).resolve()
+
+        # An older deploy without run/env, and no token in this shell: nothing is stopped.
+        (run_dir / "env").unlink()
+        refused = _run(bare, "restart")
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "TELEGRAM_BOT_TOKEN is not set" in refused.stderr
+        assert _alive(pids[1])
+        assert _run(bare, "status").returncode == 0
+    finally:
+        _run(env, "stop")
+        for pid in pids:
+            _kill(pid)
+
+
+def test_stale_pid_file_never_signals_a_bystander(tmp_path: Path) -> None:
+    """A pid file naming another live process, even one whose command line says
+    'vechnost', is stale: stop and status leave that process alone."""
+    bystander = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "vechnost", "run"],
+        start_new_session=True,
+    )
+    try:
+        run_dir = tmp_path / "run"
+        run_dir.mkdir()
+        for content in (f"{bystander.pid}\n", f"{bystander.pid}\n12345\n"):
+            (run_dir / "vechnost.pid").write_text(content)
+            env = _bot_env(tmp_path, free_port())
+            stopped = _run(env, "stop")
+            assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+            assert "not running" in stopped.stdout
+            assert bystander.poll() is None, "deploy.sh signalled a process that is not its bot"
+            assert _run(env, "status").returncode == 3
+    finally:
+        bystander.kill()
+        bystander.wait(5)
+
+
+def test_failed_start_shows_this_runs_error_first(tmp_path: Path) -> None:
+    """An older run's traceback in the log file is not what a failed start shows: this
+    start's own error comes first, the old lines not at all."""
+    with _fake_api_process("--bad-token", DEFAULT_TOKEN) as api_port:
+        env = _bot_env(tmp_path, api_port, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+        log = Path(env["REDIS_DATA_DIR"]) / "vechnost.log"
+        log.parent.mkdir(parents=True)
+        log.write_text("Traceback (most recent call last):\n  OldRunError: from yesterday\n")
+        deployed = _run(env, "auto")
+    assert deployed.returncode == 1
+    assert "OldRunError" not in deployed.stderr
+    first_error = deployed.stderr.index("Telegram rejected TELEGRAM_BOT_TOKEN")
+    assert first_error < deployed.stderr.index("--- last lines of")
+
+
+def _quick_start_commands() -> list[str]:
+    """The commands of the README's Quick start block, in order."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Quick start", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [
+        line.split("#", 1)[0].strip()
+        for line in block.splitlines()
+        if line.split("#", 1)[0].strip()
+    ]
+
+
+def test_readme_quick_start_on_a_clean_clone(tmp_path: Path, fake_api: int) -> None:
+    """The Quick start as written, in a fresh clone: cp .env.example .env, the token put
+    in .env, ./deploy.sh auto from a shell without any setting. It even repairs a .venv
+    left without pip (python3-venv missing on the first try). The bot answers /start.
+    (./scripts/check is this test suite itself.)"""
+    assert _quick_start_commands() == [
+        "cp .env.example .env",
+        "./deploy.sh auto",
+        "./scripts/check",
+    ]
+    clone = tmp_path / "clone"
+    subprocess.run(
+        ["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(clone)],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    env = _bot_env(tmp_path, fake_api)
+    for name in [key for key in env if key.startswith(("TELEGRAM_", "REDIS_", "HEALTH_"))]:
+        del env[name]
+    del env["VECHNOST_RUN_DIR"]
+    # A venv made while python3-venv was missing: python but no pip.
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(clone / ".venv")],
+        check=True, timeout=120,
+    )  # fmt: skip
+    health_port = free_port()
+    bot_pid = 0
+    try:
+        copied = subprocess.run(
+            ["sh", "-c", "cp .env.example .env"], cwd=clone, env=env, check=False, timeout=30
+        )
+        assert copied.returncode == 0
+        dotenv = clone / ".env"
+        text = dotenv.read_text().replace(
+            "TELEGRAM_BOT_TOKEN=\n", f"TELEGRAM_BOT_TOKEN={DEFAULT_TOKEN}\n"
+        )
+        assert DEFAULT_TOKEN in text, ".env.example has no TELEGRAM_BOT_TOKEN= line to fill"
+        # This machine's test setup: the fake Bot API, free ports, a private data dir.
+        text += (
+            f"TELEGRAM_API_BASE_URL=http://127.0.0.1:{fake_api}/bot\n"
+            f"HEALTH_PORT={health_port}\n"
+            f"REDIS_URL=redis://127.0.0.1:{free_port()}/0\n"
+            f"REDIS_DATA_DIR={tmp_path / 'data'}\n"
+        )
+        dotenv.write_text(text)
+        deployed = subprocess.run(
+            ["./deploy.sh", "auto"], cwd=clone, env=env, capture_output=True, text=True,
+            timeout=600, check=False,
+        )  # fmt: skip
+        pid_file = clone / "run" / "vechnost.pid"
+        if pid_file.exists():
+            bot_pid = _pid(pid_file)
+        assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+        assert "repairing" in deployed.stdout
+        assert "ready: storage" in deployed.stdout
+        _say_start(fake_api, chat_id=5151)
+        _wait_reply(fake_api, chat_id=5151)
+        for command in ("status", "doctor"):
+            done = subprocess.run(
+                ["./deploy.sh", command], cwd=clone, env=env, capture_output=True, text=True,
+                timeout=60, check=False,
+            )  # fmt: skip
+            assert DEFAULT_TOKEN not in done.stdout + done.stderr
+            if command == "doctor":
+                assert "OK    telegram" in done.stdout, done.stdout
+                assert "TELEGRAM_BOT_TOKEN is not set" not in done.stdout
+            else:
+                assert done.returncode in (0, 1), done.stdout + done.stderr
+        stopped = subprocess.run(
+            ["./deploy.sh", "stop"], cwd=clone, env=env, capture_output=True, text=True,
+            timeout=60, check=False,
+        )  # fmt: skip
+        assert stopped.returncode == 0
+        assert not _alive(bot_pid)
+    finally:
+        if bot_pid:
+            _kill(bot_pid)
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{what} within {timeout}s")
+
+
+def test_ctrl_c_in_the_readiness_wait_says_what_keeps_running(tmp_path: Path) -> None:
+    """Ctrl-C while deploy.sh waits for /readyz (Telegram unreachable: never ready): exit
+    130, no traceback, and it names the bot that keeps running in the background."""
+    env = _bot_env(tmp_path, free_port(), REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    pid_file = Path(env["VECHNOST_RUN_DIR"]) / "vechnost.pid"
+    deploy = subprocess.Popen(
+        [str(DEPLOY_SH), "auto"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    bot_pid = 0
+    try:
+        _wait_for(pid_file.exists, 30, "deploy.sh never started the bot")
+        bot_pid = _pid(pid_file)
+        time.sleep(1)
+        os.killpg(deploy.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
+        out, err = deploy.communicate(timeout=30)
+        assert deploy.returncode == 130, out + err
+        assert "Traceback" not in err
+        assert f"vechnost (pid {bot_pid}) keeps running" in err
+        assert "./deploy.sh stop" in err
+        assert _alive(bot_pid)
+        assert _run(env, "stop").returncode == 0
+        assert not _alive(bot_pid)
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+            deploy.communicate()
+        if bot_pid:
+            _kill(bot_pid)
+
+
+def test_foreground_leaves_no_pid_file(tmp_path: Path, fake_api: int) -> None:
+    """--foreground: the pid file names the bot while it runs (so status finds it) and is
+    gone after Ctrl-C stops it."""
+    env = _bot_env(tmp_path, fake_api, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    pid_file = Path(env["VECHNOST_RUN_DIR"]) / "vechnost.pid"
+    deploy = subprocess.Popen(
+        [str(DEPLOY_SH), "auto", "--foreground"], cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    bot_pid = 0
+    try:
+        _wait_for(
+            lambda: _run(env, "status").returncode == 0, 60, "the foreground bot was not ready"
+        )
+        bot_pid = _pid(pid_file)
+        status = _run(env, "status")
+        assert f"pid {bot_pid}" in status.stderr + status.stdout
+        os.killpg(deploy.pid, signal.SIGINT)
+        deploy.wait(45)
+        assert not pid_file.exists(), "--foreground left its pid file behind"
+        assert not _alive(bot_pid)
+    finally:
+        if deploy.poll() is None:
+            os.killpg(deploy.pid, signal.SIGKILL)
+            deploy.wait(10)
+        if bot_pid:
+            _kill(bot_pid)

@@ -346,6 +346,9 @@ class VechnostApp:
                     "telegram_unreachable", attempt=attempt, retry_in=round(wait, 2),
                     error=str(error),
                 )  # fmt: skip
+                # `status` shows why the bot is not polling yet.
+                self._telegram_error = f"{type(error).__name__}: {error}"
+                self._telegram_error_at = time.time()
                 await asyncio.sleep(wait)
                 delay = min(delay * 2, _RETRY_MAX)
             else:

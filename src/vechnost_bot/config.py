@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 from platformdirs import user_data_dir
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vechnost_bot.datadir import DataDir
@@ -195,6 +195,36 @@ class Settings(BaseSettings):
     # Cards at one level before the bot offers to go a level deeper (docs/game.md).
     pace_cards: int = Field(default=12, ge=1, le=100)
 
+    # Secrets from files (Docker/Compose secrets), and a Redis password kept out of the URL.
+    telegram_bot_token_file: Path | None = None
+    redis_password: SecretStr | None = None
+    redis_password_file: Path | None = None
+
+    @field_validator("telegram_bot_token_file", "redis_password_file", mode="before")
+    @classmethod
+    def _readable_secret_file(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        path = Path(str(value))
+        try:
+            path.read_bytes()
+        except OSError as error:
+            raise ValueError(f"cannot read {path} ({error.strerror or error})") from None
+        return path
+
+    @model_validator(mode="after")
+    def _apply_secrets(self) -> Settings:
+        """*_FILE fills its variable when that is unset; REDIS_PASSWORD (or its file) goes
+        into REDIS_URL URL-encoded, so any character is safe in it."""
+        if self.token is None and self.telegram_bot_token_file is not None:
+            self.telegram_bot_token = SecretStr(_read_secret(self.telegram_bot_token_file))
+        if self.redis_password_file is not None and not _secret_text(self.redis_password):
+            self.redis_password = SecretStr(_read_secret(self.redis_password_file))
+        password = _secret_text(self.redis_password)
+        if password:
+            self.redis_url = _with_password(self.redis_url, password)
+        return self
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
@@ -258,6 +288,29 @@ class Settings(BaseSettings):
             return None
         raw = self.telegram_bot_token.get_secret_value().strip()
         return raw or None
+
+
+def _secret_text(value: SecretStr | None) -> str:
+    return value.get_secret_value().strip() if value is not None else ""
+
+
+def _read_secret(path: Path) -> str:
+    """A secret file's text without the trailing newline editors and ``echo`` add."""
+    return path.read_text(encoding="utf-8").strip()
+
+
+def _with_password(url: str, password: str) -> str:
+    """``url`` with its password replaced by ``password``, percent-encoded."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return url  # a socket URL carries its password as a query parameter: left as given
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    netloc = f"{user}:{quote(password, safe='')}@{host}{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _describe(error: ValidationError) -> str:

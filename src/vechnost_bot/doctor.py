@@ -1,4 +1,4 @@
-"""``vechnost doctor``: check configuration, binary, port, data dir and Redis.
+"""``vechnost doctor``: check configuration, binary, port, data dir, Redis and Telegram.
 
 Each check prints ``OK``, ``WARN`` or ``FAIL`` with what it found and, when not
 OK, what to do. Nothing is started, created or changed. Exit code 0 when no
@@ -19,6 +19,7 @@ from typing import Any, Literal
 from vechnost_bot.config import Settings
 from vechnost_bot.datadir import data_dir_problem
 from vechnost_bot.errors import RedisBinaryInvalidError, RedisBinaryNotFoundError
+from vechnost_bot.ops.telegram_check import check_telegram
 from vechnost_bot.redis.autostart import names_external, passwordless_warning
 from vechnost_bot.redis.commands import local_facts, probe_facts
 from vechnost_bot.redis.discovery import RedisBinary, discover
@@ -67,11 +68,12 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def run_checks(settings: Settings) -> list[Check]:
-    """All checks, in the order they are printed: configuration, then Redis's.
-
-    Another group of checks (e.g. Telegram's) is one more ``await`` appended here.
-    """
-    return [_check_config(settings), *await redis_checks(settings)]
+    """All checks, in the order they are printed: configuration, then Redis's, then
+    Telegram's (asked while the Redis checks run)."""
+    telegram = asyncio.create_task(check_telegram(settings))
+    redis = await redis_checks(settings)
+    found = [Check(t.level, t.name, t.detail, t.fix) for t in await telegram]
+    return [_check_config(settings), *redis, *found]
 
 
 async def redis_checks(settings: Settings) -> list[Check]:
@@ -97,7 +99,15 @@ def _check_config(settings: Settings) -> Check:
         f"REDIS_DATA_DIR={settings.data_dir.root}"
     )
     if settings.token is None:
-        return Check("WARN", "configuration", detail, "set TELEGRAM_BOT_TOKEN to run the bot")
+        dotenv = Path.cwd() / ".env"
+        where = f"{dotenv} has none" if dotenv.is_file() else f"there is no {dotenv}"
+        return Check(
+            "WARN",
+            "configuration",
+            f"{detail}; TELEGRAM_BOT_TOKEN is not set ({where})",
+            "put TELEGRAM_BOT_TOKEN in .env (the bot reads .env from its working directory; "
+            "./deploy.sh doctor uses what ./deploy.sh started the bot with)",
+        )
     return Check("OK", "configuration", detail)
 
 

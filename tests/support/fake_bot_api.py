@@ -130,6 +130,7 @@ class FakeBotApi:
         self.get_updates_calls = 0
         self.fetched: set[int] = set()  # update_ids getUpdates has returned
         self.first_names: dict[int, str] = {}  # user id -> first name (default Player<id>)
+        self.webhook_url = ""  # what getWebhookInfo reports (a webhook set elsewhere)
         self._state = _State()
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._update_ids = itertools.count(1)
@@ -465,6 +466,12 @@ class FakeBotApi:
             "can_read_all_group_messages": False,
             "supports_inline_queries": False,
         }
+
+    async def _api_getWebhookInfo(  # noqa: N802
+        self, _p: dict[str, Any], _f: dict[str, bytes]
+    ) -> dict[str, Any]:
+        pending = len(self._state.updates)
+        return {"url": self.webhook_url, "pending_update_count": pending}
 
     async def _api_getUpdates(  # noqa: N802
         self, params: dict[str, Any], _f: dict[str, bytes]

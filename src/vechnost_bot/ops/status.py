@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -103,6 +104,22 @@ def _text(value: object) -> str:
     return str(value)
 
 
+def _telegram_rows(snapshot: Mapping[str, object]) -> list[tuple[str, str]]:
+    """The snapshot's ``telegram`` section as it is (its fields may grow): the last
+    error talking to Telegram is what an operator needs when the bot is silent. A
+    ``…_at`` time (Unix seconds) is shown as how long ago."""
+    telegram = _section(snapshot, "telegram")
+    rows = []
+    for key, value in telegram.items():
+        label = f"telegram {key.replace('_', ' ')}"
+        if key.endswith("_at") and isinstance(value, int | float) and not isinstance(value, bool):
+            shown = f"{_duration(max(0.0, time.time() - value))} ago"
+        else:
+            shown = _text(value)
+        rows.append((label, shown))
+    return rows
+
+
 def _rows(snapshot: Mapping[str, object]) -> list[tuple[str, str]]:
     bot = _section(snapshot, "bot")
     storage = _section(snapshot, "storage")
@@ -115,6 +132,7 @@ def _rows(snapshot: Mapping[str, object]) -> list[tuple[str, str]]:
         ("bot username", _text(bot.get("username"))),
         ("bot polling", _text(bot.get("polling"))),
         ("updates handled", _text(bot.get("updates_handled"))),
+        *_telegram_rows(snapshot),
         ("storage mode", _text(storage.get("mode"))),
         ("failovers", _text(storage.get("failovers"))),
         ("failbacks", _text(storage.get("failbacks"))),
