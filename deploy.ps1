@@ -407,8 +407,11 @@ function Wait-Ready([string]$HealthUrl, [int]$BotPid) {
         if (-not (Get-Process -Id $BotPid -ErrorAction SilentlyContinue)) { return 'exited' }
         try {
             $response = Invoke-WebRequest -Uri "$HealthUrl/readyz" -UseBasicParsing -TimeoutSec 2
-            if ($response.StatusCode -eq 200) {
-                $body = $response.Content | ConvertFrom-Json
+            $body = $response.Content | ConvertFrom-Json
+            # The bot answers from memory at once while Redis is found or started in the
+            # background: report the storage once that has settled.
+            $settling = @('initializing', 'running') -contains $body.redis_state
+            if ($response.StatusCode -eq 200 -and ($body.storage_mode -eq 'redis' -or -not $settling)) {
                 Write-Step "ready: storage $($body.storage_mode), redis $($body.redis_source) ($($body.status))"
                 return 'ready'
             }

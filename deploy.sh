@@ -332,6 +332,10 @@ while time.monotonic() < deadline:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             body = json.loads(response.read() or b"{}")
+        # The bot answers from memory at once while Redis is found or started in the
+        # background: report the storage once that has settled.
+        settling = body.get("redis_state") in ("initializing", "running")
+        if body.get("storage_mode") == "redis" or not settling:
             print(f"ready: storage {body.get('storage_mode')}, redis {body.get('redis_source') or '-'}"
                   f" ({body.get('status')})")
             sys.exit(0)

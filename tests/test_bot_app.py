@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import aiohttp
@@ -81,6 +82,10 @@ async def test_external_redis_gives_status_ok(tmp_path: Path, redis_server: Redi
         app = VechnostApp(_settings(tmp_path, api, redis_url=redis_server.url), library=library)
         try:
             await app.start()
+            for _ in range(100):  # Redis is taken up in the background, after polling starts
+                if app.snapshot()["status"] == "ok":
+                    break
+                await asyncio.sleep(0.05)
             snapshot = app.snapshot()
             assert snapshot["status"] == "ok"
             assert snapshot["redis"]["source"] == "external"  # type: ignore[index]

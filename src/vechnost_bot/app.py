@@ -1,9 +1,11 @@
 """The composition root: ``vechnost run``.
 
-Builds and connects everything, in order: the health server, the Redis
-lifecycle, the storage, and the Telegram bot (python-telegram-bot's manual
-lifecycle: initialize → start → polling). SIGTERM or Ctrl-C sets an event; the pieces then
-stop in reverse order, each within its own time limit.
+Builds and connects everything, in order: the health server, the storage (serving
+from the local store), the Telegram bot (python-telegram-bot's manual lifecycle:
+initialize → start → polling), and then, in the background, the Redis lifecycle, which
+the storage follows back to Redis when it is ready: start-up never waits on Redis.
+SIGTERM or Ctrl-C sets an event; the pieces then stop in reverse order, each within its
+own time limit.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import random
 import re
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, Final
 
 import structlog
@@ -27,7 +30,10 @@ from telegram.request import HTTPXRequest
 
 from vechnost_bot import __version__
 from vechnost_bot.bot.cards import CardSender
+from vechnost_bot.bot.delivery import SendGuard
 from vechnost_bot.bot.handlers import GameBot, set_commands
+from vechnost_bot.bot.polling import ALLOWED_UPDATES, TolerantBot
+from vechnost_bot.bot.processor import ChatOrderedProcessor
 from vechnost_bot.config import Settings
 from vechnost_bot.errors import ConfigError, TelegramTokenError
 from vechnost_bot.game.content import Library, load_library
@@ -37,7 +43,7 @@ from vechnost_bot.redis.autostart import RedisAutoStartManager
 from vechnost_bot.storage.hybrid import HybridStorage
 from vechnost_bot.storage.redis import connect_redis
 
-__all__ = ["VechnostApp", "build_application", "check_token", "command"]
+__all__ = ["VechnostApp", "build_application", "check_token", "command", "start_polling"]
 
 log = structlog.get_logger(__name__)
 
@@ -84,30 +90,60 @@ def build_application(
     base_file_url: str,
     concurrent_updates: int = 64,
     connections: int = 16,
+    read_timeout: float = 15.0,
+    send_retries: int = 3,
+    pacing: bool = True,
 ) -> AnyApplication:
-    """A python-telegram-bot Application with the game's handlers, pointed at ``base_url``."""
+    """A python-telegram-bot Application with the game's handlers, pointed at ``base_url``.
+
+    Updates of one chat run in order, chats concurrently (:class:`ChatOrderedProcessor`);
+    getUpdates survives updates it cannot parse (:class:`TolerantBot`); every call goes
+    through :class:`SendGuard` (429 honoured per chat, Telegram's limits kept).
+    """
+    bot = TolerantBot(
+        token,
+        base_url=base_url,
+        base_file_url=base_file_url,
+        request=HTTPXRequest(
+            connection_pool_size=connections,
+            connect_timeout=5.0,
+            read_timeout=read_timeout,
+            write_timeout=20.0,
+            pool_timeout=10.0,
+        ),
+        get_updates_request=HTTPXRequest(
+            connect_timeout=5.0, read_timeout=POLL_TIMEOUT + 10.0, pool_timeout=5.0
+        ),
+        rate_limiter=SendGuard(max_retries=send_retries, pacing=pacing),
+    )
     application: AnyApplication = (
         ApplicationBuilder()
-        .token(token)
-        .base_url(base_url)
-        .base_file_url(base_file_url)
-        .request(
-            HTTPXRequest(
-                connection_pool_size=connections,
-                connect_timeout=5.0,
-                read_timeout=15.0,
-                write_timeout=20.0,
-                pool_timeout=10.0,
-            )
-        )
-        .get_updates_request(
-            HTTPXRequest(connect_timeout=5.0, read_timeout=POLL_TIMEOUT + 10.0, pool_timeout=5.0)
-        )
-        .concurrent_updates(concurrent_updates)
+        .bot(bot)
+        .concurrent_updates(ChatOrderedProcessor(concurrent_updates))
         .build()
     )
     game.install(application)
     return application
+
+
+async def start_polling(
+    application: AnyApplication,
+    *,
+    poll_timeout: float = POLL_TIMEOUT,
+    error_callback: Callable[[TelegramError], None] | None = None,
+) -> None:
+    """Start getUpdates for the update types the bot handles, from the first unconfirmed one."""
+    updater = application.updater
+    if updater is None:
+        raise RuntimeError("the application was built without an updater")
+    await updater.start_polling(
+        poll_interval=0.0,
+        timeout=dt.timedelta(seconds=poll_timeout),
+        bootstrap_retries=-1,
+        allowed_updates=list(ALLOWED_UPDATES),
+        drop_pending_updates=False,
+        error_callback=error_callback,
+    )
 
 
 async def _bounded(step: str, awaitable: Awaitable[object], limit: float) -> None:
@@ -136,6 +172,7 @@ class VechnostApp:
         self.game: GameBot | None = None
         self.health: HealthServer | None = None
         self._storage_started = False
+        self._redis_start: asyncio.Task[None] | None = None
         self._bot_initialized = False
         self._bot_started = False
         self._stopped = False
@@ -207,8 +244,9 @@ class VechnostApp:
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        """Health server (``/healthz`` answers from here on) → Redis lifecycle → storage →
-        bot (initialize, start, polling); ``/readyz`` turns ready with polling."""
+        """Health server (``/healthz`` answers from here on) → storage (local store) → bot
+        (initialize, start, polling; ``/readyz`` turns ready) → Redis lifecycle, in the
+        background."""
         settings = self.settings
         token = check_token(settings.token)
         library = self._library
@@ -227,19 +265,19 @@ class VechnostApp:
                 variable="HEALTH_PORT",
             ) from None
 
+        # The bot serves from the local store at once; the Redis lifecycle finds, adopts or
+        # starts Redis in the background, and the storage fails back when it answers. A
+        # slow or hanging redis-server never delays the first answer.
         self.lifecycle = RedisAutoStartManager(settings)
-        await self.lifecycle.start()
-
         self.storage = HybridStorage(
             client_factory=connect_redis,
             local_dir=settings.data_dir.local_store_dir,
             legacy_journal=settings.data_dir.journal,
             on_connection_lost=self.lifecycle.wake,
         )
-        await self.storage.start(self.lifecycle.endpoint)
+        await self.storage.start(None)
         self._storage_started = True
         self.lifecycle.subscribe(self.storage.on_redis_event)
-        log.info("storage_ready", mode=self.storage.mode)
 
         self.game = GameBot(
             storage=self.storage,
@@ -254,25 +292,34 @@ class VechnostApp:
             self.game,
             base_url=settings.telegram_api_base_url,
             base_file_url=settings.file_base_url,
+            send_retries=settings.telegram_send_retries,
+            pacing=settings.telegram_pacing,
         )
         await self._initialize_bot(self.application)
         await self.application.start()
         self._bot_started = True
+        await start_polling(self.application, error_callback=self._on_polling_error)
+        log.info("bot_polling", username=self.application.bot.username)
+        self._redis_start = asyncio.create_task(
+            self._start_redis(self.lifecycle, self.storage), name="vechnost-redis-start"
+        )
         try:
             await set_commands(self.application)
         except TelegramError as error:
             log.warning("set_commands_failed", error=str(error))
-        updater = self.application.updater
-        if updater is not None:
-            await updater.start_polling(
-                timeout=int(POLL_TIMEOUT),
-                bootstrap_retries=-1,
-                drop_pending_updates=False,
-                error_callback=self._on_polling_error,
-            )
-        log.info("bot_polling", username=self.application.bot.username)
 
         log.info("vechnost_started", version=__version__, health_port=self.health.port)
+
+    @staticmethod
+    async def _start_redis(lifecycle: RedisAutoStartManager, storage: HybridStorage) -> None:
+        """The Redis lifecycle's start, off the start-up path; then the storage follows it."""
+        try:
+            await lifecycle.start()
+            await storage.start(lifecycle.endpoint)
+        except Exception as error:
+            log.exception("redis_start_failed", error=repr(error), action="serving from memory")
+            return
+        log.info("storage_ready", mode=storage.mode)
 
     async def _initialize_bot(self, application: AnyApplication) -> None:
         """getMe with retries: a rejected token ends the run, network trouble is retried."""
@@ -330,6 +377,10 @@ class VechnostApp:
             if self._bot_started and app.running:
                 await _bounded("bot", app.stop(), _STOP_TIMEOUTS["bot"])
             await _bounded("bot_shutdown", self._shutdown_bot(app), _STOP_TIMEOUTS["bot_shutdown"])
+        starting = self._redis_start
+        if starting is not None and not starting.done():
+            starting.cancel("vechnost stopping while Redis was still starting")
+            await asyncio.wait({starting}, timeout=_STOP_TIMEOUTS["redis"])
         if self.storage is not None:
             await _bounded("storage", self.storage.stop(), _STOP_TIMEOUTS["storage"])
         if self.lifecycle is not None:

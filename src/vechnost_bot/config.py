@@ -165,6 +165,11 @@ class Settings(BaseSettings):
     telegram_api_base_url: str = "https://api.telegram.org/bot"
     # Unset: derived from TELEGRAM_API_BASE_URL (".../bot" -> ".../file/bot").
     telegram_file_base_url: str | None = None
+    # Retries of a Bot API call after Telegram's 429 (each waits its retry_after first).
+    telegram_send_retries: int = Field(default=3, ge=0, le=10)
+    # Pace sends to Telegram's limits (1/s per chat after a burst, 20/min per group, 30/s
+    # overall). Off only in front of a local stand-in of the Bot API (benchmarks).
+    telegram_pacing: bool = True
 
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "auto"

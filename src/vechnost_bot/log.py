@@ -26,13 +26,30 @@ if TYPE_CHECKING:
     from vechnost_bot.config import LogFormat, LogLevel
 
 
-__all__ = ["add_secret", "configure_logging", "redact", "redact_secrets"]
+__all__ = [
+    "MAX_VALUE_CHARS",
+    "add_secret",
+    "bound",
+    "configure_logging",
+    "redact",
+    "redact_secrets",
+]
 
 _MASK = "***"
+MAX_VALUE_CHARS = 4000
+"""A logged value (a string, an error, a traceback) is cut to this many characters."""
+_MAX_TRACEBACK_CHARS = 20_000
+# Every pattern below has bounded repeats (or starts only where a digit run starts), so
+# redaction is linear in the text: a 1 MB message cannot stall the event loop.
 # A Telegram bot token: "<bot id>:<35 url-safe chars>".
-_TOKEN_RE = re.compile(r"(?<![0-9])\d{5,}:[A-Za-z0-9_-]{30,}")
-# user:password@ inside any URL (redis://:pw@host, https://u:p@host).
-_URL_CREDENTIALS_RE = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@")
+_TOKEN_RE = re.compile(r"(?<![0-9])\d{5,16}:[A-Za-z0-9_-]{30,128}")
+# user:password@ inside any URL (redis://:pw@host, https://u:p@host). The scheme is
+# matched backwards from "://" only: the lookbehind and the bounded parts keep each try
+# short.
+_URL_CREDENTIALS_RE = re.compile(
+    r"(?P<scheme>(?<![a-z0-9+.-])[a-z][a-z0-9+.-]{0,30}://)(?P<user>[^:/@\s]{0,256}):"
+    r"[^@/\s]{1,256}@"
+)
 # requirepass / --requirepass lines (config files, command lines).
 _REQUIREPASS_RE = re.compile(r"(?i)(requirepass\s+)\S+")
 
@@ -59,25 +76,42 @@ def redact(text: str) -> str:
     return _REQUIREPASS_RE.sub(rf"\g<1>{_MASK}", text)
 
 
-def _redact_value(value: Any) -> Any:
+def bound(text: str, limit: int = MAX_VALUE_CHARS) -> str:
+    """``text`` cut to ``limit`` characters (saying how much was left out), with lone
+    surrogates escaped so that the line can always be written as UTF-8."""
+    if len(text) > limit:
+        text = f"{text[:limit]}…[{len(text) - limit} more characters]"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _redact_value(value: Any, limit: int, depth: int = 0) -> Any:
     if isinstance(value, str):
-        return redact(value)
+        return bound(redact(value), limit)
+    if depth > 3:
+        return bound(redact(repr(value)), limit)
     if isinstance(value, dict):
-        return {key: _redact_value(item) for key, item in value.items()}
+        items = list(value.items())[:50]
+        return {key: _redact_value(item, limit, depth + 1) for key, item in items}
     if isinstance(value, list | tuple):
-        return type(value)(_redact_value(item) for item in value)
+        return type(value)(_redact_value(item, limit, depth + 1) for item in value[:50])
     if isinstance(value, BaseException):
-        return redact(str(value))
+        return bound(redact(str(value)), limit)
     return value
 
 
 def redact_secrets(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
-    """structlog processor: mask secrets in every value of the event."""
+    """structlog processor: mask secrets in every value of the event, and bound its size."""
     for key, value in list(event_dict.items()):
         if key in {"password", "token", "requirepass"} and value:
             event_dict[key] = _MASK
         else:
-            event_dict[key] = _redact_value(value)
+            limit = _MAX_TRACEBACK_CHARS if key == "exception" else MAX_VALUE_CHARS
+            event_dict[key] = _redact_value(value, limit)
     return event_dict
 
 

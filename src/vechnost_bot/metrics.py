@@ -21,11 +21,15 @@ __all__ = [
     "REDIS_STATE_CHANGES",
     "REDIS_UP",
     "REGISTRY",
+    "SENDS_RETRIED",
     "STORAGE_FAILBACKS",
     "STORAGE_FAILOVERS",
     "STORAGE_LATENCY",
     "STORAGE_MODE",
     "UPDATES_HANDLED",
+    "UPDATES_RATE_LIMITED",
+    "UPDATES_SHED",
+    "UPDATES_SKIPPED",
 ]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -98,5 +102,25 @@ CARDS_RENDERED = Counter(
 FILE_ID_REUSED = Counter(
     "vechnost_card_file_id_reused_total",
     "Card photos sent by a stored Telegram file_id instead of an upload",
+    registry=REGISTRY,
+)
+UPDATES_RATE_LIMITED = Counter(
+    "vechnost_updates_rate_limited_total",
+    "Updates refused by the per-user limit (checked in the process, before any storage call)",
+    registry=REGISTRY,
+)
+UPDATES_SHED = Counter(
+    "vechnost_updates_shed_total",
+    "Updates dropped because their chat's queue was full (a flood)",
+    registry=REGISTRY,
+)
+UPDATES_SKIPPED = Counter(
+    "vechnost_updates_skipped_total",
+    "Updates from getUpdates that could not be parsed and were skipped",
+    registry=REGISTRY,
+)
+SENDS_RETRIED = Counter(
+    "vechnost_telegram_sends_retried_total",
+    "Bot API calls retried after Telegram's 429 Too Many Requests",
     registry=REGISTRY,
 )

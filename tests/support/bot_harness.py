@@ -4,7 +4,6 @@ in the test's event loop, with any Storage."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.support.fake_bot_api import DEFAULT_TOKEN, ApiCall, FakeBotApi
-from vechnost_bot.app import AnyApplication, build_application
+from vechnost_bot.app import AnyApplication, build_application, start_polling
 from vechnost_bot.bot.cards import CardSender
 from vechnost_bot.bot.handlers import GameBot
 from vechnost_bot.game.content import Library
@@ -63,6 +62,8 @@ async def running_bot(
     rate_limit_updates: int = 1000,
     rate_limit_window: float = 10.0,
     api: FakeBotApi | None = None,
+    read_timeout: float = 15.0,
+    pacing: bool = True,
     pace_cards: int | None = None,
 ) -> AsyncIterator[Harness]:
     """Start the fake API (unless given) and the bot polling it; stop both after."""
@@ -81,16 +82,21 @@ async def running_bot(
     if pace_cards is not None:
         game.pace_cards = pace_cards
     application = build_application(
-        DEFAULT_TOKEN, game, base_url=fake.base_url, base_file_url=fake.file_base_url
+        DEFAULT_TOKEN,
+        game,
+        base_url=fake.base_url,
+        base_file_url=fake.file_base_url,
+        read_timeout=read_timeout,
+        pacing=pacing,
     )
     await application.initialize()
     await application.start()
-    assert application.updater is not None
-    await application.updater.start_polling(poll_interval=0, timeout=dt.timedelta(seconds=0.3))
+    await start_polling(application, poll_timeout=0.3)
     try:
         yield Harness(fake, game, application, storage)
     finally:
-        await application.updater.stop()
+        if application.updater is not None:
+            await application.updater.stop()
         await application.stop()
         await application.shutdown()
         if own_api:

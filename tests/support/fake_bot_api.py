@@ -5,6 +5,14 @@ It is a real aiohttp server on loopback: python-telegram-bot talks to it through
 (messages, callback queries), await the bot's replies, and read the record of
 every call. A token listed in ``bad_tokens`` gets ``401 Unauthorized``.
 
+Like Telegram, getUpdates returns only the update types named in ``allowed_updates``
+(``inject(..., force=True)`` bypasses that, as an older self-hosted server would).
+
+Faults are injected per method with :meth:`FakeBotApi.fail`: a 429 with
+``retry_after``, a 5xx, a call that is carried out and then answered too late (the
+client times out) or with a garbled body. Every call is recorded, refused ones too,
+with the HTTP status it got.
+
 Run as a process: ``python -m tests.support.fake_bot_api --port N``. Then
 ``POST /_control/updates`` (JSON update without ``update_id``) injects an update
 and ``GET /_control/calls`` lists the calls made so far.
@@ -20,13 +28,14 @@ import itertools
 import json
 import signal
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-__all__ = ["DEFAULT_TOKEN", "ApiCall", "FakeBotApi", "is_reply", "main"]
+__all__ = ["DEFAULT_TOKEN", "ApiCall", "FakeBotApi", "Fault", "is_reply", "main"]
 
 DEFAULT_TOKEN = "123456789:AAFakeTokenForTestsOnly_abcdefghijk"
 BOT_ID = 123456789
@@ -48,6 +57,23 @@ _JSON_FIELDS = frozenset(
 )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Fault:
+    """What the next matching call gets instead of a plain answer.
+
+    ``status`` (not 200): refused with that HTTP status, nothing done (a 429 carries
+    ``retry_after``). ``deliver``: the call is carried out (the player sees the message),
+    then answered only after ``delay`` seconds (past the client's read timeout) or, with
+    ``garbled``, with a body that is not JSON.
+    """
+
+    status: int = 200
+    retry_after: int | None = None
+    deliver: bool = False
+    delay: float = 0.0
+    garbled: bool = False
+
+
 @dataclass
 class ApiCall:
     """One request the bot made: method, decoded parameters, when, and our answer."""
@@ -57,6 +83,8 @@ class ApiCall:
     at: float
     result: Any = None
     token: str = ""
+    status: int = 200
+    delivered: bool = True
 
     @property
     def chat_id(self) -> int | None:
@@ -72,7 +100,9 @@ class ApiCall:
 class _State:
     updates: list[dict[str, Any]] = field(default_factory=list)
     injected_at: dict[int, float] = field(default_factory=dict)
+    forced: set[int] = field(default_factory=set)
     confirmed_offset: int = 0
+    allowed_updates: list[str] | None = None
 
 
 class FakeBotApi:
@@ -96,6 +126,9 @@ class FakeBotApi:
         self.uploads = 0
         self.expired_queries: set[str] = set()  # answerCallbackQuery says "too old"
         self.failing_photos = 0  # this many next sendPhoto calls get 502 Bad Gateway
+        self.faults: dict[str, deque[tuple[Fault, int | None]]] = {}
+        self.get_updates_calls = 0
+        self.fetched: set[int] = set()  # update_ids getUpdates has returned
         self.first_names: dict[int, str] = {}  # user id -> first name (default Player<id>)
         self.webhook_url = ""  # what getWebhookInfo reports (a webhook set elsewhere)
         self._state = _State()
@@ -150,18 +183,51 @@ class FakeBotApi:
         return f"http://{self.host}:{self.port}/file/bot"
 
     # -- injecting updates ----------------------------------------------------------------
-    async def inject(self, update: Mapping[str, Any]) -> int:
-        """Queue an update for getUpdates; returns its update_id."""
+    async def inject(self, update: Mapping[str, Any], *, force: bool = False) -> int:
+        """Queue an update for getUpdates; returns its update_id. ``force``: deliver it even
+        when its type is not in the bot's ``allowed_updates``."""
         update_id = next(self._update_ids)
         body = {**update, "update_id": update_id}
         async with self._changed:
             self._state.updates.append(body)
             self._state.injected_at[update_id] = time.monotonic()
+            if force:
+                self._state.forced.add(update_id)
             self._changed.notify_all()
         return update_id
 
-    def _user(self, user_id: int, language: str | None) -> dict[str, Any]:
-        name = self.first_names.get(user_id, f"Player{user_id}")
+    def fail(
+        self, method: str, fault: Fault, *, times: int = 1, chat_id: int | None = None
+    ) -> None:
+        """The next ``times`` calls of ``method`` (in ``chat_id`` only, when given) get
+        ``fault``."""
+        queue = self.faults.setdefault(method, deque())
+        queue.extend([(fault, chat_id)] * times)
+
+    def _take_fault(self, method: str, params: Mapping[str, Any]) -> Fault | None:
+        queue = self.faults.get(method)
+        if not queue:
+            return None
+        chat = params.get("chat_id")
+        for index, (fault, chat_id) in enumerate(queue):
+            if chat_id is None or str(chat_id) == str(chat):
+                del queue[index]
+                return fault
+        return None
+
+    @property
+    def allowed_updates(self) -> list[str] | None:
+        """The ``allowed_updates`` of the bot's last getUpdates that named them."""
+        return self._state.allowed_updates
+
+    def _user(
+        self, user_id: int, language: str | None, first_name: str | None = None
+    ) -> dict[str, Any]:
+        name = (
+            first_name
+            if first_name is not None
+            else self.first_names.get(user_id, f"Player{user_id}")
+        )
         user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": name}
         if language:
             user["language_code"] = language
@@ -190,9 +256,10 @@ class FakeBotApi:
         user_id: int | None = None,
         language: str | None = "en",
         extra: Mapping[str, Any] | None = None,
+        first_name: str | None = None,
     ) -> int:
         """A user writes ``text`` (or sends ``extra``, e.g. a sticker) in a private chat."""
-        user = self._user(user_id or chat_id, language)
+        user = self._user(user_id or chat_id, language, first_name)
         message: dict[str, Any] = {
             "message_id": next(self._message_ids),
             "date": int(time.time()),
@@ -216,9 +283,20 @@ class FakeBotApi:
         user_id: int | None = None,
         language: str | None = "en",
         query_id: str | None = None,
+        inline: bool = False,
     ) -> int:
         """A user taps an inline button with ``data`` under ``message`` (the last bot message
-        with a keyboard in this chat when not given)."""
+        with a keyboard in this chat when not given). ``inline``: the button is under an
+        inline message, so the query has an ``inline_message_id`` and no message or chat."""
+        if inline:
+            query = {
+                "id": query_id or f"cq{next(self._update_ids)}",
+                "from": self._user(user_id or chat_id, language),
+                "chat_instance": f"ci{chat_id}",
+                "data": data,
+                "inline_message_id": f"im{chat_id}",
+            }
+            return await self.inject({"callback_query": query})
         if message is None:
             message = self.last_keyboard_message(chat_id)
         if message is None:
@@ -323,7 +401,7 @@ class FakeBotApi:
                     params[key] = json.loads(value)
         return params, files
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         token = request.match_info["token"]
         method = request.match_info["method"]
         if token in self.bad_tokens:
@@ -333,22 +411,49 @@ class FakeBotApi:
         params, files = await self._params(request)
         handler = getattr(self, f"_api_{method}", None)
         call = ApiCall(method, params, time.monotonic(), token=token)
+        fault = self._take_fault(method, params)
+        if fault is not None and not fault.deliver:
+            description = "Too Many Requests" if fault.status == 429 else "Injected fault"
+            body: dict[str, Any] = {"ok": False, "error_code": fault.status,
+                                    "description": description}  # fmt: skip
+            if fault.retry_after is not None:
+                body["parameters"] = {"retry_after": fault.retry_after}
+                body["description"] += f": retry after {fault.retry_after}"
+            call.status, call.delivered = fault.status, False
+            await self._record(call)
+            return web.json_response(body, status=fault.status)
         if handler is None:
             result: Any = True
         else:
             try:
                 result = await handler(params, files)
             except _ApiError as error:
+                call.status, call.delivered = error.code, False
+                call.result = error.description
+                await self._record(call)
                 return web.json_response(
                     {"ok": False, "error_code": error.code, "description": error.description},
                     status=error.code,
                 )
         call.result = result
-        if method != "getUpdates":
-            async with self._changed:
-                self.calls.append(call)
-                self._changed.notify_all()
+        await self._record(call)
+        if fault is not None:
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            if fault.garbled:
+                return web.Response(
+                    body=b'{"ok": true, "result": {"message_id": 1, "ch',
+                    content_type="application/json",
+                )
         return web.json_response({"ok": True, "result": result})
+
+    async def _record(self, call: ApiCall) -> None:
+        if call.method == "getUpdates":
+            self.get_updates_calls += 1
+            return
+        async with self._changed:
+            self.calls.append(call)
+            self._changed.notify_all()
 
     # -- Bot API methods -----------------------------------------------------------------
     async def _api_getMe(self, _p: dict[str, Any], _f: dict[str, bytes]) -> dict[str, Any]:  # noqa: N802
@@ -375,17 +480,28 @@ class FakeBotApi:
         limit = int(params.get("limit") or 100)
         timeout = float(params.get("timeout") or 0)
         deadline = time.monotonic() + min(timeout, 30.0)
+        allowed = params.get("allowed_updates")
+        if isinstance(allowed, list) and allowed:
+            self._state.allowed_updates = [str(kind) for kind in allowed]
         async with self._changed:
             if offset:
                 self._state.confirmed_offset = max(self._state.confirmed_offset, offset)
                 self._state.updates = [u for u in self._state.updates if u["update_id"] >= offset]
             while True:
-                pending = self._state.updates[:limit]
+                pending = [u for u in self._state.updates if self._wanted(u)][:limit]
                 left = deadline - time.monotonic()
                 if pending or left <= 0 or self._closing:
+                    self.fetched.update(u["update_id"] for u in pending)
                     return pending
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), left)
+
+    def _wanted(self, update: Mapping[str, Any]) -> bool:
+        """Telegram sends only the allowed update types (all, before any were named)."""
+        allowed = self._state.allowed_updates
+        if allowed is None or update["update_id"] in self._state.forced:
+            return True
+        return any(kind in update for kind in allowed)
 
     def _new_message(self, params: dict[str, Any], **content: Any) -> dict[str, Any]:
         chat_id = int(params["chat_id"])
@@ -533,6 +649,8 @@ class FakeBotApi:
 def is_reply(call: ApiCall) -> bool:
     """A message, photo or edit the bot shows; removing an old card's keyboard is tidying
     up, not a reply."""
+    if not call.delivered:
+        return False  # refused (a fault or an error): the player saw nothing
     if call.method == "editMessageReplyMarkup" and not call.params.get("reply_markup"):
         return False
     return call.method in REPLY_METHODS - {"answerCallbackQuery"}

@@ -3,10 +3,12 @@
 Every piece of state is read from and written to the storage on each update: the
 game's decks (``Session``), its table (who plays, whose turn, pacing, history, a
 room's members), the people (``Player``: language, 18+, favourites), a private
-chat's link to a room, ``UserStats``, rate-limit hits and notices. A handler keeps
+chat's link to a room, ``UserStats``. A handler keeps
 nothing between updates, so a restart or a failover loses nothing and several bot
 processes could serve one chat. The rules are in ``game/engine.py``; this module
 reads, dispatches, writes and talks to Telegram.
+Only the per-user rate limit lives in the process, so that a flood costs no storage
+call.
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ from telegram.ext import (
 from vechnost_bot.bot import keyboards
 from vechnost_bot.bot.callbacks import Callback, parse
 from vechnost_bot.bot.cards import CardSender, caption_text
+from vechnost_bot.bot.delivery import delivery_failed
 from vechnost_bot.bot.keyboards import CardButtons, Place
+from vechnost_bot.bot.ratelimit import KeyedBuckets
 from vechnost_bot.bot.texts import (
     CHOOSE_LANGUAGE_ANY,
     COMMANDS,
@@ -58,7 +62,7 @@ from vechnost_bot.bot.texts import (
 )
 from vechnost_bot.game import engine
 from vechnost_bot.game.content import LANGUAGES, THEMES, Card, Library, deck_key
-from vechnost_bot.metrics import ERRORS, UPDATES_HANDLED
+from vechnost_bot.metrics import ERRORS, UPDATES_HANDLED, UPDATES_RATE_LIMITED
 from vechnost_bot.storage.base import Storage
 from vechnost_bot.storage.game_records import (
     ROOM_GAME_BASE,
@@ -152,6 +156,13 @@ class GameBot:
     clock: Callable[[], float] = time.time
     updates_handled: int = 0
     bot: Bot | None = None  # the Application's bot, set by install()
+    limiter: KeyedBuckets[int] = field(init=False)
+    quiet_answers: KeyedBuckets[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        rate = self.rate_limit_updates / self.rate_limit_window
+        self.limiter = KeyedBuckets(self.rate_limit_updates, rate)
+        self.quiet_answers = KeyedBuckets(self.rate_limit_updates, rate)
 
     def install(self, application: Application[Any, Any, Any, Any, Any, Any]) -> None:
         """Add every handler; the rate limit runs first, in group -1."""
@@ -314,26 +325,28 @@ class GameBot:
 
     # -- rate limit -----------------------------------------------------------------------
     async def _gate(self, update: Update, context: Context) -> None:
-        """Count the update; a flooding user gets one "slow down", then silence."""
+        """Count the update; a flooding user gets one "slow down", then silence.
+
+        The limit is a token bucket in the process (:mod:`vechnost_bot.bot.ratelimit`):
+        a refused update costs no storage call. A refused button press is answered
+        silently (its spinner stops) while a second bucket of the same size allows; past
+        that, a flood gets no Bot API call at all, except the one notice per window.
+        """
         kind = "callback" if update.callback_query else "message" if update.message else "other"
         UPDATES_HANDLED.labels(kind=kind).inc()
         self.updates_handled += 1
         user = update.effective_user
         if user is None:
             return
-        allowed = await self.storage.hit_rate_limit(
-            f"rate:{user.id}", self.rate_limit_updates, self.rate_limit_window
-        )
-        if allowed:
+        if self.limiter.take(user.id):
             return
-        # Updates run concurrently: only the one caller that adds the notice key says it.
-        first = await self.storage.cache_add(f"rate:notice:{user.id}", b"1", self.rate_limit_window)
+        UPDATES_RATE_LIMITED.inc()
         query = update.callback_query
-        if not first:
-            if query is not None:
-                await _answer(query)  # stop the button's spinner, silently
+        if not self.limiter.notice_due(user.id):
+            if query is not None and self.quiet_answers.take(user.id):
+                await _answer(query)
             raise ApplicationHandlerStop
-        log.info("rate_limited", user_id=user.id, window=self.rate_limit_window)
+        log.info("rate_limited", user_id=user.id, window=self.limiter.window)
         chat = update.effective_chat
         player = await self.storage.get_record(Player, str(user.id))
         language = (player.language if player else None) or language_from_code(user.language_code)
@@ -468,6 +481,11 @@ class GameBot:
     async def on_button(self, update: Update, context: Context) -> None:
         """Every inline button; unknown or stale ones get the current menu."""
         query = update.callback_query
+        if query is not None and update.effective_chat is None:
+            # A button under an inline message: there is no chat to play in; stop its spinner.
+            log.info("callback_inline_ignored", user_id=query.from_user.id)
+            await _answer(query)
+            return
         here = await self._here(update)
         if query is None or here is None:
             return
@@ -880,14 +898,23 @@ class GameBot:
                 deeper=deeper, last=last, pace_line=pace_line, record=record,
             )  # fmt: skip
         except (TelegramError, OSError) as error:
-            # Never seen, so not drawn: put it back, and the next "Next card" sends it.
-            log.warning("card_send_failed", chat_id=here.chat_id, card=card.id, error=repr(error))
-            key_ = deck_key(theme, level, content)
-            await self.storage.update_session(
-                here.game_id, lambda s: engine.undraw(s, key_, card.id)
-            )
-            here.table = before
-            raise
+            if delivery_failed(error):
+                # Never seen, so not drawn: put it back, and the next "Next card" sends it.
+                log.warning(
+                    "card_send_failed", chat_id=here.chat_id, card=card.id, error=repr(error)
+                )
+                key_ = deck_key(theme, level, content)
+                await self.storage.update_session(
+                    here.game_id, lambda s: engine.undraw(s, key_, card.id)
+                )
+                here.table = before
+                raise
+            # Sent, but the reply was lost: the player very likely saw the card, so it stays
+            # drawn, with no apology and no repeat (docs/game.md, Sending cards).
+            log.warning(
+                "card_send_uncertain", chat_id=here.chat_id, card=card.id,
+                error=type(error).__name__,
+            )  # fmt: skip
         await asyncio.gather(self._drop_menu(query), self._touch_user(here.user, drew=True))
         log.debug("card_drawn", chat_id=here.chat_id, card=card.id, drawn=result.drawn)
         return True
@@ -1264,7 +1291,12 @@ class GameBot:
     async def on_error(self, update: object, context: Context) -> None:
         """Log the error and, when there is a chat, answer kindly with the current menu."""
         ERRORS.labels(where="handler").inc()
-        log.error("handler_failed", error=repr(context.error), exc_info=context.error)
+        error = context.error
+        if error is not None and not delivery_failed(error):
+            # A reply that may have been shown: an apology on top would only confuse.
+            log.warning("reply_uncertain", error=type(error).__name__)
+            return
+        log.error("handler_failed", error=repr(error), exc_info=error)
         if not isinstance(update, Update) or update.effective_chat is None:
             return
         chat = update.effective_chat

@@ -173,6 +173,14 @@ class RedisServerProcess:
         except RedisStartError:
             await self._kill_unready(port)
             raise
+        except asyncio.CancelledError:
+            # Stopped while it starts (SIGTERM during start-up): no half-started server stays,
+            # nor a launcher that never got as far as daemonizing.
+            if process.returncode is None:
+                process.kill()
+                await asyncio.shield(process.wait())
+            await asyncio.shield(self._kill_unready(port))
+            raise
 
     def _write_config(self, config: str) -> int:
         """Write redis.conf, drop a stale pid file; the log's size (where this start begins)."""
