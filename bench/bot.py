@@ -52,7 +52,7 @@ from vechnost_bot.game.content import load_library
 CONCURRENT_UPDATES = 64
 CONNECTIONS = 16
 THINK = 0.5  # seconds a flood-round player pauses before each tap
-_PROGRESS = re.compile(r"(\d+)/\d+$")
+_PROGRESS = re.compile(r"(\d+)/\d+")  # the caption's first line; the card text follows
 # Commands that are not the bot's game traffic: our INFO, the lifecycle's and the
 # storage probe's PINGs, connection set-up.
 _NOT_TRAFFIC = {"info", "ping", "client", "hello", "auth", "select", "command"}
