@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import re
 import signal
@@ -22,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.support.env import bot_env
+from tests.support.env import bot_env, log_events
 from tests.support.fake_bot_api import DEFAULT_TOKEN, ApiCall, FakeBotApi
 from tests.support.redis_server import free_port
 
@@ -55,11 +54,7 @@ class BotProcess:
     health_port: int
 
     def log_events(self) -> list[dict[str, Any]]:
-        events = []
-        for line in self.stderr.read_text(encoding="utf-8", errors="replace").splitlines():
-            with contextlib.suppress(ValueError):
-                events.append(json.loads(line))
-        return events
+        return log_events(self.stderr.read_text(encoding="utf-8", errors="replace"))
 
     async def status(self) -> dict[str, Any]:
         url = f"http://127.0.0.1:{self.health_port}/status"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import resource
 import signal
 import sys
@@ -22,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.support.env import bot_env
+from tests.support.env import bot_env, log_events
 from tests.support.fake_bot_api import DEFAULT_TOKEN, FakeBotApi
 from tests.support.redis_server import free_port
 
@@ -93,19 +92,11 @@ async def test_stop_with_unwritable_local_store_exits_non_zero(tmp_path: Path) -
             )
             resource.prlimit(process.pid, resource.RLIMIT_FSIZE, (1, resource.RLIM_INFINITY))
 
-            async def step(action: str, value: str) -> None:
-                since = len(api.calls)
-                if action == "say":
-                    await api.send_message(CHAT, value, language="en")
-                else:
-                    await api.press(CHAT, value, language="en")
-                await api.wait_reply(CHAT, since=since, timeout=20)
-
-            await step("say", "/start")
-            await step("tap", "T:a")
-            await step("tap", "V:a:1")
+            await api.act(CHAT, "say", "/start")
+            await api.act(CHAT, "tap", "T:a")
+            await api.act(CHAT, "tap", "V:a:1")
             for _ in range(5):
-                await step("tap", "N:a:1:q")
+                await api.act(CHAT, "tap", "N:a:1:q")
             before = await _wait_status(
                 health_port,
                 lambda s: (
@@ -126,10 +117,7 @@ async def test_stop_with_unwritable_local_store_exits_non_zero(tmp_path: Path) -
                 await process.wait()
             if not stderr.done():
                 stderr.cancel()
-    events = []
-    for line in text.splitlines():
-        with contextlib.suppress(ValueError):
-            events.append(json.loads(line))
+    events = log_events(text)
     assert code != 0, text[-3000:]
     stopped = [e for e in events if e.get("event") == "vechnost_stopped_with_writes_at_risk"]
     assert len(stopped) == 1, text[-3000:]

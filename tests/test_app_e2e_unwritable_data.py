@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 import sys
 import time
@@ -21,7 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.support.env import bot_env
+from tests.support.env import bot_env, log_events
 from tests.support.fake_bot_api import DEFAULT_TOKEN, FakeBotApi
 from tests.support.redis_server import free_port
 
@@ -79,18 +78,10 @@ async def test_run_with_an_unusable_data_dir_serves_from_memory(tmp_path: Path) 
             status = await _wait_status(health_port, timeout=30)
             assert status["storage"]["mode"] == "memory"
 
-            async def step(action: str, value: str) -> None:
-                since = len(api.calls)
-                if action == "say":
-                    await api.send_message(CHAT, value, language="en")
-                else:
-                    await api.press(CHAT, value, language="en")
-                await api.wait_reply(CHAT, since=since, timeout=20)
-
-            await step("say", "/start")
-            await step("tap", "T:a")
-            await step("tap", "V:a:1")
-            await step("tap", "N:a:1:q")
+            await api.act(CHAT, "say", "/start")
+            await api.act(CHAT, "tap", "T:a")
+            await api.act(CHAT, "tap", "V:a:1")
+            await api.act(CHAT, "tap", "N:a:1:q")
             code_ready, ready = await _get(health_port, "/readyz")
             _, status = await _get(health_port, "/status")
             process.send_signal(signal.SIGTERM)
@@ -102,10 +93,7 @@ async def test_run_with_an_unusable_data_dir_serves_from_memory(tmp_path: Path) 
                 await process.wait()
             if not stderr.done():
                 stderr.cancel()
-    events = []
-    for line in text.splitlines():
-        with contextlib.suppress(ValueError):
-            events.append(json.loads(line))
+    events = log_events(text)
     assert "Traceback" not in text, text[-3000:]
     assert str(data_dir) in ready["degraded_reason"], ready
     assert code_ready == 200  # serving, but degraded: it says so

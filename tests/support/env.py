@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+from typing import Any
 
-__all__ = ["bot_env"]
+__all__ = ["bot_env", "log_events"]
 
 _SETTING_PREFIXES = ("TELEGRAM_", "REDIS_", "HEALTH_", "LOG_", "RATE_LIMIT_", "VECHNOST_")
 
@@ -19,3 +22,12 @@ def bot_env(api_url: str, **settings: str) -> dict[str, str]:
     )
     env.update(settings)
     return env
+
+
+def log_events(text: str) -> list[dict[str, Any]]:
+    """The JSON log lines of a bot process's output; other lines are skipped."""
+    events = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):
+            events.append(json.loads(line))
+    return events

@@ -359,6 +359,17 @@ class FakeBotApi:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), left)
 
+    async def act(
+        self, chat_id: int, action: str, value: str, *, language: str = "en", timeout: float = 20.0
+    ) -> ApiCall:
+        """One player step: ``say`` a message or ``tap`` a button; return the bot's reply."""
+        since = len(self.calls)
+        if action == "say":
+            await self.send_message(chat_id, value, language=language)
+        else:
+            await self.press(chat_id, value, language=language)
+        return await self.wait_reply(chat_id, since=since, timeout=timeout)
+
     async def wait_reply(self, chat_id: int, *, since: int, timeout: float = 10.0) -> ApiCall:
         """The first message, photo or edit in ``chat_id`` from index ``since`` (see
         :func:`is_reply`)."""
