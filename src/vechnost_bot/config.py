@@ -25,10 +25,12 @@ __all__ = [
     "LogFormat",
     "LogLevel",
     "RedisEndpoint",
+    "SentinelTarget",
     "Settings",
     "default_data_dir",
     "load_settings",
     "parse_redis_url",
+    "parse_sentinels",
 ]
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -39,6 +41,26 @@ DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 # What redis-server accepts for maxmemory: a number with an optional unit (1gb, 512mb, 100k).
 _MEMORY_RE = re.compile(r"(?i)^\d+(?:[kmg]b?|b)?$")
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelTarget:
+    """Where the sentinels are and which master they watch (``REDIS_SENTINELS``,
+    ``REDIS_SENTINEL_MASTER``); the sentinels' own password never shows in repr."""
+
+    addresses: tuple[tuple[str, int], ...]
+    master: str
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def hosts(self) -> str:
+        """``host:port,host:port`` (IPv6 in brackets), as REDIS_SENTINELS spells it."""
+        return ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.addresses)
+
+    @property
+    def where(self) -> str:
+        """``master@host:port,host:port``, for messages."""
+        return f"{self.master}@{self.hosts}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +79,8 @@ class RedisEndpoint:
     username: str | None = None
     tls: bool = False
     socket_path: str | None = None
+    sentinel: SentinelTarget | None = None
+    """Set: the master is whichever server these sentinels name (host and port unused)."""
 
     @property
     def is_unix(self) -> bool:
@@ -82,7 +106,9 @@ class RedisEndpoint:
 
     @property
     def where(self) -> str:
-        """``host:port`` or ``unix:<path>``, for messages."""
+        """``host:port``, ``unix:<path>`` or ``sentinel:<master>@<sentinels>``, for messages."""
+        if self.sentinel is not None:
+            return f"sentinel:{self.sentinel.where}"
         if self.socket_path is not None:
             return f"unix:{self.socket_path}"
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -94,6 +120,9 @@ class RedisEndpoint:
         if self.password is not None:
             secret = "***" if redacted else quote(self.password, safe="")
             auth = f"{quote(self.username or '', safe='')}:{secret}@"
+        if self.sentinel is not None:
+            # Display only: redis-py has no sentinel URL scheme (the settings are a list).
+            return f"sentinel://{auth}{self.sentinel.hosts}/{self.sentinel.master}/{self.db}"
         if self.socket_path is not None:
             return f"unix://{auth}{self.socket_path}?db={self.db}"
         scheme = "rediss" if self.tls else "redis"
@@ -144,6 +173,42 @@ def parse_redis_url(url: str) -> RedisEndpoint:
         username=username,
         tls=parts.scheme == "rediss",
     )
+
+
+_SENTINEL_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.%]+)\]|(?P<host>[^\s:\[\],]+)):(?P<port>\d+)$")
+
+
+def parse_sentinels(text: str) -> tuple[tuple[str, int], ...]:
+    """``REDIS_SENTINELS``: ``host:port`` entries, comma-separated, an IPv6 address in
+    brackets (``[::1]:26379``); raises ``ValueError`` naming the entry that is wrong."""
+    found: list[tuple[str, int]] = []
+    for raw in text.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        match = _SENTINEL_RE.match(entry)
+        if match is None:
+            raise ValueError(
+                f"{entry!r} is not host:port (an IPv6 address goes in brackets: [::1]:26379)"
+            )
+        port = int(match["port"])
+        if not 1 <= port <= 65535:
+            raise ValueError(f"{entry!r} has a port that is not a number from 1 to 65535")
+        address = (match["v6"] or match["host"], port)
+        if address in found:
+            raise ValueError(f"{entry!r} is listed twice")
+        found.append(address)
+    if not found:
+        raise ValueError("names no sentinel: host:port,host:port,…")
+    return tuple(found)
+
+
+class _RuleError(ValueError):
+    """A rule across settings is broken; ``variable`` is the one to change."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(message)
+        self.variable = variable
 
 
 def default_data_dir() -> Path:
@@ -200,7 +265,84 @@ class Settings(BaseSettings):
     redis_password: SecretStr | None = None
     redis_password_file: Path | None = None
 
-    @field_validator("telegram_bot_token_file", "redis_password_file", mode="before")
+    # --- Redis Sentinel (docs/scaling.md, docs/redis.md) -------------------------------
+    # REDIS_SENTINELS set: the master is whichever server these sentinels name, reached
+    # through redis-py's Sentinel.master_for. That is an external Redis: REDIS_URL must
+    # not name a server (its host and port would be ignored; the master's password is
+    # REDIS_PASSWORD / REDIS_PASSWORD_FILE) and auto-start is off (REDIS_AUTO_START=true
+    # with it is refused). The sentinels' own password is REDIS_SENTINEL_PASSWORD(_FILE).
+    redis_sentinels: str | None = None
+    redis_sentinel_master: str | None = None
+    redis_sentinel_password: SecretStr | None = Field(default=None, repr=False)
+    redis_sentinel_password_file: Path | None = None
+
+    @field_validator("redis_sentinels", mode="after")
+    @classmethod
+    def _check_sentinels(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parse_sentinels(value)  # raises ValueError naming the bad entry
+        return value.strip()
+
+    @field_validator("redis_sentinel_master", mode="after")
+    @classmethod
+    def _check_sentinel_master(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,128}", value.strip()):
+            raise ValueError(
+                "must be the name in `sentinel monitor <name> …` (letters, digits, _ . : -)"
+            )
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _sentinel_rules(self) -> Settings:
+        """Sentinel means an external Redis: the rules in the comment above."""
+        if self.redis_sentinel_password_file is not None and not _secret_text(
+            self.redis_sentinel_password
+        ):
+            self.redis_sentinel_password = SecretStr(
+                _read_secret(self.redis_sentinel_password_file)
+            )
+        add_secret(_secret_text(self.redis_sentinel_password) or None)
+        if self.redis_sentinels is None:
+            if self.redis_sentinel_master is not None:
+                raise _RuleError(
+                    "REDIS_SENTINEL_MASTER",
+                    "REDIS_SENTINEL_MASTER is set but REDIS_SENTINELS is not: name the "
+                    "sentinels (host:port,host:port,…), or remove REDIS_SENTINEL_MASTER",
+                )
+            return self
+        if self.redis_sentinel_master is None:
+            raise _RuleError(
+                "REDIS_SENTINELS",
+                "REDIS_SENTINELS is set but REDIS_SENTINEL_MASTER is not: set it to the name "
+                "the sentinels monitor (`sentinel monitor <name> …` in sentinel.conf)",
+            )
+        url = parse_redis_url(self.redis_url)
+        if url.is_unix or (url.host, url.port) != ("localhost", 6379):
+            raise _RuleError(
+                "REDIS_URL",
+                f"REDIS_URL names {url.where} while REDIS_SENTINELS is set: with Sentinel the "
+                "master's address comes from the sentinels; remove REDIS_URL (the master's "
+                "password goes in REDIS_PASSWORD or REDIS_PASSWORD_FILE)",
+            )
+        if self.redis_auto_start and "redis_auto_start" in self.model_fields_set:
+            raise _RuleError(
+                "REDIS_AUTO_START",
+                "REDIS_AUTO_START is true while REDIS_SENTINELS is set: Sentinel means an "
+                "external Redis, which the bot never starts; remove REDIS_AUTO_START or set "
+                "it to false",
+            )
+        self.redis_auto_start = False
+        return self
+
+    @field_validator(
+        "telegram_bot_token_file",
+        "redis_password_file",
+        "redis_sentinel_password_file",
+        mode="before",
+    )
     @classmethod
     def _readable_secret_file(cls, value: object) -> object:
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -263,8 +405,23 @@ class Settings(BaseSettings):
 
     @cached_property
     def redis_target(self) -> RedisEndpoint:
-        """``REDIS_URL`` as a typed endpoint (TCP or unix socket), parsed once."""
-        return parse_redis_url(self.redis_url)
+        """``REDIS_URL`` as a typed endpoint (TCP or unix socket), parsed once; with
+        ``REDIS_SENTINELS`` the master those sentinels name (credentials and db from
+        REDIS_PASSWORD and REDIS_URL)."""
+        endpoint = parse_redis_url(self.redis_url)
+        if self.redis_sentinels is None or self.redis_sentinel_master is None:
+            return endpoint
+        sentinel = SentinelTarget(
+            addresses=parse_sentinels(self.redis_sentinels),
+            master=self.redis_sentinel_master,
+            password=_secret_text(self.redis_sentinel_password) or None,
+        )
+        return RedisEndpoint(
+            db=endpoint.db,
+            password=endpoint.password,
+            username=endpoint.username,
+            sentinel=sentinel,
+        )
 
     @cached_property
     def data_dir(self) -> DataDir:
@@ -315,7 +472,9 @@ def _with_password(url: str, password: str) -> str:
 
 def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
-    field = str(first["loc"][0]) if first["loc"] else "?"
+    if not first["loc"]:  # a rule across settings: its message names the variables
+        return str(first["msg"]).removeprefix("Value error, ")
+    field = str(first["loc"][0])
     variable = field.upper()
     message = first["msg"].removeprefix("Value error, ")
     value = first.get("input")
@@ -330,4 +489,6 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as error:
         first = error.errors()[0]
         variable = str(first["loc"][0]).upper() if first["loc"] else None
+        if variable is None:
+            variable = getattr(first.get("ctx", {}).get("error"), "variable", None)
         raise ConfigError(f"invalid setting {_describe(error)}", variable=variable) from None
