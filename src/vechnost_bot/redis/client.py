@@ -17,6 +17,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from vechnost_bot.config import RedisEndpoint
+from vechnost_bot.redis.sentinel import sentinel_client
 
 __all__ = ["client_name", "make_client"]
 
@@ -38,7 +39,14 @@ def client_name(pid: int | None = None) -> str:
 def make_client(
     endpoint: RedisEndpoint, *, timeout: float = 1.0, name: str | None = None
 ) -> aioredis.Redis:
-    """A redis.asyncio client for ``endpoint`` that fails fast: no retries, short timeouts."""
+    """A redis.asyncio client for ``endpoint`` that fails fast: no retries, short timeouts.
+
+    With ``endpoint.sentinel`` set, a client of the master those sentinels name
+    (:mod:`vechnost_bot.redis.sentinel`)."""
+    if endpoint.sentinel is not None:
+        return sentinel_client(
+            endpoint, timeout=timeout, name=name or client_name(), extra=_NO_SETINFO
+        )
     if endpoint.socket_path is not None:
         return aioredis.Redis(
             unix_socket_path=endpoint.socket_path,

@@ -105,7 +105,7 @@ async def probe(
     ``client``: an open client to reuse (the monitor's); else a fresh one is built and
     closed. ``details``: also INFO memory and DBSIZE (for ``redis status``).
     """
-    if client is None and not endpoint.tls:
+    if client is None and not endpoint.tls and endpoint.sentinel is None:
         # Nothing listening is the common case at first start: a bare connect says so.
         unreachable = await _reachable(endpoint, wait)
         if unreachable is not None:
