@@ -1,21 +1,24 @@
-"""How long Sentinel leaves the bot without a master, measured on real processes.
+"""What a Sentinel failover costs the bot, measured on real processes.
 
-For each ``down-after-milliseconds`` (200, 500, 1000): 1 master + 1 replica + 3
-sentinels on loopback (tests/support/sentinel.py). A writer keeps SETting keys
-through ``redis.asyncio.sentinel.Sentinel.master_for`` (dropping its pool after an
-error, so that the next call asks Sentinel again). The master is SIGKILLed, and the
-run records:
+Two rounds, each on a fresh topology from tests/support/sentinel.py (loopback):
+
+**Master killed** (1 master + 1 replica + 3 sentinels), for each
+``down-after-milliseconds`` (200, 500, 1000). The bot's storage (HybridStorage + the
+lifecycle, built as ``vechnost run`` builds them with REDIS_SENTINELS) increments a
+counter every 5 ms; the master is SIGKILLed:
 
 * ``named_s``: kill -> a majority of sentinels names the replica;
-* ``writable_s``: kill -> the writer's first acknowledged write on the new master;
-* ``writable_minus_named_s``: what the client adds on top of Sentinel's own election
-  (issue 11's goal for the bot: within 0.5 s);
-* ``acked_lost``: acknowledged writes missing on the new master (async replication
-  can lose the last few milliseconds before a crash);
-* ``errors``: failed writes during the outage.
+* ``no_master_s``: kill -> the storage serves from Redis again;
+* ``gap_s``: ``no_master_s - named_s``, what the bot adds to Sentinel's own election
+  (issue 11's goal: within 0.5 s; before the watch the probe's backoff added seconds);
+* ``lost``: increments missing from the new master once the journal is empty.
+
+**Manual SENTINEL FAILOVER** (1 master + 1 replica, no min-replicas-to-write), 8 pooled
+writers SETting keys: acknowledged writes missing from the new master, with redis-py's
+plain ``master_for`` and with ours (make_client + SentinelWatch).
 
 Usage: ``.venv/bin/python bench/sentinel.py [--runs N] [--down-after MS ...]``.
-The last line printed is one JSON object with the medians per setting.
+The last line printed is one JSON object with the medians (and ranges) per setting.
 """
 
 from __future__ import annotations
@@ -26,72 +29,70 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from redis.asyncio.sentinel import Sentinel
-from redis.exceptions import RedisError
-from tests.support.sentinel import MASTER_NAME, SentinelTopology
+from tests.support.sentinel import (
+    MASTER_NAME,
+    SentinelTopology,
+    failover_under_writes,
+    missing_on,
+    storage_through_master_kill,
+)
+from vechnost_bot.config import RedisEndpoint, SentinelTarget
+from vechnost_bot.redis.client import make_client
+from vechnost_bot.redis.sentinel import SentinelWatch
 
 
-async def _one_run(down_after_ms: int) -> dict[str, float]:
+async def _kill_run(down_after_ms: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="vechnost-sentinel-") as tmp:
+        with SentinelTopology(Path(tmp) / "t", replicas=1, down_after_ms=down_after_ms) as topo:
+            outage = await storage_through_master_kill(topo, Path(tmp) / "data")
+    return {
+        "named_s": outage.named_s,
+        "no_master_s": outage.no_master_s,
+        "gap_s": outage.no_master_s - outage.named_s,
+        "lost": float(outage.increments - outage.counted),
+        "increments": float(outage.increments),
+    }
+
+
+async def _manual_run(ours: bool) -> tuple[int, int]:
     with (
         tempfile.TemporaryDirectory(prefix="vechnost-sentinel-") as tmp,
-        SentinelTopology(Path(tmp), replicas=1, down_after_ms=down_after_ms) as topo,
+        SentinelTopology(Path(tmp), replicas=1, down_after_ms=1000) as topo,
     ):
-        sentinel = Sentinel(topo.sentinel_addresses, socket_timeout=0.2)
-        master = sentinel.master_for(MASTER_NAME, socket_timeout=0.2)
-        acked: list[int] = []
-        errors = 0
-        killed_at: float | None = None
-        writable_at: float | None = None
-        stop = asyncio.Event()
-
-        async def writer() -> None:
-            nonlocal errors, writable_at
-            index = 0
-            while not stop.is_set():
-                index += 1
-                try:
-                    await master.set(f"bench:{index}", index)
-                except RedisError:
-                    errors += killed_at is not None
-                    await master.connection_pool.disconnect()
-                    await asyncio.sleep(0.01)
-                    continue
-                acked.append(index)
-                if killed_at is not None and writable_at is None and errors:
-                    writable_at = time.monotonic()
-                await asyncio.sleep(0.002)
-
-        task = asyncio.create_task(writer())
-        await asyncio.sleep(0.5)
-        killed_at = time.monotonic()
-        old_port = topo.kill_master()
-        election = await topo.wait_new_master(old_port, killed_at)
-        while writable_at is None and time.monotonic() - killed_at < 20:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.2)
-        stop.set()
-        await task
-        present = 0
-        for start in range(0, len(acked), 500):
-            chunk = acked[start : start + 500]
-            values = await master.mget([f"bench:{i}" for i in chunk])
-            present += sum(value is not None for value in values)
-        await master.aclose()
-        for client in sentinel.sentinels:
+        watch: SentinelWatch | None = None
+        sentinel: Sentinel | None = None
+        if ours:
+            target = SentinelTarget(tuple(topo.sentinel_addresses), MASTER_NAME)
+            client = make_client(RedisEndpoint(sentinel=target), timeout=0.5)
+            watch = SentinelWatch(target)
+            await watch.start()
+        else:
+            sentinel = Sentinel(topo.sentinel_addresses, socket_timeout=0.5)  # type: ignore[no-untyped-call]
+            client = sentinel.master_for(MASTER_NAME, socket_timeout=0.5)
+        try:
+            writers, new_port, _ = await failover_under_writes(topo, client, after=1.5)
+            missing = await missing_on(new_port, writers.acked)
+        finally:
+            if watch is not None:
+                await watch.stop()
             await client.aclose()
-    writable = (writable_at or float("nan")) - killed_at
+            if sentinel is not None:
+                await sentinel.aclose()
+    return len(missing), len(writers.acked)
+
+
+def _summary(runs: list[dict[str, float]]) -> dict[str, object]:
     return {
-        "named_s": election.named_after,
-        "writable_s": writable,
-        "writable_minus_named_s": writable - election.named_after,
-        "acked_lost": float(len(acked) - present),
-        "acked": float(len(acked)),
-        "errors": float(errors),
+        key: {
+            "median": round(statistics.median(run[key] for run in runs), 3),
+            "range": [round(min(r[key] for r in runs), 3), round(max(r[key] for r in runs), 3)],
+        }
+        for key in runs[0]
     }
 
 
@@ -100,24 +101,30 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--down-after", type=int, nargs="+", default=[200, 500, 1000])
     args = parser.parse_args()
-    summary: dict[str, dict[str, float]] = {}
-    print(f"{'down-after':>10} {'run':>3} {'named s':>8} {'writable s':>10} "
-          f"{'client +s':>9} {'errors':>6} {'lost/acked':>11}")  # fmt: skip
+    summary: dict[str, object] = {}
+    print(f"{'down-after':>10} {'run':>3} {'named s':>8} {'no_master s':>11} {'gap s':>6} {'lost':>9}")  # fmt: skip
     for down_after in args.down_after:
         runs = []
         for number in range(1, args.runs + 1):
-            run = await _one_run(down_after)
+            run = await _kill_run(down_after)
             runs.append(run)
             print(
-                f"{down_after:>10} {number:>3} {run['named_s']:>8.2f} {run['writable_s']:>10.2f} "
-                f"{run['writable_minus_named_s']:>9.2f} {run['errors']:>6.0f} "
-                f"{run['acked_lost']:>5.0f}/{run['acked']:<5.0f}"
+                f"{down_after:>10} {number:>3} {run['named_s']:>8.2f} {run['no_master_s']:>11.2f} "
+                f"{run['gap_s']:>6.2f} {run['lost']:>4.0f}/{run['increments']:<4.0f}"
             )
-        summary[str(down_after)] = {
-            key: round(statistics.median(run[key] for run in runs), 3) for key in runs[0]
-        }
-        summary[str(down_after)]["acked_lost_max"] = max(run["acked_lost"] for run in runs)
-    print(json.dumps({"median_by_down_after_ms": summary}, sort_keys=True))
+        summary[str(down_after)] = _summary(runs)
+    manual: dict[str, list[list[int]]] = {"plain_master_for": [], "ours": []}
+    for number in range(1, args.runs + 1):
+        for name, ours in (("plain_master_for", False), ("ours", True)):
+            lost, acked = await _manual_run(ours)
+            manual[name].append([lost, acked])
+            print(f"manual SENTINEL FAILOVER run {number} {name:>16}: lost {lost} of {acked}")
+    print(
+        json.dumps(
+            {"master_killed_by_down_after_ms": summary, "manual_failover_lost_of_acked": manual},
+            sort_keys=True,
+        )
+    )
 
 
 if __name__ == "__main__":

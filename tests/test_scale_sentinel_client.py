@@ -10,19 +10,20 @@ acknowledged writes that the new master does not have.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import redis
-import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel
-from redis.exceptions import RedisError
 
-from tests.support.sentinel import MASTER_NAME, SentinelTopology
+from tests.support.sentinel import (
+    MASTER_NAME,
+    PooledWriters,
+    SentinelTopology,
+    failover_under_writes,
+    missing_on,
+)
 from vechnost_bot.config import RedisEndpoint, SentinelTarget
 from vechnost_bot.redis.client import make_client
 from vechnost_bot.redis.probe import probe
@@ -30,97 +31,27 @@ from vechnost_bot.redis.sentinel import SentinelWatch, newest_master
 
 pytestmark = pytest.mark.slow
 
-WRITERS = 8
-
 
 def _endpoint(topo: SentinelTopology) -> RedisEndpoint:
     return RedisEndpoint(sentinel=SentinelTarget(tuple(topo.sentinel_addresses), MASTER_NAME))
 
 
-@dataclass
-class _Writers:
-    """``WRITERS`` tasks SETting distinct keys through one pooled client; a failed SET is
-    retried (the key is acknowledged only when a SET of it returned)."""
-
-    client: aioredis.Redis
-    acked: list[str] = field(default_factory=list)
-    acked_at: dict[str, float] = field(default_factory=dict)
-    errors: int = 0
-    last_error_at: float | None = None
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def _one(self, number: int) -> None:
-        index = 0
-        while not self.stop.is_set():
-            key = f"w{number}:{index}"
-            try:
-                await self.client.set(key, "1")
-            except RedisError:
-                self.errors += 1
-                self.last_error_at = time.monotonic()
-                await asyncio.sleep(0.005)
-                continue
-            self.acked.append(key)
-            self.acked_at[key] = time.monotonic()
-            index += 1
-            await asyncio.sleep(0.001)
-
-    async def run_until(self, done: asyncio.Event) -> None:
-        tasks = [asyncio.create_task(self._one(n)) for n in range(WRITERS)]
-        await done.wait()
-        self.stop.set()
-        await asyncio.gather(*tasks)
-
-
-async def _missing_on(port: int, keys: list[str]) -> list[str]:
-    client = aioredis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
-    try:
-        missing: list[str] = []
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            values = await client.mget(chunk)
-            missing += [key for key, value in zip(chunk, values, strict=True) if value is None]
-        return missing
-    finally:
-        await client.aclose()
-
-
-async def _failover_under_writes(
-    topo: SentinelTopology, client: aioredis.Redis, *, after: float
-) -> tuple[_Writers, int, float]:
-    """Writers run; SENTINEL FAILOVER; they go on until ``after`` s past the election.
-    The writers, the new master's port and the seconds from the request to the last
-    error the writers saw (0 when none)."""
-    writers = _Writers(client)
-    done = asyncio.Event()
-    running = asyncio.create_task(writers.run_until(done))
-    await asyncio.sleep(0.5)
-    asked_at = time.monotonic()
-    old_port = topo.request_failover()
-    election = await topo.wait_new_master(old_port, asked_at)
-    await asyncio.sleep(after)
-    done.set()
-    await running
-    last_error = 0.0 if writers.last_error_at is None else writers.last_error_at - asked_at
-    return writers, election.new_port, last_error
-
-
-def _longest_pause(writers: _Writers) -> float:
+def _longest_pause(writers: PooledWriters) -> float:
     times = sorted(writers.acked_at.values())
     return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
 
 async def _run_with_watch(
     topo: SentinelTopology, *, after: float
-) -> tuple[_Writers, list[str], SentinelWatch, float]:
+) -> tuple[PooledWriters, list[str], SentinelWatch, float]:
     endpoint = _endpoint(topo)
     assert endpoint.sentinel is not None
     client = make_client(endpoint, timeout=0.5)
     watch = SentinelWatch(endpoint.sentinel, interval=0.1)
     await watch.start()
     try:
-        writers, new_port, last_error = await _failover_under_writes(topo, client, after=after)
-        missing = await _missing_on(new_port, writers.acked)
+        writers, new_port, last_error = await failover_under_writes(topo, client, after=after)
+        missing = await missing_on(new_port, writers.acked)
     finally:
         await watch.stop()
         await client.aclose()
@@ -154,8 +85,8 @@ async def test_plain_master_for_keeps_writing_to_the_old_master(tmp_path: Path) 
         sentinel = Sentinel(topo.sentinel_addresses, socket_timeout=0.5)
         client = sentinel.master_for(MASTER_NAME, socket_timeout=0.5)
         try:
-            writers, new_port, _ = await _failover_under_writes(topo, client, after=1.0)
-            missing = await _missing_on(new_port, writers.acked)
+            writers, new_port, _ = await failover_under_writes(topo, client, after=1.0)
+            missing = await missing_on(new_port, writers.acked)
         finally:
             await client.aclose()
             await sentinel.aclose()

@@ -19,15 +19,26 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from tests.support.redis_server import RedisServer, free_port, redis_server_binary
 
-__all__ = ["MASTER_NAME", "Election", "SentinelProcess", "SentinelTopology"]
+__all__ = [
+    "MASTER_NAME",
+    "Election",
+    "PooledWriters",
+    "SentinelProcess",
+    "SentinelTopology",
+    "StorageOutage",
+    "failover_under_writes",
+    "missing_on",
+    "storage_through_master_kill",
+]
 
 MASTER_NAME = "vechnost"
 
@@ -306,3 +317,169 @@ class SentinelTopology:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"sentinel topology: {what} before the deadline")
+
+
+@dataclass(frozen=True, slots=True)
+class StorageOutage:
+    """What killing the master cost the bot's storage (HybridStorage + the lifecycle,
+    built as ``vechnost run`` builds them, through REDIS_SENTINELS)."""
+
+    named_s: float
+    """Kill -> a majority of sentinels names another master."""
+    no_master_s: float
+    """Kill -> the storage serves from Redis again (its writes land in the new master)."""
+    increments: int
+    """Increments the writer made (all acknowledged; some while in memory mode)."""
+    counted: int
+    """The counter in Redis afterwards: equal to ``increments`` when none was lost."""
+
+
+async def storage_through_master_kill(
+    topo: SentinelTopology, data_dir: Path, *, settle: float = 0.5
+) -> StorageOutage:
+    """A writer increments a counter through the storage every 5 ms; the master is
+    SIGKILLed; returns once the storage is back in Redis mode and its journal is empty."""
+    from vechnost_bot.config import Settings
+    from vechnost_bot.redis.autostart import RedisAutoStartManager
+    from vechnost_bot.storage.hybrid import HybridStorage
+    from vechnost_bot.storage.redis import connect_redis
+
+    settings = Settings(  # type: ignore[call-arg]
+        redis_sentinels=",".join(f"{h}:{p}" for h, p in topo.sentinel_addresses),
+        redis_sentinel_master=MASTER_NAME,
+        redis_data_dir=data_dir,
+        redis_health_check_interval=1.0,
+    )
+    lifecycle = RedisAutoStartManager(settings)
+    storage = HybridStorage(
+        client_factory=connect_redis,
+        local_dir=data_dir / "local",
+        on_connection_lost=lifecycle.wake,
+    )
+    lifecycle.subscribe(storage.on_redis_event)
+    await storage.start(None)
+    await lifecycle.start()
+    await storage.start(lifecycle.endpoint)
+    stop = asyncio.Event()
+    increments = 0
+
+    async def writer() -> None:
+        nonlocal increments
+        while not stop.is_set():
+            await storage.incr("outage")
+            increments += 1
+            await asyncio.sleep(0.005)
+
+    task = asyncio.create_task(writer())
+    try:
+        deadline = time.monotonic() + 10
+        while storage.mode != "redis" and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert storage.mode == "redis", "the storage never reached Redis through Sentinel"
+        await asyncio.sleep(settle)
+        killed_at = time.monotonic()
+        old_port = topo.kill_master()
+        election = asyncio.create_task(topo.wait_new_master(old_port, killed_at))
+        while storage.mode == "redis" and time.monotonic() - killed_at < 10:
+            await asyncio.sleep(0.002)
+        while storage.mode != "redis" and time.monotonic() - killed_at < 30:
+            await asyncio.sleep(0.005)
+        back = time.monotonic() - killed_at
+        named = (await election).named_after
+        await asyncio.sleep(settle)
+        stop.set()
+        await task
+        # Every increment in Redis: nothing left pending in the local store (a second,
+        # spurious failover right after the first one may have sent some there).
+        deadline = time.monotonic() + 20
+        while (storage.mode != "redis" or storage.local.pending_count) and (
+            time.monotonic() < deadline
+        ):
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await task
+        await storage.stop()
+        await lifecycle.stop()
+    counted = _read_counter(topo, "outage")
+    return StorageOutage(named, back, increments, counted)
+
+
+def _read_counter(topo: SentinelTopology, name: str) -> int:
+    from vechnost_bot.storage.redis import KEY_PREFIX
+
+    client = topo.server_on(topo.master_port()).client()
+    try:
+        raw = client.get(f"{KEY_PREFIX}:counter:{name}")
+    finally:
+        client.close()
+    return int(raw or 0)
+
+
+@dataclass
+class PooledWriters:
+    """``tasks`` writers SETting distinct keys through one pooled client; a failed SET is
+    retried (a key is acknowledged only when a SET of it returned)."""
+
+    client: aioredis.Redis
+    tasks: int = 8
+    acked: list[str] = field(default_factory=list)
+    acked_at: dict[str, float] = field(default_factory=dict)
+    errors: int = 0
+    last_error_at: float | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def _one(self, number: int) -> None:
+        index = 0
+        while not self.stop.is_set():
+            key = f"w{number}:{index}"
+            try:
+                await self.client.set(key, "1")
+            except RedisError:
+                self.errors += 1
+                self.last_error_at = time.monotonic()
+                await asyncio.sleep(0.005)
+                continue
+            self.acked.append(key)
+            self.acked_at[key] = time.monotonic()
+            index += 1
+            await asyncio.sleep(0.001)
+
+    async def run_until(self, done: asyncio.Event) -> None:
+        tasks = [asyncio.create_task(self._one(n)) for n in range(self.tasks)]
+        await done.wait()
+        self.stop.set()
+        await asyncio.gather(*tasks)
+
+
+async def missing_on(port: int, keys: list[str]) -> list[str]:
+    client = aioredis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+    try:
+        missing: list[str] = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            values = await client.mget(chunk)
+            missing += [key for key, value in zip(chunk, values, strict=True) if value is None]
+        return missing
+    finally:
+        await client.aclose()
+
+
+async def failover_under_writes(
+    topo: SentinelTopology, client: aioredis.Redis, *, after: float
+) -> tuple[PooledWriters, int, float]:
+    """Writers run; SENTINEL FAILOVER; they go on until ``after`` s past the election.
+    The writers, the new master's port and the seconds from the request to the last
+    error the writers saw (0 when none)."""
+    writers = PooledWriters(client)
+    done = asyncio.Event()
+    running = asyncio.create_task(writers.run_until(done))
+    await asyncio.sleep(0.5)
+    asked_at = time.monotonic()
+    old_port = topo.request_failover()
+    election = await topo.wait_new_master(old_port, asked_at)
+    await asyncio.sleep(after)
+    done.set()
+    await running
+    last_error = 0.0 if writers.last_error_at is None else writers.last_error_at - asked_at
+    return writers, election.new_port, last_error

@@ -80,6 +80,7 @@ from vechnost_bot.redis.events import (
 from vechnost_bot.redis.manager import RedisManager
 from vechnost_bot.redis.probe import Probe, password_rejected_message, probe
 from vechnost_bot.redis.process import pid_alive
+from vechnost_bot.redis.sentinel import SentinelWatch
 from vechnost_bot.service import Service, backoff
 
 __all__ = [
@@ -204,6 +205,7 @@ class RedisAutoStartManager(Service):
         self._wake_event: asyncio.Event | None = None
         self._stopping: asyncio.Event | None = None
         self._stopped = False
+        self._sentinel_watch: SentinelWatch | None = None
 
     # -- facts ------------------------------------------------------------------------
 
@@ -288,6 +290,12 @@ class RedisAutoStartManager(Service):
         self._stopped = False
         self._wake_event = asyncio.Event()
         self._stopping = asyncio.Event()
+        if self._target.sentinel is not None and self._sentinel_watch is None:
+            # REDIS_SENTINELS: follow the sentinels' failovers (redis/sentinel.py).
+            self._sentinel_watch = SentinelWatch(
+                self._target.sentinel, on_switch=self._on_master_switch
+            )
+            await self._sentinel_watch.start()
         await self.initialize()
         self._arm_pidfd()
         self._monitor_task = asyncio.create_task(self._monitor(), name="redis-monitor")
@@ -307,7 +315,26 @@ class RedisAutoStartManager(Service):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._disarm_pidfd()
+        watch, self._sentinel_watch = self._sentinel_watch, None
+        if watch is not None:
+            await watch.stop()
         await self.cleanup()
+
+    async def _on_master_switch(self, address: tuple[str, int]) -> None:
+        """The sentinels named another master: check it now, and tell the observers at
+        once (the storage probes then instead of at its backoff's next step)."""
+        self.wake()
+        if self._state == "running":
+            host, port = address
+            await self._notify(
+                RedisEvent(
+                    state="running",
+                    previous="running",
+                    endpoint=self._endpoint,
+                    source=self._source,
+                    reason=f"the sentinels switched the master to {host}:{port}",
+                )
+            )
 
     async def cleanup(self) -> None:
         """Stop only what this program started, and only when no other Vechnost uses it."""
