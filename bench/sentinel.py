@@ -41,15 +41,18 @@ from tests.support.sentinel import (
     missing_on,
     storage_through_master_kill,
 )
+
 from vechnost_bot.config import RedisEndpoint, SentinelTarget
 from vechnost_bot.redis.client import make_client
 from vechnost_bot.redis.sentinel import SentinelWatch
 
 
 async def _kill_run(down_after_ms: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="vechnost-sentinel-") as tmp:
-        with SentinelTopology(Path(tmp) / "t", replicas=1, down_after_ms=down_after_ms) as topo:
-            outage = await storage_through_master_kill(topo, Path(tmp) / "data")
+    with (
+        tempfile.TemporaryDirectory(prefix="vechnost-sentinel-") as tmp,
+        SentinelTopology(Path(tmp) / "t", replicas=1, down_after_ms=down_after_ms) as topo,
+    ):
+        outage = await storage_through_master_kill(topo, Path(tmp) / "data")
     return {
         "named_s": outage.named_s,
         "no_master_s": outage.no_master_s,
@@ -102,7 +105,8 @@ async def main() -> None:
     parser.add_argument("--down-after", type=int, nargs="+", default=[200, 500, 1000])
     args = parser.parse_args()
     summary: dict[str, object] = {}
-    print(f"{'down-after':>10} {'run':>3} {'named s':>8} {'no_master s':>11} {'gap s':>6} {'lost':>9}")  # fmt: skip
+    print(f"{'down-after':>10} {'run':>3} {'named s':>8} {'no_master s':>11} "
+          f"{'gap s':>6} {'lost':>9}")  # fmt: skip
     for down_after in args.down_after:
         runs = []
         for number in range(1, args.runs + 1):

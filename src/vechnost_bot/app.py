@@ -40,6 +40,7 @@ from vechnost_bot.game.content import Library, load_library
 from vechnost_bot.ops.health import HealthServer
 from vechnost_bot.ops.snapshot import OverallStatus, RedisSnapshot, Snapshot, TelegramSnapshot
 from vechnost_bot.redis.autostart import RedisAutoStartManager
+from vechnost_bot.redis.probe import refuse_cluster
 from vechnost_bot.storage.hybrid import HybridStorage
 from vechnost_bot.storage.redis import connect_redis
 
@@ -249,6 +250,8 @@ class VechnostApp:
         background."""
         settings = self.settings
         token = check_token(settings.token)
+        if not settings.redis_target.auto_start_can_serve:
+            await refuse_cluster(settings.redis_target)  # exit 2: Cluster is not supported
         library = self._library
         if library is None:
             library = await asyncio.to_thread(load_library)

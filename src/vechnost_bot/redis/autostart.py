@@ -78,7 +78,12 @@ from vechnost_bot.redis.events import (
     RedisState,
 )
 from vechnost_bot.redis.manager import RedisManager
-from vechnost_bot.redis.probe import Probe, password_rejected_message, probe
+from vechnost_bot.redis.probe import (
+    CLUSTER_REFUSED,
+    Probe,
+    password_rejected_message,
+    probe,
+)
 from vechnost_bot.redis.process import pid_alive
 from vechnost_bot.redis.sentinel import SentinelWatch
 from vechnost_bot.service import Service, backoff
@@ -364,6 +369,11 @@ class RedisAutoStartManager(Service):
         """Find Redis: external, else (only when nothing is configured) adopt or start."""
         target = self._target
         found = await probe(target, self._ping_timeout())
+        if found.cluster:
+            reason = f"the Redis at {target.where} {CLUSTER_REFUSED} (staying in memory mode)"
+            if first or self._state != "unavailable":
+                log.error("redis_cluster_refused", url=target.url(), reason=reason)
+            return await self._fallback(reason, first=first)
         if found.answers:
             await self._use_external(found)
             return True

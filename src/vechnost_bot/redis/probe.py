@@ -36,9 +36,17 @@ from redis.exceptions import RedisError as RedisClientError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from vechnost_bot.config import RedisEndpoint
+from vechnost_bot.errors import ConfigError
 from vechnost_bot.redis.client import make_client
 
-__all__ = ["Probe", "ProbeKind", "password_rejected_message", "probe"]
+__all__ = [
+    "CLUSTER_REFUSED",
+    "Probe",
+    "ProbeKind",
+    "password_rejected_message",
+    "probe",
+    "refuse_cluster",
+]
 
 ProbeKind = Literal["answers", "loading", "auth_refused", "hung", "down", "not_redis"]
 
@@ -67,6 +75,11 @@ class Probe:
         return self.kind in {"answers", "loading", "auth_refused"}
 
     @property
+    def cluster(self) -> bool:
+        """True when it answered as a Redis Cluster node (``redis_mode:cluster``)."""
+        return self.answers and self.info.get("redis_mode") == "cluster"
+
+    @property
     def passwordless(self) -> bool:
         """True when it answered with no password: anyone on the host can read and write it."""
         return self.answers and self.endpoint.password is None
@@ -75,6 +88,22 @@ class Probe:
 def password_rejected_message(endpoint: RedisEndpoint) -> str:
     """What the bot logs, and the CLI and doctor print, when REDIS_URL's password is refused."""
     return f"the Redis at {endpoint.where} rejected the password in REDIS_URL; fix the password"
+
+
+CLUSTER_REFUSED = (
+    "is a Redis Cluster node, which Vechnost does not support: its scripts touch keys in "
+    "more than one slot and are pipelined to one node (docs/scaling.md, 'Why not Redis "
+    "Cluster'); use one Redis, or a master with replicas and Sentinel (REDIS_SENTINELS)"
+)
+
+
+async def refuse_cluster(endpoint: RedisEndpoint, wait: float = 1.0) -> None:
+    """Raise :class:`ConfigError` (exit 2) when ``endpoint`` answers as a Redis Cluster
+    node; a server that does not answer is left to the lifecycle."""
+    found = await probe(endpoint, wait)
+    if found.cluster:
+        variable = "REDIS_SENTINELS" if endpoint.sentinel is not None else "REDIS_URL"
+        raise ConfigError(f"{variable} {endpoint.url()} {CLUSTER_REFUSED}", variable=variable)
 
 
 async def _reachable(endpoint: RedisEndpoint, wait: float) -> str | None:
