@@ -50,7 +50,7 @@ from vechnost_bot.bot.callbacks import Callback, parse
 from vechnost_bot.bot.cards import CardSender, caption_text
 from vechnost_bot.bot.delivery import delivery_failed
 from vechnost_bot.bot.keyboards import CardButtons, Place
-from vechnost_bot.bot.ratelimit import KeyedBuckets
+from vechnost_bot.bot.ratelimit import KeyedBuckets, SharedLimit
 from vechnost_bot.bot.texts import (
     CHOOSE_LANGUAGE_ANY,
     COMMANDS,
@@ -156,6 +156,8 @@ class GameBot:
     clock: Callable[[], float] = time.time
     updates_handled: int = 0
     bot: Bot | None = None  # the Application's bot, set by install()
+    shared_limit: SharedLimit | None = None
+    """Replicas: the per-user window shared through the storage, behind ``limiter``."""
     limiter: KeyedBuckets[int] = field(init=False)
     quiet_answers: KeyedBuckets[int] = field(init=False)
 
@@ -338,7 +340,9 @@ class GameBot:
         user = update.effective_user
         if user is None:
             return
-        if self.limiter.take(user.id):
+        if self.limiter.take(user.id) and (
+            self.shared_limit is None or await self.shared_limit.allow(user.id, update.update_id)
+        ):
             return
         UPDATES_RATE_LIMITED.inc()
         query = update.callback_query

@@ -1,4 +1,5 @@
-"""Token buckets in the process, one per key: the per-user update limit and send pacing.
+"""Token buckets in the process, one per key: the per-user update limit and send pacing;
+and :class:`SharedLimit`, the per-user limit shared by replicas through the storage.
 
 A check costs a dict lookup and some arithmetic, never a storage or network call, so
 a flood is refused in microseconds. Memory follows the active keys: a bucket that
@@ -12,9 +13,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
-__all__ = ["KeyedBuckets"]
+__all__ = ["KeyedBuckets", "SharedLimit"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -100,3 +101,36 @@ class KeyedBuckets(Generic[K]):
                 del buckets[key]
             else:
                 break
+
+
+class SharedLimit:
+    """The per-user update limit across replicas: a sliding window in the storage (in
+    Redis: timed by the server's clock, each ``update_id`` counted once).
+
+    It stands behind the handlers' local :class:`KeyedBuckets` of the same size, the fast
+    first gate: that one refuses only what this window would refuse too (one replica sees
+    at most all of a user's updates), so a flood costs no storage call past the first
+    ``limit`` updates, and what passes it is counted here, where the replicas' counts add
+    up. A Telegram redelivery of a counted update (same ``update_id``) is allowed again
+    and not counted twice here (the local bucket, being per process, may count it twice
+    on one replica). While Redis is away the window falls back to this replica's memory
+    (the storage's rule for rate windows): each replica then allows up to ``limit``.
+    """
+
+    def __init__(self, storage: _RateStorage, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self._storage = storage
+
+    async def allow(self, user_id: int, update_id: int | None = None) -> bool:
+        """Count this update of ``user_id``; True when it is within the limit."""
+        hit = None if update_id is None else str(update_id)
+        return await self._storage.hit_rate_limit(
+            f"user:{user_id}", self.limit, self.window, hit=hit
+        )
+
+
+class _RateStorage(Protocol):
+    async def hit_rate_limit(
+        self, key: str, limit: int, window: float, *, hit: str | None = None
+    ) -> bool: ...

@@ -85,8 +85,13 @@ class Storage(abc.ABC):
         """The counter's value (0 when never incremented)."""
 
     @abc.abstractmethod
-    async def hit_rate_limit(self, key: str, limit: int, window: float) -> bool:
-        """Count one hit for ``key``; True when it is within ``limit`` per ``window`` s."""
+    async def hit_rate_limit(
+        self, key: str, limit: int, window: float, *, hit: str | None = None
+    ) -> bool:
+        """Count one hit for ``key``; True when it is within ``limit`` per ``window`` s.
+
+        ``hit``: the hit's identity (a Telegram ``update_id``): one already counted in the
+        window is not counted again, and is allowed again (a redelivery)."""
 
     @abc.abstractmethod
     async def cache_get(self, key: str) -> bytes | None:

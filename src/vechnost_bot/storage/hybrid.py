@@ -409,9 +409,13 @@ class HybridStorage(Storage):
         finally:
             _LATENCY["counter"].observe(time.perf_counter() - started)
 
-    async def hit_rate_limit(self, key: str, limit: int, window: float) -> bool:
+    async def hit_rate_limit(
+        self, key: str, limit: int, window: float, *, hit: str | None = None
+    ) -> bool:
         """Count a hit; windows counted while Redis is away are not carried back."""
-        return await self._either("rate_limit", lambda s: s.hit_rate_limit(key, limit, window))
+        return await self._either(
+            "rate_limit", lambda s: s.hit_rate_limit(key, limit, window, hit=hit)
+        )
 
     async def cache_get(self, key: str) -> bytes | None:
         """A cached value, or None."""

@@ -43,7 +43,7 @@ class InMemoryStorage(Storage):
         self._records: OrderedDict[_RecordKey, Record] = OrderedDict()
         self._counters: OrderedDict[str, int] = OrderedDict()
         self._cache: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
-        self._rate: OrderedDict[str, deque[float]] = OrderedDict()
+        self._rate: OrderedDict[str, deque[tuple[float, str | None]]] = OrderedDict()
 
     # -- records ---------------------------------------------------------------------
     async def _load(self, model: type[R], key: str) -> R | None:
@@ -102,8 +102,11 @@ class InMemoryStorage(Storage):
         self._counters.move_to_end(name)
         return value
 
-    async def hit_rate_limit(self, key: str, limit: int, window: float) -> bool:
-        """Sliding window: True when fewer than ``limit`` hits fell in the last ``window`` s."""
+    async def hit_rate_limit(
+        self, key: str, limit: int, window: float, *, hit: str | None = None
+    ) -> bool:
+        """Sliding window: True when fewer than ``limit`` hits fell in the last ``window`` s
+        (or ``hit`` is one of them: a redelivery)."""
         now = time.monotonic()
         hits = self._rate.get(key)
         if hits is None:
@@ -112,11 +115,13 @@ class InMemoryStorage(Storage):
         else:
             self._rate.move_to_end(key)
         horizon = now - window
-        while hits and hits[0] <= horizon:
+        while hits and hits[0][0] <= horizon:
             hits.popleft()
+        if hit is not None and any(seen == hit for _, seen in hits):
+            return True
         if len(hits) >= limit:
             return False
-        hits.append(now)
+        hits.append((now, hit))
         return True
 
     async def cache_get(self, key: str) -> bytes | None:

@@ -100,14 +100,21 @@ end
 return tonumber(redis.call('GET', KEYS[1])) or 0
 """
 
-# Sliding window on a sorted set. KEYS[1]; ARGV: now ms, window ms, limit, member
+# Sliding window on a sorted set, timed by the server's clock (TIME), never a client's:
+# replicas whose clocks differ share one window. A member already in the window is a
+# redelivery of a counted hit: allowed, not counted again. KEYS[1]; ARGV: window ms,
+# limit, member
 _LUA_RATE = """
+if redis.replicate_commands then redis.replicate_commands() end
 local kind = redis.call('TYPE', KEYS[1])['ok']
 if kind ~= 'zset' and kind ~= 'none' then redis.call('DEL', KEYS[1]) end
-local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local window = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
-  redis.call('ZADD', KEYS[1], now, ARGV[4])
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) then return 1 end
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], math.ceil(window) + 1)
   return 1
 end
@@ -346,17 +353,14 @@ class RedisStorage(Storage):
             log.warning("storage_corrupt_value", key=rkey, reason="not_a_counter")
             return 0
 
-    async def hit_rate_limit(self, key: str, limit: int, window: float) -> bool:
-        """Atomic sliding window (a sorted set of hit times, trimmed by a Lua script)."""
-        now_ms = time.time() * 1000.0
-        member = f"{self._instance}:{next(self._member)}"
+    async def hit_rate_limit(
+        self, key: str, limit: int, window: float, *, hit: str | None = None
+    ) -> bool:
+        """Atomic sliding window (a sorted set of hits, trimmed by a Lua script on the
+        server's clock); ``hit`` already in the window is allowed and not counted again."""
+        member = f"h:{hit}" if hit is not None else f"{self._instance}:{next(self._member)}"
         allowed = await _RATE(
-            self.client,
-            f"{self._prefix}:rate:{key}",
-            repr(now_ms),
-            repr(window * 1000.0),
-            limit,
-            member,
+            self.client, f"{self._prefix}:rate:{key}", repr(window * 1000.0), limit, member
         )
         return bool(allowed)
 
