@@ -75,7 +75,7 @@ async def test_the_window_slides(replicas: tuple[RedisStorage, RedisStorage]) ->
     """After the window has passed, the user may go on."""
     limit = SharedLimit(replicas[0], 2, 0.3)
     assert [await limit.allow(10, update_id=n) for n in range(3)] == [True, True, False]
-    time.sleep(0.35)
+    await asyncio.sleep(0.35)
     assert await limit.allow(10, update_id=3)
 
 
