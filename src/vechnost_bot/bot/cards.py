@@ -4,7 +4,11 @@ The first send of a card in a language renders it (or takes the rendered bytes
 from the storage cache) and uploads it; the ``file_id`` Telegram gives back is
 kept in storage, and every later send of that card in that language reuses it.
 Concurrent sends of a card that is not uploaded yet are single-flight: one
-renders and uploads, the others wait for it and reuse its file id.
+renders and uploads, the others wait for it and reuse its file id. Across replicas the
+same holds through the storage: the uploader takes a claim with ``cache_add`` (SET NX
+with a lease), the others poll for the file id it stores, and upload themselves only
+if it does not come within ``upload_wait`` (its replica died or Redis is away: then each
+replica's claim is its own, and a card may be uploaded once per replica).
 """
 
 from __future__ import annotations
@@ -35,6 +39,11 @@ MAX_CAPTION = 1024
 
 IMAGE_TTL = 7 * 24 * 3600.0
 FILE_ID_TTL = 180 * 24 * 3600.0
+UPLOAD_LEASE = 15.0
+"""How long one replica's claim to upload a card holds (an upload takes well under it)."""
+UPLOAD_WAIT = 5.0
+"""The longest another replica waits for that upload's file id before uploading itself."""
+_UPLOAD_POLL = 0.05
 LOCAL_FILE_IDS = 20_000
 """File ids kept in this process (every card in every language fits), so a send needs
 no storage round trip once a card was sent."""
@@ -59,6 +68,11 @@ def caption_text(
     return caption if len(caption) <= MAX_CAPTION else caption[: MAX_CAPTION - 1] + "…"
 
 
+def _upload_key(fid_key: str) -> str:
+    """The storage key of the claim to upload the card whose file id is ``fid_key``."""
+    return f"{fid_key}:uploading"
+
+
 @dataclass
 class SendStats:
     """Counts since start, for the benchmark and the status page."""
@@ -80,9 +94,17 @@ class CardSender:
     """Renders, caches and sends card photos."""
 
     def __init__(
-        self, storage: Storage, *, image_ttl: float = IMAGE_TTL, file_id_ttl: float = FILE_ID_TTL
+        self,
+        storage: Storage,
+        *,
+        image_ttl: float = IMAGE_TTL,
+        file_id_ttl: float = FILE_ID_TTL,
+        upload_lease: float = UPLOAD_LEASE,
+        upload_wait: float = UPLOAD_WAIT,
     ) -> None:
         self._storage = storage
+        self._upload_lease = upload_lease
+        self._upload_wait = upload_wait
         self._image_ttl = image_ttl
         self._file_id_ttl = file_id_ttl
         self.stats = SendStats()
@@ -173,16 +195,50 @@ class CardSender:
                 )
                 if message is not None:
                     return message
-            data = await self.image(card, language, footer)
-            message = await bot.send_photo(
-                chat_id, data, caption=caption, reply_markup=reply_markup
-            )
-            self.stats.sent += 1
-            if message.photo:
-                file_id = message.photo[-1].file_id.encode("utf-8")
-                self._keep_file_id(fid_key, file_id)
-                await self._storage.cache_set(fid_key, file_id, self._file_id_ttl)
+            claimed = await self._claim_upload(fid_key)
+            if not claimed:
+                # Another replica uploads this card now: use its file id when it comes.
+                theirs = await self._await_upload(fid_key)
+                if theirs is not None:
+                    message = await self._send_file_id(
+                        bot, chat_id, card, language, theirs, caption, reply_markup
+                    )
+                    if message is not None:
+                        return message
+            try:
+                data = await self.image(card, language, footer)
+                message = await bot.send_photo(
+                    chat_id, data, caption=caption, reply_markup=reply_markup
+                )
+                self.stats.sent += 1
+                if message.photo:
+                    file_id = message.photo[-1].file_id.encode("utf-8")
+                    self._keep_file_id(fid_key, file_id)
+                    await self._storage.cache_set(fid_key, file_id, self._file_id_ttl)
+            finally:
+                if claimed:
+                    await self._storage.cache_set(_upload_key(fid_key), b"", 0)
             return message
+
+    # -- one upload across replicas -------------------------------------------------------
+    async def _claim_upload(self, fid_key: str) -> bool:
+        """True when this process uploads the card: it took the storage's claim (SET NX
+        with a lease), so other replicas wait for its file id instead of uploading too."""
+        return await self._storage.cache_add(_upload_key(fid_key), b"1", self._upload_lease)
+
+    async def _await_upload(self, fid_key: str) -> bytes | None:
+        """The file id another replica's upload stores, polled until ``upload_wait``; None
+        when it did not come (that replica died or is slow: this one uploads then)."""
+        deadline = asyncio.get_running_loop().time() + self._upload_wait
+        while True:
+            found = await self._storage.cache_get(fid_key)
+            if found:
+                self._keep_file_id(fid_key, found)
+                return found
+            if asyncio.get_running_loop().time() >= deadline:
+                log.info("card_upload_wait_timed_out", key=fid_key, waited=self._upload_wait)
+                return None
+            await asyncio.sleep(_UPLOAD_POLL)
 
     async def _send_file_id(
         self,
