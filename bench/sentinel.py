@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import statistics
 import sys
 import tempfile
@@ -33,6 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import structlog
 from redis.asyncio.sentinel import Sentinel
 from tests.support.sentinel import (
     MASTER_NAME,
@@ -100,6 +102,8 @@ def _summary(runs: list[dict[str, float]]) -> dict[str, object]:
 
 
 async def main() -> None:
+    # The storage's and the lifecycle's logs would bury the table: errors only.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--down-after", type=int, nargs="+", default=[200, 500, 1000])
