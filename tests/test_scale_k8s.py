@@ -15,6 +15,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from vechnost_bot.config import Settings, load_settings
+
 K8S = Path(__file__).resolve().parents[1] / "deploy" / "k8s"
 # The oldest release whose schema has preStop.sleep (1.30) and the newest shipped.
 VERSIONS = ["1.30.0", "1.37.0"]
@@ -65,7 +67,12 @@ def test_secrets_are_references_and_redis_is_sentinel() -> None:
     the bot does not auto-start Redis and points at Sentinel."""
     container = documents()["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     env = {item["name"]: item for item in container["env"]}
-    for name in ("TELEGRAM_BOT_TOKEN", "WEBHOOK_SECRET", "REDIS_PASSWORD"):
+    for name in (
+        "TELEGRAM_BOT_TOKEN",
+        "WEBHOOK_SECRET",
+        "REDIS_PASSWORD",
+        "REDIS_SENTINEL_PASSWORD",
+    ):
         assert "value" not in env[name]
         assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "vechnost"
     assert env["BOT_MODE"]["value"] == "webhook"
@@ -75,6 +82,25 @@ def test_secrets_are_references_and_redis_is_sentinel() -> None:
     assert len(sentinels) == 3
     assert all(entry.rsplit(":", 1)[1] == "26379" for entry in sentinels)
     assert env["REDIS_SENTINEL_MASTER"]["value"]
+
+
+def test_the_deployments_redis_settings_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Deployment's plain REDIS_* values pass the bot's own settings rules (Sentinel
+    with auto-start off and no REDIS_URL) and name the sentinels as a typed target."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    container = documents()["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    values = {
+        item["name"].lower(): item["value"]
+        for item in container["env"]
+        if item["name"].startswith("REDIS_") and "value" in item
+    }
+    settings = load_settings(**values, redis_password="secret", redis_sentinel_password="s3cret")
+    target = settings.redis_target
+    assert target.sentinel is not None
+    assert len(target.sentinel.addresses) == 3
+    assert target.sentinel.master == values["redis_sentinel_master"]
+    assert settings.redis_auto_start is False
 
 
 def test_service_and_budget_select_the_deployment_pods() -> None:
