@@ -27,3 +27,4 @@ async def test_master_kill_costs_the_election_and_loses_no_increment(tmp_path: P
     assert outage.increments > 100
     assert outage.counted == outage.increments
     assert outage.no_master_s - outage.named_s < 1.0, outage
+    assert outage.status_port == outage.new_port  # status shows the master it follows

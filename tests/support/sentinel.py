@@ -332,6 +332,10 @@ class StorageOutage:
     """Increments the writer made (all acknowledged; some while in memory mode)."""
     counted: int
     """The counter in Redis afterwards: equal to ``increments`` when none was lost."""
+    status_port: object
+    """The port ``vechnost status`` shows afterwards (the lifecycle's snapshot)."""
+    new_port: int
+    """The port of the master the sentinels elected."""
 
 
 async def storage_through_master_kill(
@@ -385,7 +389,8 @@ async def storage_through_master_kill(
         while storage.mode != "redis" and time.monotonic() - killed_at < 30:
             await asyncio.sleep(0.005)
         back = time.monotonic() - killed_at
-        named = (await election).named_after
+        elected = await election
+        named = elected.named_after
         await asyncio.sleep(settle)
         stop.set()
         await task
@@ -396,13 +401,14 @@ async def storage_through_master_kill(
             time.monotonic() < deadline
         ):
             await asyncio.sleep(0.02)
+        status_port = lifecycle.status()["port"]
     finally:
         stop.set()
         await task
         await storage.stop()
         await lifecycle.stop()
     counted = _read_counter(topo, "outage")
-    return StorageOutage(named, back, increments, counted)
+    return StorageOutage(named, back, increments, counted, status_port, elected.new_port)
 
 
 def _read_counter(topo: SentinelTopology, name: str) -> int:

@@ -249,12 +249,17 @@ class RedisAutoStartManager(Service):
         if self._server_since is not None and self._state in {"running", "degraded"}:
             uptime = round(time.monotonic() - self._server_since, 1)
         endpoint = self._endpoint
+        tcp = endpoint is not None and not endpoint.is_unix
+        host, port = (endpoint.host, endpoint.port) if endpoint and tcp else (None, None)
+        watch = self._sentinel_watch
+        if endpoint is not None and watch is not None and watch.master is not None:
+            host, port = watch.master  # the master the sentinels name now
         return {
             "state": self._state,
             "source": self._source,
             "pid": self._manager.pid if local else self._external_pid,
-            "port": endpoint.port if endpoint and not endpoint.is_unix else None,
-            "host": endpoint.host if endpoint and not endpoint.is_unix else None,
+            "port": port,
+            "host": host,
             "socket": endpoint.socket_path if endpoint else None,
             "version": self._version,
             "uptime_seconds": uptime,
