@@ -10,13 +10,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
+from tests.support.bot_harness import running_bot
+from tests.support.decks import write_decks
 from tests.support.redis_server import RedisServer
 from vechnost_bot.bot.ratelimit import SharedLimit
+from vechnost_bot.bot.texts import t
 from vechnost_bot.config import parse_redis_url
+from vechnost_bot.game.content import load_library
 from vechnost_bot.storage import redis as redis_storage
+from vechnost_bot.storage.hybrid import HybridStorage
 from vechnost_bot.storage.memory import InMemoryStorage
 from vechnost_bot.storage.redis import RedisStorage, connect_redis
 
@@ -87,3 +93,25 @@ async def test_memory_counts_a_redelivery_once() -> None:
     assert await memory.hit_rate_limit("u", 2, 10.0, hit="2")
     assert not await memory.hit_rate_limit("u", 2, 10.0, hit="3")
     assert not await memory.hit_rate_limit("u", 2, 10.0)
+
+
+async def test_the_gate_counts_the_other_replicas_hits(
+    replicas: tuple[RedisStorage, RedisStorage], tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """A user who spent the whole limit on another replica is refused here (the bot says
+    "slow down"), although this replica's own bucket is full."""
+    storage = HybridStorage(local_dir=tmp_path / "local")
+    await storage.start(parse_redis_url(redis_server.url))
+    library = load_library(write_decks(tmp_path / "decks", per_deck=3))
+    try:
+        async with running_bot(storage, library, rate_limit_updates=5) as bot:
+            bot.game.shared_limit = SharedLimit(storage, 5, 10.0)
+            other = SharedLimit(replicas[1], 5, 10.0)
+            for update_id in range(5):
+                assert await other.allow(77, update_id=10_000 + update_id)
+            reply = await bot.say(77, "/start")
+            assert reply.params["text"] == t("en", "slow_down")
+            fresh = await bot.say(78, "/start")  # another user is not limited
+            assert fresh.params["text"] != t("en", "slow_down")
+    finally:
+        await storage.close()
