@@ -331,9 +331,10 @@ class GameBot:
 
         The limit is a token bucket in the process (:mod:`vechnost_bot.bot.ratelimit`):
         a refused update costs no storage call. With ``shared_limit`` (replicas) what the
-        bucket allows is also counted in the window the replicas share. A refused button press is answered
-        silently (its spinner stops) while a second bucket of the same size allows; past
-        that, a flood gets no Bot API call at all, except the one notice per window.
+        bucket allows is also counted in the window the replicas share. A refused button
+        press is answered silently (its spinner stops) while a second bucket of the same
+        size allows; past that, a flood gets no Bot API call at all, except the one notice
+        per window.
         """
         kind = "callback" if update.callback_query else "message" if update.message else "other"
         UPDATES_HANDLED.labels(kind=kind).inc()
