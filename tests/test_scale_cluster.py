@@ -8,6 +8,7 @@ sending the storage's multi-key scripts to it.
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,11 +25,23 @@ from vechnost_bot.redis.probe import probe
 TOKEN = "123456789:AAE" + "x" * 32
 
 
+def _free(port: int) -> bool:
+    with socket.socket() as probe_socket:
+        try:
+            probe_socket.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 @pytest.fixture
 def cluster_node(tmp_path: Path) -> Iterator[RedisServer]:
     """One redis-server with cluster-enabled yes (no slots assigned: INFO says cluster)."""
+    # Cluster's bus listens on port + 10000: the port must leave room for it.
+    port = next(p for p in iter(free_port, None) if p <= 55535 and _free(p + 10000))
     node = RedisServer(
         tmp_path / "cluster",
+        port=port,
         password="cluster-pass",
         extra_args=(
             "--cluster-enabled",
