@@ -16,8 +16,7 @@ import hashlib
 import itertools
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final, NamedTuple, cast
 
 import redis.asyncio as aioredis
 import structlog
@@ -32,6 +31,7 @@ from vechnost_bot.storage.records import (
     dump_body,
     is_live,
     load_value,
+    shallow_copy,
 )
 
 __all__ = ["KEY_PREFIX", "RedisStorage", "ScriptCall", "connect_redis"]
@@ -158,9 +158,9 @@ _INCR_ONCE = _Script(_LUA_INCR_ONCE)
 _ALL_SCRIPTS = (_PUT, _DISCARD_IF_SAME, _RATE, _INCR_ONCE)
 
 
-@dataclass(frozen=True, slots=True)
-class ScriptCall:
-    """One prepared script call, to run alone or in a pipelined batch."""
+class ScriptCall(NamedTuple):
+    """One prepared script call, to run alone or in a pipelined batch (a tuple: the cheapest
+    object to build, once per write)."""
 
     script: _Script
     keys: tuple[str, ...]
@@ -252,7 +252,7 @@ class RedisStorage(Storage):
         """One compare-and-set, prepared (to run alone or in :meth:`run_batch`), with the
         stored copy it writes when it wins (its version is filled in by the reply)."""
         now = time.time()
-        stored = record.__copy__()  # shallow: the caller's objects, never ours, are shared
+        stored = shallow_copy(record)  # the caller's objects, never ours, are shared
         stored.__dict__["updated_at"] = now
         ttl = 0 if is_live(record) else self._tombstone_ms
         body = dump_body(stored)
