@@ -98,15 +98,10 @@ class _Latency:
         self._counts[bisect.bisect_left(bounds, seconds)] += 1
         self._sum += seconds
         self._waiting += 1
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # none due, or due on a loop that is gone (tests)
-            self._loop = loop
-            loop.call_later(_LATENCY_FLUSH, self._flush_on, loop)
-        elif self._waiting >= _LATENCY_WAITING:
-            self.flush()
-
-    def _flush_on(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._loop is loop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._loop.call_later(_LATENCY_FLUSH, self.flush)
+        elif self._waiting >= _LATENCY_WAITING:  # the loop that was to flush went away?
             self.flush()
 
     def flush(self) -> None:
@@ -130,6 +125,8 @@ _LATENCY = {
     op: _Latency(STORAGE_LATENCY.labels(op))
     for op in ("get", "put", "incr", "counter", "rate_limit", "cache_get", "cache_set")
 }
+_LATENCY_GET: Final = _LATENCY["get"]
+_LATENCY_PUT: Final = _LATENCY["put"]
 
 T = TypeVar("T")
 
@@ -201,6 +198,8 @@ class HybridStorage(Storage):
             return
         self._started = True
         self._closed = False
+        for latency in _LATENCY.values():
+            latency.flush()  # counts left by a storage of a loop that is gone (tests)
         await self._local.open()
         if self._legacy_journal is not None:
             await import_legacy_journal(self._legacy_journal, self._local)
@@ -345,14 +344,21 @@ class HybridStorage(Storage):
     async def _load(self, model: type[R], key: str) -> R | None:
         started = time.perf_counter()
         try:
-            redis = await self._route()
+            # the routing of _ensure_redis_connection, without a coroutine while no
+            # failback holds the gate (every call but a few)
+            redis = (
+                self._redis
+                if self._gate.is_set() and self._mode == "redis"
+                else await self._route()
+            )
             if redis is not None:
                 try:
                     state, raw = await redis.load_with_raw(model, key)
                 except _TROUBLE as error:
                     self._failover(error)
                 else:
-                    if state is not None and raw is not None:
+                    if raw is not None:
+                        assert state is not None
                         self._local.remember(model.KIND, key, raw, state.version)
                     return state
             entry = await self._local.entry(model, key)
@@ -369,35 +375,29 @@ class HybridStorage(Storage):
                 )
                 return None
         finally:
-            _LATENCY["get"].observe(time.perf_counter() - started)
+            _LATENCY_GET.observe(time.perf_counter() - started)
 
     async def _cas(self, record: R, expected: int) -> Cas[R]:
         started = time.perf_counter()
         try:
-            redis = await self._route()
+            redis = (
+                self._redis
+                if self._gate.is_set() and self._mode == "redis"
+                else await self._route()
+            )
             if redis is not None:
                 try:
-                    call, stored = redis.cas_call(record, expected)
-                    reply = await call.run(redis.client)
-                    result = await redis.cas_result(record, stored, reply)
+                    result, raw = await redis.cas_with_raw(record, expected)
                 except _TROUBLE as error:
                     self._failover(error)
                 else:
-                    if result.ok:
+                    if raw is not None:
                         assert result.record is not None
-                        body: bytes = call.args[1]
-                        raw = b"%s:%d:%r:%s" % (
-                            _SCHEMA, result.found, stored.updated_at, body
-                        )  # fmt: skip
-                        self._local.remember(record.KIND, record.key, raw, result.found)
-                    elif result.record is not None and reply[2]:
-                        self._local.remember(
-                            record.KIND, record.key, bytes(reply[2]), result.record.version
-                        )
+                        self._local.remember(record.KIND, record.key, raw, result.record.version)
                     return result
             return await self._local_cas(record, expected)
         finally:
-            _LATENCY["put"].observe(time.perf_counter() - started)
+            _LATENCY_PUT.observe(time.perf_counter() - started)
 
     async def _local_cas(self, record: R, expected: int) -> Cas[R]:
         model = type(record)

@@ -867,9 +867,7 @@ def _copier(value: Any) -> Callable[[Any], Any]:
 
 
 def _copy_dict_of_lists(value: Any) -> Any:
-    if all(type(v) is list for v in value.values()):
-        return {k: v.copy() for k, v in value.items()}
-    return _copy_json(value)
+    return {k: v[:] for k, v in value.items()}  # only for the template it was chosen for
 
 
 _body_fields: dict[type[Record], Callable[[dict[str, Any]], tuple[Any, ...]]] = {}
