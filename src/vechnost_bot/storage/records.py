@@ -687,7 +687,6 @@ def dump_body(record: Record) -> bytes:
         body = parsed.body
     else:
         body = record.model_dump_json(exclude=set(_BODY_EXCLUDE)).encode()
-        _remember_body(record, body)
     return body if is_live(record) else b"~" + body
 
 
@@ -726,6 +725,7 @@ def load_value(model: type[R], key: str, raw: bytes) -> R:
 
 _PARSED_SIZE: Final = 256
 _SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+_LIST: Final = frozenset({list})
 
 
 class _Parsed:
@@ -783,7 +783,7 @@ class _Parsed:
 
 
 _parsed: OrderedDict[tuple[type[Record], bytes], _Parsed] = OrderedDict()
-"""Bodies validated or written lately, by their exact bytes (see :func:`_parse_body`)."""
+"""Bodies validated lately, by their exact bytes (see :func:`_parse_body`)."""
 
 
 class _Meta(dict[str, Any]):
@@ -828,39 +828,15 @@ def _origin(record: Record) -> _Parsed | None:
     return parsed
 
 
-def _remember_body(record: Record, body: bytes) -> None:
-    """``body`` was just dumped from ``record``: the next read of it (the hint of the next
-    update, the read of the next call) is a copy, and an unchanged ``record`` is not
-    dumped again."""
-    cache_key = (type(record), body)
-    parsed = _parsed.get(cache_key)
-    if parsed is None:
-        template = object.__new__(type(record))
-        fields = dict(record.__dict__)
-        fields["meta"] = dict(record.meta)
-        object.__setattr__(template, "__dict__", fields)
-        object.__setattr__(template, "__pydantic_fields_set__", set(record.__pydantic_fields_set__))
-        object.__setattr__(template, "__pydantic_extra__", None)
-        object.__setattr__(template, "__pydantic_private__", None)
-        for name, value in record.__dict__.items():
-            if type(value) not in _SCALARS and name != "meta":
-                fields[name] = _copy_json(value)
-        parsed = _Parsed(body, template)
-        _parsed[cache_key] = parsed
-        if len(_parsed) > _PARSED_SIZE:
-            _parsed.popitem(last=False)
-    meta = _Meta(record.meta)
-    meta.origin = parsed
-    record.__dict__["meta"] = meta
-
-
 def _copier(value: Any) -> Callable[[Any], Any]:
     """The cheapest copy of a JSON-like value shaped like ``value`` (in the usual shapes:
     a list of scalars, a dict of those; anything else is copied generically)."""
-    if type(value) is list and all(type(v) in _SCALARS for v in value):
+    if type(value) is list and {type(v) for v in value} <= _SCALARS:
         return list.copy
-    if type(value) is dict and all(
-        type(v) is list and all(type(x) in _SCALARS for x in v) for v in value.values()
+    if (
+        type(value) is dict
+        and {type(v) for v in value.values()} <= _LIST
+        and {type(x) for v in value.values() for x in v} <= _SCALARS
     ):
         return _copy_dict_of_lists
     return _copy_json
