@@ -22,6 +22,7 @@ from vechnost_bot.redis.events import RedisEndpoint
 from vechnost_bot.storage.game_records import Player
 from vechnost_bot.storage.hybrid import HybridStorage
 from vechnost_bot.storage.memory import InMemoryStorage
+from vechnost_bot.storage.records import Session
 
 PER_DECK = 5
 
@@ -398,11 +399,11 @@ async def test_forgotten_file_id_is_uploaded_again(library: Library) -> None:
 class _FlakyStorage(InMemoryStorage):
     fail_next = False
 
-    async def get_session(self, chat_id: int):  # type: ignore[no-untyped-def]
-        if self.fail_next:
+    async def get_record(self, model, key):  # type: ignore[no-untyped-def]
+        if self.fail_next and model is Session:
             self.fail_next = False
             raise RuntimeError("disk on fire")
-        return await super().get_session(chat_id)
+        return await super().get_record(model, key)
 
 
 async def test_errors_are_caught_and_answered(library: Library) -> None:
