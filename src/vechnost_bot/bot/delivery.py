@@ -16,16 +16,25 @@ call (cards, menus, the error handler's apology, callback answers):
 :func:`delivery_failed` tells a send that certainly did not reach the chat (Telegram
 refused it, or it never left) from one that may have: a reply that timed out or came
 back garbled after the request was sent.
+
+:func:`bot_transport` is the HTTP transport of the bot's calls: httpx's own, except
+that its pool's "has the server closed this idle connection?" check, which the pool
+asks of every connection each time it hands one out, is one ``select`` on the socket
+instead of anyio's attribute lookup (a dict built and a ``getpeername`` per check).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import select
+import socket
+import ssl
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
+import httpcore
 import httpx
 import structlog
 from telegram._utils.types import JSONDict
@@ -35,7 +44,7 @@ from telegram.ext import BaseRateLimiter
 from vechnost_bot.bot.ratelimit import KeyedBuckets
 from vechnost_bot.metrics import SENDS_RETRIED
 
-__all__ = ["SendGuard", "delivery_failed"]
+__all__ = ["SendGuard", "bot_transport", "delivery_failed"]
 
 log = structlog.get_logger(__name__)
 
@@ -194,3 +203,84 @@ def _key(chat_id: object) -> ChatId:
 
 def _is_group(chat: ChatId) -> bool:
     return isinstance(chat, str) or (chat is not None and chat < 0)
+
+
+def _readable(sock: socket.socket | None) -> bool:
+    """True when ``sock`` has data (or is gone): for an idle connection, the server's
+    close."""
+    fd = -1 if sock is None else sock.fileno()
+    if fd < 0:
+        return True
+    readable, _, _ = select.select([fd], [], [], 0)
+    return bool(readable)
+
+
+class _Stream(httpcore.AsyncNetworkStream):
+    """One connection, with its socket looked up once."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._socket: socket.socket | None = inner.get_extra_info("socket")
+
+    # The signatures are httpcore's interface, timeouts included.
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> httpcore.AsyncNetworkStream:
+        return _Stream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable" and self._socket is not None:
+            return _readable(self._socket)
+        return self._inner.get_extra_info(info)
+
+
+class _Backend(httpcore.AsyncNetworkBackend):
+    """httpcore's anyio backend, handing out :class:`_Stream` connections."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return _Stream(
+            await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        )
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return _Stream(await self._inner.connect_unix_socket(path, timeout, socket_options))
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def bot_transport(connections: int) -> httpx.AsyncHTTPTransport:
+    """httpx's transport with at most ``connections`` connections and the cheap idle
+    check (httpx's default pool when its internals are not the ones we know)."""
+    transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=connections))
+    pool = getattr(transport, "_pool", None)
+    if isinstance(pool, httpcore.AsyncConnectionPool) and hasattr(pool, "_network_backend"):
+        pool._network_backend = _Backend()
+    return transport
