@@ -22,6 +22,7 @@ from tests.support.redis_server import free_port
 from vechnost_bot.bot.delivery import SendGuard, delivery_failed
 from vechnost_bot.bot.texts import t
 from vechnost_bot.game.content import Library, load_library
+from vechnost_bot.storage.game_records import Table
 from vechnost_bot.storage.memory import InMemoryStorage
 
 PER_DECK = 6
@@ -123,6 +124,43 @@ async def test_a_reply_that_times_out_after_delivery_keeps_the_card(bot: Harness
     assert len(drawn) == len(set(drawn)) == PER_DECK
     assert _error_replies(bot, 82) == []
     assert len([e for e in logs if e["event"] == "card_send_uncertain"]) == 3
+
+
+async def test_a_card_whose_reply_timed_out_is_on_the_table(bot: Harness) -> None:
+    """A card that may have been shown (its reply timed out) is on the table like one
+    that surely was: it is the current card and the last of the history, it took its
+    turn, and the previous card's keyboard went; the next card follows it."""
+    await bot.say(85, "/start")
+    first = await bot.tap(85, "T:p")  # choosing the theme dealt the first card
+    bot.api.fail("sendPhoto", Fault(deliver=True, delay=2.5))
+    with capture_logs() as logs:
+        update = await bot.api.press(85, "N:p:1:q")
+        await bot.idle(update)
+        for _ in range(100):
+            if any(e["event"] == "card_send_uncertain" for e in logs):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+    uncertain = [e["card"] for e in logs if e["event"] == "card_send_uncertain"]
+    assert len(uncertain) == 1
+    table = await bot.storage.get_record(Table, "85")
+    assert table is not None
+    assert table.current == uncertain[0]
+    assert table.history[-1] == uncertain[0]
+    assert table.shared == 2
+    assert uncertain[0] in await _drawn(bot, 85)
+    first_id = first.result["message_id"]
+    dropped = [
+        int(c.params["message_id"])
+        for c in bot.api.calls
+        if c.chat_id == 85 and c.method == "editMessageReplyMarkup"
+    ]
+    assert first_id in dropped
+    reply = await bot.tap(85, "N:p:1:q")
+    assert _progress(reply.params["caption"]) == f"3/{PER_DECK}"
+    table = await bot.storage.get_record(Table, "85")
+    assert table is not None
+    assert table.history[-2:] == [uncertain[0], table.current]
 
 
 async def test_a_garbled_reply_keeps_the_card(bot: Harness) -> None:
