@@ -258,17 +258,16 @@ class GameBot:
         place: Place = "private" if private else "group"
         game_id = chat.id
         place_of_chat = place
-        # The reads do not depend on each other (a room's are checked after): one round.
-        link, session, table, language = await asyncio.gather(
-            self._chat_link(chat.id) if private else _none(),
-            self._read(Session, str(chat.id)),
-            self._read(Table, str(chat.id)),
-            self._person_language(user, chat.id if private else None),
-        )
+        # One after another: a sole writer usually reads them all from its hints, and a
+        # cold update then holds one Redis connection, not four (64 updates at once would
+        # exhaust the client's pool of 100).
+        link = await self._chat_link(chat.id) if private else None
+        session = await self._read(Session, str(chat.id))
+        table = await self._read(Table, str(chat.id))
+        language = await self._person_language(user, chat.id if private else None)
         if link is not None and link.room is not None:
-            room_session, room_table = await asyncio.gather(
-                self._read(Session, str(link.room)), self._read(Table, str(link.room))
-            )
+            room_session = await self._read(Session, str(link.room))
+            room_table = await self._read(Table, str(link.room))
             present = (
                 room_table is not None and user is not None and (str(user.id) in room_table.members)
             )
@@ -1389,10 +1388,6 @@ def _command(message: Message) -> str | None:
     for entity in message.entities:
         if entity.type == MessageEntityType.BOT_COMMAND and entity.offset == 0:
             return (message.text or "")[: entity.length]
-    return None
-
-
-async def _none() -> None:
     return None
 
 
