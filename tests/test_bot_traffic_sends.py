@@ -8,18 +8,19 @@ import re
 import time
 from collections.abc import AsyncIterator
 
+import aiohttp
 import httpx
 import pytest
 from structlog.testing import capture_logs
 from telegram import Bot
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
-from telegram.request import HTTPXRequest
+from telegram.request import BaseRequest, HTTPXRequest
 
 from tests.support.bot_harness import Harness, running_bot
 from tests.support.decks import write_decks
 from tests.support.fake_bot_api import DEFAULT_TOKEN, FakeBotApi, Fault
 from tests.support.redis_server import free_port
-from vechnost_bot.bot.delivery import SendGuard, delivery_failed
+from vechnost_bot.bot.delivery import AiohttpRequest, SendGuard, delivery_failed
 from vechnost_bot.bot.texts import t
 from vechnost_bot.game.content import Library, load_library
 from vechnost_bot.storage.game_records import Table
@@ -198,11 +199,19 @@ async def _error_of(call: object) -> TelegramError:
     raise AssertionError("the call did not fail")
 
 
-async def test_delivery_failed_tells_definite_from_ambiguous() -> None:
-    """Real failures from python-telegram-bot's HTTP layer: refused connection, 400 and 500
-    are definite; a read timeout after the request was sent and a garbled body are not."""
+@pytest.mark.parametrize("kind", ["httpx", "aiohttp"])
+async def test_delivery_failed_tells_definite_from_ambiguous(kind: str) -> None:
+    """Real failures from python-telegram-bot's HTTP layer (httpx, and the bot's own
+    aiohttp requests): refused connection, 400 and 500 are definite; a read timeout after
+    the request was sent and a garbled body are not."""
     closed = f"http://127.0.0.1:{free_port()}/bot"
-    requests = [HTTPXRequest(), HTTPXRequest()]
+    requests: list[BaseRequest] = (
+        [HTTPXRequest(), HTTPXRequest()]
+        if kind == "httpx"
+        else [AiohttpRequest(), AiohttpRequest()]
+    )
+    for request in requests:
+        await request.initialize()
     async with FakeBotApi() as api:
         bot = Bot(DEFAULT_TOKEN, base_url=api.base_url, request=requests[0])
         refused_bot = Bot(DEFAULT_TOKEN, base_url=closed, request=requests[1])
@@ -229,6 +238,11 @@ async def test_delivery_failed_tells_definite_from_ambiguous() -> None:
     dropped = NetworkError("httpx.RemoteProtocolError: Server disconnected")
     dropped.__cause__ = httpx.RemoteProtocolError("Server disconnected")
     assert not delivery_failed(dropped)
+    dropped.__cause__ = aiohttp.ServerDisconnectedError()
+    assert not delivery_failed(dropped)
+    waited = TimedOut()
+    waited.__cause__ = aiohttp.ConnectionTimeoutError()  # no connection came: never sent
+    assert delivery_failed(waited)
 
 
 async def test_pacing_keeps_a_chat_near_one_message_per_second() -> None:
