@@ -217,7 +217,9 @@ async def test_update_records_is_one_script_of_three_commands(
         await storage.stop()
     spent = {name: after[name] - before.get(name, 0) for name in after}
     assert {name: n for name, n in spent.items() if n and name not in _NOT_TRAFFIC} == {
-        "evalsha": 1, "mget": 1, "mset": 1
+        "evalsha": 1,
+        "mget": 1,
+        "mset": 1,
     }, spent
 
 

@@ -353,9 +353,7 @@ class HybridStorage(Storage):
             raw = b"%s:%d:%r:%s" % (_SCHEMA, result.found, stored.updated_at, body)
             self._local.remember(stored.KIND, stored.key, raw, result.found)
         elif result.record is not None and reply[2]:
-            self._local.remember(
-                stored.KIND, stored.key, bytes(reply[2]), result.record.version
-            )
+            self._local.remember(stored.KIND, stored.key, bytes(reply[2]), result.record.version)
 
     async def _local_cas(self, record: R, expected: int) -> Cas[R]:
         model = type(record)
