@@ -424,6 +424,9 @@ async def test_unknown_record_written_in_memory_mode_is_merged(
     try:
         for _ in range(5):  # another instance made record 1 reach version 5
             await other.update_session(1, lambda s: s.drawn.setdefault("deck", []).append("t1"))
+        # Away for this storage only: new connections fail AUTH (the probe's too), while
+        # the other instance's open connection stays authenticated.
+        await other.client.config_set("requirepass", "pw-away")
         await storage.on_redis_event(event("down", endpoint_of(server)))
         assert storage.mode == "memory"
         mine = await _draw(storage, 1, "mine")  # unknown here: starts at version 1
@@ -437,6 +440,8 @@ async def test_unknown_record_written_in_memory_mode_is_merged(
             return session
 
         await other.update_session(2, theirs)
+        assert storage.mode == "memory"
+        await other.client.config_set("requirepass", "pw-rebase")
         await storage.on_redis_event(event("running", endpoint_of(server)))
         await wait_until(lambda: storage.mode == "redis", timeout=3)
         first = await other.get_session(1)
