@@ -973,9 +973,17 @@ class GameBot:
             elif kind == "deck" and len(table.player_names) == 1:
                 lines.append(t(language, "turn_ask_one", first=table.player_names[0]))
             others = await self._other_languages(here, language)
-            may_draw = next_drawer is None or next_drawer.user_id == viewer.user_id
+            # A group's keyboard is everyone's: Next card stays, and a tap out of turn is
+            # answered with whose turn it is. A room's phone has it for its drawer only.
+            may_draw = (
+                next_drawer is None
+                or here.place == "group"
+                or next_drawer.user_id == viewer.user_id
+            )
             footer_lines: list[str] = []
-            if kind == "deck" and not may_draw and next_drawer is not None:
+            if kind != "closing" and next_drawer is not None and (
+                here.place == "group" or not may_draw
+            ):
                 footer_lines.append(t(language, "next_drawer", name=next_drawer.name))
             if pace_line is not None:
                 footer_lines.append(t(language, pace_line[1], count=pace_line[2]))

@@ -62,7 +62,8 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
             "Cards never repeat until you've been through the whole deck. Apart? /room gives "
             "you a link: one game on two phones, each in your own language.\n\n"
             "/start: main menu\n/favourites: your saved cards\n/room: play on two phones\n"
-            "/language: change language\n/reset: start over\n/help: this note"
+            "/leave: leave the room\n/language: change language\n/reset: start over\n"
+            "/help: this note"
         ),
         "choose_language": "Which language shall we play in?",
         "language_set": "Great, we'll play in English from now on.",
@@ -238,7 +239,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
             "Карты не повторяются, пока вы не пройдёте всю колоду. Вы далеко друг от друга? "
             "/room даст ссылку: одна игра на двух телефонах, у каждого свой язык.\n\n"
             "/start — главное меню\n/favourites — сохранённые карты\n"
-            "/room — игра на двух телефонах\n/language — сменить язык\n"
+            "/room — игра на двух телефонах\n/leave — выйти из комнаты\n/language — сменить язык\n"
             "/reset — начать заново\n/help — эта подсказка"
         ),
         "choose_language": "На каком языке будем играть?",
@@ -418,7 +419,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
             "Karty se neopakují, dokud neprojdete celý balíček. Jste od sebe daleko? /room vám "
             "dá odkaz: jedna hra na dvou telefonech, každý ve svém jazyce.\n\n"
             "/start – hlavní nabídka\n/favourites – uložené karty\n"
-            "/room – hra na dvou telefonech\n/language – změnit jazyk\n"
+            "/room – hra na dvou telefonech\n/leave – odejít z místnosti\n/language – změnit jazyk\n"
             "/reset – začít znovu\n/help – tahle nápověda"
         ),
         "choose_language": "V jakém jazyce budeme hrát?",
