@@ -327,10 +327,12 @@ async def play_one_phone(bot: Harness, library: Library, language: Language, bas
             t(language, "names_set", first=first, second=second)
         )
         await anna.tap("T:c")
-        assert anna.has("V:c:1") and anna.has("V:c:3")
+        assert anna.has("V:c:1")
+        assert anna.has("V:c:3")
         calls = await anna.tap("V:c:1")
         opening = photos(calls, anna.chat_id)
-        assert len(opening) == 1 and card_of(opening[0]) is None  # the rules, not a card
+        assert len(opening) == 1
+        assert card_of(opening[0]) is None  # the rules, not a card to save
         deck = library.deck("couples", 1, "questions")
         assert deck is not None
         title = f"{t(language, 'theme_couples')} · {t(language, 'level', level=1)}"
@@ -378,9 +380,14 @@ async def play_one_phone(bot: Harness, library: Library, language: Language, bas
         calls = await anna.tap("T:s")
         assert _text(calls[-1]).startswith(t(language, "adult_prompt").split("\n")[0])
         calls = await anna.tap("A:y")
-        assert anna.has("V:s:1") and anna.has("V:s:2")
+        assert anna.has("V:s:1")
+        assert anna.has("V:s:2")
+        assert _text(calls[-1]) == t(
+            language, "choose_heat", theme=f"🔞 {t(language, 'theme_sex')}"
+        )
         calls = await anna.tap("V:s:1")
-        assert anna.has("C:s:1:q") and anna.has("C:s:1:t")
+        assert anna.has("C:s:1:q")
+        assert anna.has("C:s:1:t")
         calls = await anna.tap("C:s:1:t")
         for _ in library.opening("sex"):  # the safe word and the consent rule first
             assert card_of(photos(calls, anna.chat_id)[0]) is None
@@ -395,7 +402,7 @@ async def play_one_phone(bot: Harness, library: Library, language: Language, bas
         sex_deck = library.deck("sex", 1, "tasks")
         assert sex_deck is not None
         deck_card(game, card, f"{sex_title} · 1/{len(sex_deck)}",
-                  t(language, "turn_ask", first=who[0], second=who[1]))  # fmt: skip
+                  t(language, "turn_task", first=who[0], second=who[1]))  # fmt: skip
         number += 1
         clock.now += 120
         calls = await anna.tap("E")
@@ -417,6 +424,8 @@ async def play_one_phone(bot: Harness, library: Library, language: Language, bas
         assert _text(favourite).startswith(
             t(language, "favourite_caption", number=1, total=len(game.saved))
         )
+        # ♥ on a saved card takes it out: the button says so.
+        assert (t(language, "btn_unsave"), f"S:{game.saved[0]}") in anna.buttons()
         calls = await anna.tap("F:2")
         assert card_of(photos(calls, anna.chat_id)[0]) == game.saved[1]
         calls = await anna.say("/leave")
@@ -446,7 +455,6 @@ async def play_a_room(bot: Harness, library: Library, language: Language, base: 
     anna = phone(bot, transcript, base, first, language)
     tom = phone(bot, transcript, base + 1, second, _other(language))
     langs = {anna.chat_id: language, tom.chat_id: _other(language)}
-    by_user = {first: anna, second: tom}
     game = Game()
     try:
         calls = await anna.say("/room")
@@ -463,6 +471,9 @@ async def play_a_room(bot: Harness, library: Library, language: Language, base: 
         calls = await anna.tap("V:a:1")
         for chat in (anna.chat_id, tom.chat_id):  # the rules reach both phones, once
             assert len(photos(calls, chat)) == 1
+        assert t(tom.client, "next_drawer", name=first) in _text(  # type: ignore[arg-type]
+            photos(calls, tom.chat_id)[0]
+        )
         deck = library.deck("acquaintance", 1, "questions")
         assert deck is not None
         drawer = anna  # the opening takes no turn
@@ -490,6 +501,9 @@ async def play_a_room(bot: Harness, library: Library, language: Language, base: 
                 if not may_draw:
                     assert t(lang, "next_drawer", name=answerer) in _text(card)
             game.cards.append(ids.pop() or "")
+            offers = {chat: any(d.startswith("V:") for _l, d in FakeBotApi.buttons(v[0]))
+                      for chat, v in seen.items()}  # fmt: skip
+            assert offers == {other.chat_id: number == PACE, drawer.chat_id: False}
             if number == 3:
                 await other.tap("S:")
                 game.saved.append(game.cards[-1])
@@ -499,11 +513,13 @@ async def play_a_room(bot: Harness, library: Library, language: Language, base: 
         await anna.tap("M")
         calls = await anna.tap("T:s")
         assert _text(calls[-1]) == t(language, "adult_prompt_each")
+        assert next(label for label, _d in anna.buttons()) == t(language, "btn_adult_me")
         calls = await anna.tap("A:y")
         [prompt] = messages(calls, tom.chat_id)
         assert _text(prompt) == t(tom.client, "adult_prompt_each")  # type: ignore[arg-type]
         calls = await tom.tap("A:y")
-        assert tom.has("V:s:1") and anna.has("V:s:1")
+        assert tom.has("V:s:1")
+        assert anna.has("V:s:1")
         await drawer.tap("V:s:2")
         calls = await drawer.tap("C:s:2:q")
         for chat in (anna.chat_id, tom.chat_id):
@@ -535,9 +551,8 @@ async def play_a_room(bot: Harness, library: Library, language: Language, base: 
         assert card_of(photos(calls, tom.chat_id)[0]) == game.saved[0]
         calls = await anna.say("/leave")
         calls = await anna.say("/help")
-        for chat, person in ((anna.chat_id, anna), (tom.chat_id, tom)):
+        for chat in (anna.chat_id, tom.chat_id):
             check_chat(transcript, chat, langs[chat], [first, second])
-        del by_user
     finally:
         transcript.write()
 
@@ -598,9 +613,12 @@ async def play_a_group(bot: Harness, library: Library, language: Language, base:
         assert anna.has("V:s:1")
         calls = await tom.tap("E", message=tom.message(card))  # on the card still on screen
         [summary] = messages(calls, group)
-        assert _text(summary).split("\n\n")[1].split("\n")[0] == t(
-            language, "summary", cards=3, minutes=0, saved=1, total=0
-        ).split("\n\n")[1].split("\n")[0]
+        assert (
+            _text(summary).split("\n\n")[1].split("\n")[0]
+            == t(language, "summary", cards=3, minutes=0, saved=1, total=0)
+            .split("\n\n")[1]
+            .split("\n")[0]
+        )
         calls = await guest.say("/favourites")
         assert photos(calls, group)
         calls = await anna.say("/room")

@@ -56,6 +56,7 @@ from vechnost_bot.bot.texts import (
     COMMANDS,
     DEFAULT_LANGUAGE,
     MENU_LANGUAGES,
+    count_cards,
     language_from_code,
     t,
     theme_name,
@@ -658,8 +659,10 @@ class GameBot:
         return True
 
     async def _adult_prompt(self, update: Update, here: Here, *, edit: bool) -> None:
-        key = "adult_prompt" if here.place == "private" else "adult_prompt_each"
-        await self._show(update, t(here.lang, key), keyboards.adult_keyboard(here.lang), edit=edit)
+        each = here.place != "private"
+        key = "adult_prompt_each" if each else "adult_prompt"
+        markup = keyboards.adult_keyboard(here.lang, each=each)
+        await self._show(update, t(here.lang, key), markup, edit=edit)
 
     async def _on_adult(
         self, update: Update, query: CallbackQuery, here: Here, *, yes: bool
@@ -678,7 +681,7 @@ class GameBot:
         await _answer(query)
         if not adult_ok:
             await self._show(update, t(here.lang, "adult_waiting"),
-                             keyboards.adult_keyboard(here.lang), edit=True)  # fmt: skip
+                             keyboards.adult_keyboard(here.lang, each=True), edit=True)  # fmt: skip
             await self._prompt_partners(here)
             return True
         here.session = await self.storage.update_session(
@@ -709,7 +712,7 @@ class GameBot:
             await self._bot.send_message(
                 chat_id,
                 t(language, "adult_prompt_each"),
-                reply_markup=keyboards.adult_keyboard(language),
+                reply_markup=keyboards.adult_keyboard(language, each=True),
             )
 
     async def _on_back(
@@ -861,7 +864,7 @@ class GameBot:
             await self._clear_card_keyboards(here.table)
             await self._show(
                 update,
-                t(here.lang, "exhausted", total=result.total),
+                t(here.lang, "exhausted", cards=count_cards(here.lang, result.total)),
                 keyboards.exhausted_keyboard(
                     here.lang, theme, level, content,
                     next_level=engine.deeper_level(here.session, self.library),
@@ -969,6 +972,8 @@ class GameBot:
                 lines.append(f"{title} · {progress[0]}/{progress[1]}")
             if roles is not None:
                 key = "turn_both" if table.both_answer else "turn_ask"
+                if content == "tasks" and not table.both_answer:
+                    key = "turn_task"  # a task is done, not answered
                 lines.append(t(language, key, first=roles[0], second=roles[1]))
             elif kind == "deck" and len(table.player_names) == 1:
                 lines.append(t(language, "turn_ask_one", first=table.player_names[0]))
@@ -981,8 +986,10 @@ class GameBot:
                 or next_drawer.user_id == viewer.user_id
             )
             footer_lines: list[str] = []
-            if kind != "closing" and next_drawer is not None and (
-                here.place == "group" or not may_draw
+            if (
+                kind != "closing"
+                and next_drawer is not None
+                and (here.place == "group" or not may_draw)
             ):
                 footer_lines.append(t(language, "next_drawer", name=next_drawer.name))
             if pace_line is not None:
