@@ -29,6 +29,7 @@ from tests.support.bot_harness import Harness, running_bot
 from tests.support.fake_bot_api import ApiCall, FakeBotApi
 from vechnost_bot.bot.texts import CHOOSE_LANGUAGE_ANY, COMMANDS, LANGUAGE_NAMES, t
 from vechnost_bot.game.content import Library, load_library
+from vechnost_bot.storage.game_records import room_game_id
 from vechnost_bot.storage.memory import InMemoryStorage
 from vechnost_bot.storage.records import Language
 
@@ -178,9 +179,17 @@ class Phone:
         return calls
 
     def newest(self) -> dict[str, Any]:
-        message = self.api.last_keyboard_message(self.chat_id)
-        assert message is not None, f"{self.name}: no buttons left to tap"
-        return message
+        """The newest message on this chat's screen that has buttons (deleted ones gone)."""
+        deleted = {
+            int(c.params["message_id"]) for c in self.api.calls
+            if c.method == "deleteMessage" and c.chat_id == self.chat_id
+        }  # fmt: skip
+        on_screen = [
+            message for (chat, mid), message in self.api._messages.items()
+            if chat == self.chat_id and mid not in deleted and message.get("reply_markup")
+        ]  # fmt: skip
+        assert on_screen, f"{self.name}: no buttons left to tap"
+        return max(on_screen, key=lambda message: int(message["message_id"]))
 
     def buttons(self) -> list[tuple[str, str]]:
         return FakeBotApi.buttons(self.newest())
@@ -515,6 +524,7 @@ async def play_a_room(bot: Harness, library: Library, language: Language, base: 
         assert _text(calls[-1]) == t(language, "adult_prompt_each")
         assert next(label for label, _d in anna.buttons()) == t(language, "btn_adult_me")
         calls = await anna.tap("A:y")
+        waiting = anna.newest()
         [prompt] = messages(calls, tom.chat_id)
         assert _text(prompt) == t(tom.client, "adult_prompt_each")  # type: ignore[arg-type]
         calls = await tom.tap("A:y")
@@ -525,6 +535,16 @@ async def play_a_room(bot: Harness, library: Library, language: Language, base: 
         for chat in (anna.chat_id, tom.chat_id):
             assert len(photos(calls, chat)) == 1
         calls = await drawer.tap("N:s:2:q")  # the second opening card
+        # Anna's old "waiting" message is still on her screen: its 18+ button does not
+        # throw the game back to the level choice.
+        await anna.tap("A:y", message=waiting)
+        room_session = await bot.storage.get_session(room_game_id(int(link.group(1)[5:])))
+        assert room_session is not None
+        assert (room_session.theme, room_session.level, room_session.content) == (
+            "sex",
+            2,
+            "questions",
+        )
         calls = await drawer.tap("N:s:2:q")
         for chat in (anna.chat_id, tom.chat_id):
             [card] = photos(calls, chat)
@@ -634,3 +654,97 @@ async def play_a_group(bot: Harness, library: Library, language: Language, base:
 @pytest.mark.parametrize("language", LANGUAGES)
 async def test_a_group_chat(bot: Harness, library: Library, language: Language) -> None:
     await play_a_group(bot, library, language, 9300 + 10 * LANGUAGES.index(language))
+
+
+async def play_the_corners(bot: Harness, library: Library, language: Language, base: int) -> None:
+    """What players do besides playing: a whole deck to its end, a reshuffle, the both-
+    answer rule, the language switch, 18+ declined, free text, a sticker, a long message,
+    an unknown command, a stale button, earlier cards and back, room links that lead
+    nowhere, and an old 18+ prompt tapped in the middle of another game."""
+    transcript = Transcript([f"== The corners, {language}"])
+    first, second = NAMES[language]
+    anna = phone(bot, transcript, base, first, language)
+    try:
+        await anna.say("/start")
+        calls = await anna.say("hello there")
+        assert _text(calls[-1]).startswith(t(language, "unknown_input"))
+        calls = await anna.say("x" * 1200)
+        assert _text(calls[-1]).startswith(t(language, "too_long"))
+        calls = await anna.say("/dance")
+        assert _text(calls[-1]).startswith(t(language, "unknown_command"))
+        calls = await anna.tap("Y")  # both answer
+        assert anna.toast(calls) == t(language, "both_on")
+        await anna.say(f"{first}, {second}")
+        calls = await anna.tap("T:s")
+        calls = await anna.tap("A:n")
+        assert _text(calls[-1]).startswith(t(language, "adult_declined"))
+        calls = await anna.tap("T:p")  # Provocation: one level, one deck, deals at once
+        assert len(photos(calls, anna.chat_id)) == 1  # the rules first
+        calls = await anna.tap("N:p:1:q")
+        [card] = photos(calls, anna.chat_id)
+        assert _text(card).split("\n")[1] == t(language, "turn_both", first=first, second=second)
+        first_card = card_of(card)
+        # Earlier cards, then back to the game: the previews go, the card stays live.
+        calls = await anna.tap("N:p:1:q")
+        [card] = photos(calls, anna.chat_id)
+        preview_calls = await anna.tap("P:1")
+        calls = await anna.tap("K")
+        assert not messages(calls, anna.chat_id)
+        gone = [int(c.params["message_id"]) for c in calls if c.method == "deleteMessage"]
+        assert gone == [photos(preview_calls, anna.chat_id)[0].result["message_id"]]
+        assert FakeBotApi.buttons(anna.message(card))  # the card on the table is still live
+        # The whole deck, to its end: then the reshuffle.
+        deck = library.deck("provocation", 1, "questions")
+        assert deck is not None
+        seen = {first_card, card_of(card)}
+        for _ in range(len(deck) - 3):
+            calls = await anna.tap("N:p:1:q")
+            seen.add(card_of(photos(calls, anna.chat_id)[0]))
+        assert len(seen) == len(deck) - 1  # never a card twice
+        calls = await anna.tap("N:p:1:q")
+        [last] = photos(calls, anna.chat_id)
+        assert card_of(last) not in seen
+        assert f"{len(deck)}/{len(deck)}" in _text(last)
+        assert not anna.has("W:")  # nothing left to swap it with
+        calls = await anna.tap("R:p:1:q")
+        assert anna.toast(calls) == t(language, "reshuffled")
+        [again] = photos(calls, anna.chat_id)
+        assert f"· 1/{len(deck)}" in _text(again)
+        # /reset → shuffle this deck.
+        calls = await anna.say("/reset")
+        calls = await anna.tap("X:d")
+        assert _text(calls[-1]).startswith(t(language, "reset_deck_done"))
+        # Room links that lead nowhere.
+        calls = await anna.say("/start room_123")
+        assert _text(calls[-1]).startswith(t(language, "room_unknown"))
+        sticker = {"sticker": {"file_id": "s1", "file_unique_id": "s1", "width": 1,
+                               "height": 1, "is_animated": False, "is_video": False,
+                               "type": "regular"}}  # fmt: skip
+        since = len(bot.api.calls)
+        update = await bot.api.send_message(anna.chat_id, None, extra=sticker, language=language)
+        calls = await anna._settle(update, since)
+        transcript.add(anna.chat_id, first, calls)
+        assert _text(calls[-1]).startswith(t(language, "unexpected_media"))
+        # A button from an earlier step: the /reset question, answered after the game
+        # went back to the themes, has no deck to shuffle: the menu the game is at now.
+        await anna.say("/reset")
+        prompt = anna.newest()
+        await anna.tap("M", message=anna.message(again))
+        calls = await anna.tap("X:d", message=prompt)
+        assert _text(calls[-1]).startswith(t(language, "stale"))
+        check_chat(transcript, anna.chat_id, language, [first, second])
+        # Language: switched for this person, the game goes on.
+        other = _other(language)
+        calls = await anna.say("/language")
+        calls = await anna.tap(f"L:{other}")
+        assert _text(calls[-1]).startswith(t(other, "language_set"))
+        calls = await anna.say("/language")
+        calls = await anna.tap(f"L:{language}")
+        assert _text(calls[-1]).startswith(t(language, "language_set"))
+    finally:
+        transcript.write()
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_the_corners(bot: Harness, library: Library, language: Language) -> None:
+    await play_the_corners(bot, library, language, 9400 + LANGUAGES.index(language))

@@ -522,6 +522,11 @@ class GameBot:
             return True
         if action == "current":
             await _answer(query)
+            if _is_photo(query.message):
+                # "Back to the game" under an earlier card: the card on the table is
+                # right above with its buttons, so the look back just goes.
+                await self._delete(query.message)
+                return True
             await self._show_menu(update, here)
             return True
         if action == "help":
@@ -683,6 +688,10 @@ class GameBot:
             await self._show(update, t(here.lang, "adult_waiting"),
                              keyboards.adult_keyboard(here.lang, each=True), edit=True)  # fmt: skip
             await self._prompt_partners(here)
+            return True
+        if here.session.theme == "sex":
+            # An old prompt tapped once the theme is open: the game stays where it is.
+            await self._show_menu(update, here)
             return True
         here.session = await self.storage.update_session(
             here.game_id, lambda s: engine.choose_theme(s, self.library, "sex", adult_ok=True)
@@ -1051,6 +1060,11 @@ class GameBot:
         for chat, message_id in table.card_messages.items():
             await self._drop_keyboard(int(chat), message_id)
 
+    async def _delete(self, message: object) -> None:
+        if isinstance(message, Message):
+            with contextlib.suppress(TelegramError):
+                await message.delete()
+
     async def _drop_keyboard(self, chat_id: int, message_id: int) -> None:
         try:
             await self._bot.edit_message_reply_markup(chat_id, message_id, reply_markup=None)
@@ -1129,6 +1143,8 @@ class GameBot:
             footer=self._footer(card, here.lang),
             reply_markup=keyboards.previous_keyboard(here.lang, card.id, steps),
         )  # fmt: skip
+        if steps > 1 and _is_photo(query.message):
+            await self._delete(query.message)  # one look back on the screen at a time
         return True
 
     def _footer(self, card: Card, language: Language) -> str:
@@ -1337,6 +1353,10 @@ async def _answer(query: CallbackQuery, text: str | None = None) -> None:
     except BadRequest as error:
         # "query is too old": the press waited too long (e.g. while the bot was down).
         log.info("callback_answer_failed", error=str(error))
+
+
+def _is_photo(message: object) -> bool:
+    return isinstance(message, Message) and bool(message.photo)
 
 
 def _command(message: Message) -> str | None:
