@@ -56,6 +56,14 @@ _ENGLISH_IN_CS = re.compile(
 )
 
 
+# A one-letter word or a dash with an ordinary space where a line must not break.
+_LOOSE: dict[Language, re.Pattern[str]] = {
+    "ru": re.compile(r"(?:^|(?<=[\s«„“(]))[виаксуоя] | [—–]\s", re.I | re.M),
+    "cs": re.compile(r"(?:^|(?<=[\s«„“(]))[ksvzouai] | [—–]\s", re.I | re.M),
+    "en": re.compile(r" [—–]\s"),
+}
+
+
 @pytest.fixture(scope="module")
 def library() -> Library:
     """The shipped decks."""
@@ -282,6 +290,7 @@ def check_chat(transcript: Transcript, chat_id: int, language: Language, names: 
                 check_language(label, language, names)
         check_buttons(call)
         assert not re.search(r"[^\S\n]{2}", text), f"double space: {text!r}"
+        assert not _LOOSE[language].search(text), f"a line may break badly: {text!r}"
     for toast in transcript.toasts.get(chat_id, []):
         check_language(toast, language, names)
 

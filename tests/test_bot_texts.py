@@ -57,7 +57,7 @@ def test_deck_titles_name_the_level_only_when_there_is_a_choice() -> None:
 def test_unknown_command_has_its_own_text() -> None:
     """An unknown /command points to /help, in each language's register (ru вы, cs vy)."""
     assert t("en", "unknown_command") == "I don’t know that command. Try /help."
-    assert t("ru", "unknown_command") == "Такой команды я не знаю. Загляните в /help."
+    assert t("ru", "unknown_command") == "Такой команды я\u00a0не знаю. Загляните в\u00a0/help."
     assert t("cs", "unknown_command") == "Tenhle příkaz neznám. Zkuste /help."
 
 
@@ -65,7 +65,7 @@ def test_phrasing_and_register() -> None:
     """Reviewed wording; Czech speaks to the players as vy after greeting one as ty."""
     assert t("en", "cmd_reset") == "Start over"
     assert t("en", "reset_done") == "Done! We’re starting over; your language stays the same."
-    assert "explicitní otázky a úkoly" in t("cs", "adult_prompt")
+    assert "explicitní otázky a\u00a0úkoly" in t("cs", "adult_prompt")
     assert t("cs", "slow_down").endswith("počkám na vás.")
     assert "Budeme pokračovat tam, kde jsme skončili" in t("cs", "welcome_back", name="Eva")
     assert t("cs", "welcome", name="Eva").startswith("Ahoj, Eva! Vítejte")
@@ -120,7 +120,7 @@ def test_card_counts_take_the_form_the_number_needs() -> None:
     assert cs == ["1 karta", "2 karty", "4 karty", "5 karet", "51 karet"]
     assert [count_cards("en", n) for n in (1, 2)] == ["1 card", "2 cards"]
     assert t("ru", "exhausted", cards=count_cards("ru", 51)).startswith(
-        "Вот и вся колода: 51 карта, все до одной!"
+        "Вот и\u00a0вся колода: 51 карта, все до одной!"
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from vechnost_bot.game.typography import bind_short_words
 from vechnost_bot.storage.records import ContentType, Language, ThemeId
 
 __all__ = [
@@ -601,9 +602,12 @@ COMMANDS: Final[tuple[str, ...]] = (
 
 
 def t(language: Language | None, key: str, **values: object) -> str:
-    """The text ``key`` in ``language`` (English when unset), with ``values`` filled in."""
-    text = TEXTS[language or DEFAULT_LANGUAGE][key]
-    return text.format(**values) if values else text
+    """The text ``key`` in ``language`` (English when unset), with ``values`` filled in,
+    set like the cards: a one-letter word (ru «в», cs "k") stays with the next word and a
+    dash with the word before it, so a phone never starts a line with either."""
+    language = language or DEFAULT_LANGUAGE
+    text = TEXTS[language][key]
+    return bind_short_words(text.format(**values) if values else text, language)
 
 
 def theme_name(language: Language | None, theme: ThemeId, *, icon: bool = False) -> str:
