@@ -525,6 +525,24 @@ async def play_a_room(bot: Harness, library: Library, language: Language, base: 
             if number == 3:
                 await other.tap("S:")
                 game.saved.append(game.cards[-1])
+            if number == 5:  # the one who drew it passes: both phones get the new card once
+                assert not other.has("W:")
+                old = {chat: v[0].result["message_id"] for chat, v in seen.items()}
+                calls = await drawer.tap("W:")
+                deleted = {(c.chat_id, int(c.params["message_id"])) for c in calls
+                           if c.method == "deleteMessage"}  # fmt: skip
+                assert deleted == set(old.items())
+                swapped = {chat: photos(calls, chat) for chat in old}
+                assert [len(v) for v in swapped.values()] == [1, 1]
+                new = {card_of(v[0]) for v in swapped.values()}
+                assert len(new) == 1
+                assert new.isdisjoint(game.cards)
+                for chat, [card] in swapped.items():
+                    lang = langs[chat]
+                    lines = _text(card).split("\n")
+                    assert lines[0].endswith(f" · {number}/{len(deck)}")
+                    assert lines[1] == t(lang, "turn_ask", first=drawer.name, second=other.name)
+                game.cards[-1] = new.pop() or ""
             drawer = other
         assert len(set(game.cards)) == len(game.cards)
         # 18+: each confirms on their own phone.
