@@ -724,9 +724,15 @@ async def play_the_corners(bot: Harness, library: Library, language: Language, b
         deck = library.deck("provocation", 1, "questions")
         assert deck is not None
         seen = {first_card, card_of(card)}
+        offers = []
         for _ in range(len(deck) - 3):
             calls = await anna.tap("N:p:1:q")
-            seen.add(card_of(photos(calls, anna.chat_id)[0]))
+            [dealt] = photos(calls, anna.chat_id)
+            seen.add(card_of(dealt))
+            offers.append(t(language, "pace_offer_last", count=PACE) in _text(dealt))
+        # One level only: at the pace the card says how to end instead of going deeper.
+        assert offers.index(True) == PACE - 3
+        assert offers.count(True) == 1
         assert len(seen) == len(deck) - 1  # never a card twice
         calls = await anna.tap("N:p:1:q")
         [last] = photos(calls, anna.chat_id)
