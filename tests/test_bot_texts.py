@@ -137,3 +137,14 @@ def test_english_uses_the_typographic_apostrophe() -> None:
     for key, text in TEXTS["en"].items():
         assert "'" not in text, key
         assert '"' not in text, key
+
+
+def test_what_telegram_shows_before_start_fits_its_limits() -> None:
+    """setMyDescription takes 512 characters, setMyShortDescription 120, a command's
+    description 256 (and at least 3)."""
+    for language in TEXTS:
+        assert len(t(language, "description")) <= 512
+        assert len(t(language, "short_description")) <= 120
+        for key in TEXTS[language]:
+            if key.startswith("cmd_"):
+                assert 3 <= len(t(language, key)) <= 256, (language, key)

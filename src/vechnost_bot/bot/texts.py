@@ -332,7 +332,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "summary": (
             "Вот и вся игра. Спасибо за каждый честный ответ 🌙\n\n"
             "Карт сыграно: {cards}\nВремя вместе: {minutes} мин\n"
-            "В избранном: {saved}\nКарт во всех ваших играх: {total}\n\n"
+            "Сохранено в избранное: {saved}\nКарт во всех ваших играх: {total}\n\n"
             "/favourites — сыграть сохранённые карты."
         ),
         "favourites_empty": (
