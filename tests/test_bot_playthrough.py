@@ -644,6 +644,9 @@ async def play_a_group(bot: Harness, library: Library, language: Language, base:
         game.turns.pop()
         deck_card(game, card, f"{title} · 2/{len(deck)}",
                   t(language, "turn_ask", first=second, second=first))  # fmt: skip
+        calls = await guest.tap("W:")  # only the one who drew it may pass it
+        assert guest.toast(calls) == t(language, "swap_not_yours", name=second)
+        assert not photos(calls, group)
         calls = await guest.tap("S:")  # a watcher may save a card for themselves
         assert guest.toast(calls) == t(language, "saved")
         calls = await anna.tap("N:c:1:q")

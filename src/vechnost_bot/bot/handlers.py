@@ -1080,7 +1080,7 @@ class GameBot:
             return False
         drawer = engine.drawer_of_current(table)
         if drawer is not None and drawer.user_id != here.user_id:
-            await _answer(query, t(here.lang, "not_your_turn", name=drawer.name))
+            await _answer(query, t(here.lang, "swap_not_yours", name=drawer.name))
             return True
         outcome: list[engine.DrawOutcome] = []
 

@@ -145,6 +145,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "pace_offer_last": "That’s {count} cards already. Keep going, or tap 🏁 to end the game?",
         "swapped": "That card went back into the deck. Here’s another.",
         "swap_last": "This is the only card left in the deck.",
+        "swap_not_yours": "Only {name}, who drew this card, can swap it.",
         "saved": "Saved to your favourites ♥",
         "unsaved": "Removed from your favourites.",
         "summary": (
@@ -327,6 +328,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "pace_offer_last": "Карт уже {count}. Продолжим или завершим игру кнопкой 🏁?",
         "swapped": "Эта карта вернулась в колоду. Вот другая.",
         "swap_last": "Это последняя карта в колоде.",
+        "swap_not_yours": "Поменять эту карту может только {name}.",
         "saved": "Сохранено в избранное ♥",
         "unsaved": "Убрано из избранного.",
         "summary": (
@@ -513,6 +515,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "pace_offer_last": "Karet už je {count}. Hrajeme dál, nebo hru ukončíme tlačítkem 🏁?",
         "swapped": "Tahle karta se vrátila do balíčku. Tady je jiná.",
         "swap_last": "Tohle je v balíčku poslední karta.",
+        "swap_not_yours": "Tuhle kartu může vyměnit jen {name}.",
         "saved": "Uloženo do oblíbených ♥",
         "unsaved": "Odebráno z oblíbených.",
         "summary": (
