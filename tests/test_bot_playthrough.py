@@ -424,6 +424,8 @@ async def play_one_phone(bot: Harness, library: Library, language: Language, bas
         number += 1
         clock.now += 120
         calls = await anna.tap("E")
+        edits = [int(c.params["message_id"]) for c in calls if c.method == "editMessageReplyMarkup"]
+        assert sorted(edits) == sorted(set(edits)), "a keyboard removed twice"
         [closing] = photos(calls, anna.chat_id)
         assert not _rows(closing)
         [summary] = messages(calls, anna.chat_id)

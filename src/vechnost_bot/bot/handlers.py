@@ -1182,9 +1182,11 @@ class GameBot:
         theme = here.session.theme
         closing = engine.closing_card(self.library, theme) if theme else None
         await _answer(query)
-        await self._clear_card_keyboards(here.table)
         if closing is not None:
+            # Dealing it removes the last card's keyboard in each chat, as any deal does.
             await self._deliver(here, closing, kind="closing")
+        else:
+            await self._clear_card_keyboards(here.table)
         now = self.clock()
         summary: list[engine.Summary] = []
 
