@@ -1205,8 +1205,9 @@ class GameBot:
             # UserStats counts every card this person drew, in every game.
             stats = await self.storage.get_user_stats(viewer.user_id) if viewer.user_id else None
             total = max(stats.cards_drawn if stats else 0, result.cards)
-            text = t(viewer.language, "summary", cards=result.cards, minutes=result.minutes,
-                     saved=result.saved, total=total)  # fmt: skip
+            # A game shorter than a minute took "<1 min", not "0 min".
+            text = t(viewer.language, "summary", cards=result.cards,
+                     minutes=result.minutes or "<1", saved=result.saved, total=total)  # fmt: skip
             _menu, markup = keyboards.menu_for(
                 here.session, self.library, viewer.language, place=here.place, table=here.table
             )
