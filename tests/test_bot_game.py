@@ -348,7 +348,7 @@ async def test_opening_first_then_closing_and_a_summary(ritual_library: Library)
         summary = await bot.api.wait_for(
             lambda c: c.method == "sendMessage" and c.chat_id == 75, since=since
         )
-        assert summary.params["text"] == t("en", "summary", cards=2, minutes=0, saved=1, total=2)
+        assert summary.params["text"] == t("en", "summary", cards=2, minutes="<1", saved=1, total=2)
         assert data(summary)[0] == "T:a"
         await bot.tap(75, "T:a")
         reply = await bot.tap(75, "V:a:2")

@@ -56,16 +56,16 @@ def test_deck_titles_name_the_level_only_when_there_is_a_choice() -> None:
 
 def test_unknown_command_has_its_own_text() -> None:
     """An unknown /command points to /help, in each language's register (ru вы, cs vy)."""
-    assert t("en", "unknown_command") == "I don't know that command. Try /help."
-    assert t("ru", "unknown_command") == "Такой команды я не знаю. Загляните в /help."
+    assert t("en", "unknown_command") == "I don’t know that command. Try /help."
+    assert t("ru", "unknown_command") == "Такой команды я\u00a0не знаю. Загляните в\u00a0/help."
     assert t("cs", "unknown_command") == "Tenhle příkaz neznám. Zkuste /help."
 
 
 def test_phrasing_and_register() -> None:
     """Reviewed wording; Czech speaks to the players as vy after greeting one as ty."""
     assert t("en", "cmd_reset") == "Start over"
-    assert t("en", "reset_done") == "Done! We're starting over; your language stays the same."
-    assert "explicitní otázky a úkoly" in t("cs", "adult_prompt")
+    assert t("en", "reset_done") == "Done! We’re starting over; your language stays the same."
+    assert "explicitní otázky a\u00a0úkoly" in t("cs", "adult_prompt")
     assert t("cs", "slow_down").endswith("počkám na vás.")
     assert "Budeme pokračovat tam, kde jsme skončili" in t("cs", "welcome_back", name="Eva")
     assert t("cs", "welcome", name="Eva").startswith("Ahoj, Eva! Vítejte")
@@ -106,3 +106,45 @@ def test_no_gendered_slashes_in_ui_texts() -> None:
     for language, texts in TEXTS.items():
         for key, text in texts.items():
             assert not re.search(r"\w\((а|a)\)|\w/a\b", text), (language, key)
+
+
+def test_card_counts_take_the_form_the_number_needs() -> None:
+    """ru 1 карта / 2 карты / 5 карт (21 карта, 11 карт); cs 1 karta / 2 karty / 5 karet;
+    and the end of a deck says it so (a 51-card deck is «51 карта», not «51 карт»)."""
+    from vechnost_bot.bot.texts import count_cards
+
+    ru = [count_cards("ru", n) for n in (1, 2, 5, 11, 12, 21, 22, 25, 51, 52, 111, 112)]
+    assert ru == ["1 карта", "2 карты", "5 карт", "11 карт", "12 карт", "21 карта", "22 карты",
+                  "25 карт", "51 карта", "52 карты", "111 карт", "112 карт"]  # fmt: skip
+    cs = [count_cards("cs", n) for n in (1, 2, 4, 5, 51)]
+    assert cs == ["1 karta", "2 karty", "4 karty", "5 karet", "51 karet"]
+    assert [count_cards("en", n) for n in (1, 2)] == ["1 card", "2 cards"]
+    assert t("ru", "exhausted", cards=count_cards("ru", 51)).startswith(
+        "Вот и\u00a0вся колода: 51 карта, все до одной!"
+    )
+
+
+def test_buttons_fit_a_phone() -> None:
+    """A button alone on its row shows about 24 characters on a phone."""
+    for language, texts in TEXTS.items():
+        for key, text in texts.items():
+            if key.startswith("btn_") and "{" not in text:
+                assert len(text) <= 24, (language, key, text)
+
+
+def test_english_uses_the_typographic_apostrophe() -> None:
+    """The bot's English matches its cards: ’ (and “…”), never a typewriter ' or "."""
+    for key, text in TEXTS["en"].items():
+        assert "'" not in text, key
+        assert '"' not in text, key
+
+
+def test_what_telegram_shows_before_start_fits_its_limits() -> None:
+    """setMyDescription takes 512 characters, setMyShortDescription 120, a command's
+    description 256 (and at least 3)."""
+    for language in TEXTS:
+        assert len(t(language, "description")) <= 512
+        assert len(t(language, "short_description")) <= 120
+        for key in TEXTS[language]:
+            if key.startswith("cmd_"):
+                assert 3 <= len(t(language, key)) <= 256, (language, key)

@@ -3,6 +3,7 @@ with the typography rules kept (one-letter words bound, no line starting with a 
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import pytest
@@ -107,3 +108,33 @@ def test_czech_cards_avoid_gendered_forms(library: Library) -> None:
     """Czech cards are phrased so that they fit any player: no "udělal(a)" forms."""
     gendered = [card.id for card in library.cards() if "(a)" in card.text("cs")]
     assert gendered == []
+
+
+_RU_GENDERED = re.compile(
+    r"\b(?:ты|я|кто из нас)\s+(?:\w+\s+)?\w+л\s+бы\b|\bбы\s+(?:ты|я)\s+\w+л\b"
+    r"|\b(?:ты|я)\s+(?:был|была|сделал|сделала|стал|стала)\b",
+    re.IGNORECASE,
+)
+_RU_MIXED_CONDITIONAL = re.compile(r"\bесли бы\b[^?!.]*\b\w+(?:ешь|ишь|ёшь)\b", re.IGNORECASE)
+_CS_MIXED_CONDITIONAL = re.compile(r"\bkdyby\b[^?!.]*\b\w+(?:íš|eš|áš)\?", re.IGNORECASE)
+
+
+def test_russian_cards_fit_any_player_and_keep_one_mood(library: Library) -> None:
+    """No «ты стал бы» / «я сделала» (the past tense names a gender), and no «если бы …,
+    что ты сделаешь?» (a wish answered in the future tense reads as a slip)."""
+    found = [
+        (card.id, card.text("ru"))
+        for card in library.cards()
+        if _RU_GENDERED.search(card.text("ru")) or _RU_MIXED_CONDITIONAL.search(card.text("ru"))
+    ]
+    assert found == []
+
+
+def test_czech_cards_keep_one_mood(library: Library) -> None:
+    """No "kdyby …, kterou vymažeš?": a wish is answered in the conditional."""
+    found = [
+        (card.id, card.text("cs"))
+        for card in library.cards()
+        if _CS_MIXED_CONDITIONAL.search(card.text("cs"))
+    ]
+    assert found == []

@@ -57,6 +57,7 @@ from vechnost_bot.bot.texts import (
     COMMANDS,
     DEFAULT_LANGUAGE,
     MENU_LANGUAGES,
+    count_cards,
     language_from_code,
     t,
     theme_name,
@@ -561,6 +562,11 @@ class GameBot:
             return True
         if action == "current":
             await _answer(query)
+            if _is_photo(query.message):
+                # "Back to the game" under an earlier card: the card on the table is
+                # right above with its buttons, so the look back just goes.
+                await self._delete(query.message)
+                return True
             await self._show_menu(update, here)
             return True
         if action == "help":
@@ -698,8 +704,10 @@ class GameBot:
         return True
 
     async def _adult_prompt(self, update: Update, here: Here, *, edit: bool) -> None:
-        key = "adult_prompt" if here.place == "private" else "adult_prompt_each"
-        await self._show(update, t(here.lang, key), keyboards.adult_keyboard(here.lang), edit=edit)
+        each = here.place != "private"
+        key = "adult_prompt_each" if each else "adult_prompt"
+        markup = keyboards.adult_keyboard(here.lang, each=each)
+        await self._show(update, t(here.lang, key), markup, edit=edit)
 
     async def _on_adult(
         self, update: Update, query: CallbackQuery, here: Here, *, yes: bool
@@ -718,8 +726,12 @@ class GameBot:
         await _answer(query)
         if not adult_ok:
             await self._show(update, t(here.lang, "adult_waiting"),
-                             keyboards.adult_keyboard(here.lang), edit=True)  # fmt: skip
+                             keyboards.adult_keyboard(here.lang, each=True), edit=True)  # fmt: skip
             await self._prompt_partners(here)
+            return True
+        if here.session.theme == "sex":
+            # An old prompt tapped once the theme is open: the game stays where it is.
+            await self._show_menu(update, here)
             return True
         here.session = await self.storage.update_session(
             here.game_id, lambda s: engine.choose_theme(s, self.library, "sex", adult_ok=True)
@@ -749,7 +761,7 @@ class GameBot:
             await self._bot.send_message(
                 chat_id,
                 t(language, "adult_prompt_each"),
-                reply_markup=keyboards.adult_keyboard(language),
+                reply_markup=keyboards.adult_keyboard(language, each=True),
             )
 
     async def _on_back(
@@ -897,7 +909,7 @@ class GameBot:
             await self._clear_card_keyboards(here.table)
             await self._show(
                 update,
-                t(here.lang, "exhausted", total=result.total),
+                t(here.lang, "exhausted", cards=count_cards(here.lang, result.total)),
                 keyboards.exhausted_keyboard(
                     here.lang, theme, level, content,
                     next_level=engine.deeper_level(here.session, self.library),
@@ -1009,13 +1021,25 @@ class GameBot:
                 lines.append(f"{title} · {progress[0]}/{progress[1]}")
             if roles is not None:
                 key = "turn_both" if table.both_answer else "turn_ask"
+                if content == "tasks" and not table.both_answer:
+                    key = "turn_task"  # a task is done, not answered
                 lines.append(t(language, key, first=roles[0], second=roles[1]))
             elif kind == "deck" and len(table.player_names) == 1:
                 lines.append(t(language, "turn_ask_one", first=table.player_names[0]))
             others = await self._other_languages(here, language)
-            may_draw = next_drawer is None or next_drawer.user_id == viewer.user_id
+            # A group's keyboard is everyone's: Next card stays, and a tap out of turn is
+            # answered with whose turn it is. A room's phone has it for its drawer only.
+            may_draw = (
+                next_drawer is None
+                or here.place == "group"
+                or next_drawer.user_id == viewer.user_id
+            )
             footer_lines: list[str] = []
-            if kind == "deck" and not may_draw and next_drawer is not None:
+            if (
+                kind != "closing"
+                and next_drawer is not None
+                and (here.place == "group" or not may_draw)
+            ):
                 footer_lines.append(t(language, "next_drawer", name=next_drawer.name))
             if pace_line is not None:
                 footer_lines.append(t(language, pace_line[1], count=pace_line[2]))
@@ -1101,6 +1125,11 @@ class GameBot:
         for chat, message_id in table.card_messages.items():
             await self._drop_keyboard(int(chat), message_id)
 
+    async def _delete(self, message: object) -> None:
+        if isinstance(message, Message):
+            with contextlib.suppress(TelegramError):
+                await message.delete()
+
     async def _drop_keyboard(self, chat_id: int, message_id: int) -> None:
         try:
             await self._bot.edit_message_reply_markup(chat_id, message_id, reply_markup=None)
@@ -1116,7 +1145,7 @@ class GameBot:
             return False
         drawer = engine.drawer_of_current(table)
         if drawer is not None and drawer.user_id != here.user_id:
-            await _answer(query, t(here.lang, "not_your_turn", name=drawer.name))
+            await _answer(query, t(here.lang, "swap_not_yours", name=drawer.name))
             return True
         outcome: list[engine.DrawOutcome] = []
 
@@ -1179,6 +1208,8 @@ class GameBot:
             footer=self._footer(card, here.lang),
             reply_markup=keyboards.previous_keyboard(here.lang, card.id, steps),
         )  # fmt: skip
+        if steps > 1 and _is_photo(query.message):
+            await self._delete(query.message)  # one look back on the screen at a time
         return True
 
     def _footer(self, card: Card, language: Language) -> str:
@@ -1216,9 +1247,11 @@ class GameBot:
         theme = here.session.theme
         closing = engine.closing_card(self.library, theme) if theme else None
         await _answer(query)
-        await self._clear_card_keyboards(here.table)
         if closing is not None:
+            # Dealing it removes the last card's keyboard in each chat, as any deal does.
             await self._deliver(here, closing, kind="closing")
+        else:
+            await self._clear_card_keyboards(here.table)
         now = self.clock()
         summary: list[engine.Summary] = []
 
@@ -1237,8 +1270,9 @@ class GameBot:
             # UserStats counts every card this person drew, in every game.
             stats = await self.storage.get_user_stats(viewer.user_id) if viewer.user_id else None
             total = max(stats.cards_drawn if stats else 0, result.cards)
-            text = t(viewer.language, "summary", cards=result.cards, minutes=result.minutes,
-                     saved=result.saved, total=total)  # fmt: skip
+            # A game shorter than a minute took "<1 min", not "0 min".
+            text = t(viewer.language, "summary", cards=result.cards,
+                     minutes=result.minutes or "<1", saved=result.saved, total=total)  # fmt: skip
             _menu, markup = keyboards.menu_for(
                 here.session, self.library, viewer.language, place=here.place, table=here.table
             )
@@ -1387,6 +1421,10 @@ async def _answer(query: CallbackQuery, text: str | None = None) -> None:
     except BadRequest as error:
         # "query is too old": the press waited too long (e.g. while the bot was down).
         log.info("callback_answer_failed", error=str(error))
+
+
+def _is_photo(message: object) -> bool:
+    return isinstance(message, Message) and bool(message.photo)
 
 
 def _command(message: Message) -> str | None:

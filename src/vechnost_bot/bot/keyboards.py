@@ -12,7 +12,7 @@ from vechnost_bot.bot.callbacks import Callback, encode
 from vechnost_bot.bot.texts import LANGUAGE_NAMES, content_name, level_name, t, theme_name
 from vechnost_bot.game import engine
 from vechnost_bot.game.content import LANGUAGES, THEMES, Library
-from vechnost_bot.game.labels import heat_label
+from vechnost_bot.game.labels import HEAT_THEMES, heat_label
 from vechnost_bot.storage.game_records import Table
 from vechnost_bot.storage.records import ContentType, Language, Session, ThemeId
 
@@ -86,11 +86,13 @@ def themes_keyboard(
     return InlineKeyboardMarkup(rows)
 
 
-def adult_keyboard(language: Language) -> InlineKeyboardMarkup:
-    """Yes, we are 18+ / no, go back."""
+def adult_keyboard(language: Language, *, each: bool = False) -> InlineKeyboardMarkup:
+    """Yes, we are 18+ (``each``: I am, when every player confirms for themselves) / no,
+    go back."""
+    yes = t(language, "btn_adult_me" if each else "btn_adult_yes")
     return InlineKeyboardMarkup(
         [
-            [_button(t(language, "btn_adult_yes"), Callback("adult", yes=True))],
+            [_button(yes, Callback("adult", yes=True))],
             [_button(t(language, "btn_adult_no"), Callback("adult", yes=False))],
         ]
     )
@@ -205,7 +207,7 @@ def card_keyboard(language: Language, spec: CardButtons) -> InlineKeyboardMarkup
     """The keyboard under a card."""
     theme, level, content = spec.theme, spec.level, spec.content
     rows: list[Row] = []
-    if spec.deeper is not None:
+    if spec.deeper is not None and spec.can_draw:  # choosing a level deals: the drawer's
         label = t(language, "btn_deeper", level=level_title(language, theme, spec.deeper))
         rows.append([_button(label, Callback("level", theme=theme, level=spec.deeper))])
     if spec.can_draw and spec.last:
@@ -246,7 +248,7 @@ def favourite_keyboard(
                              Callback("favourite", number=number + 1))])  # fmt: skip
     rows.append(
         [
-            _button(t(language, "btn_save"), Callback("save", card=card_id)),
+            _button(t(language, "btn_unsave"), Callback("save", card=card_id)),
             _button(t(language, "btn_menu"), Callback("menu")),
         ]
     )
@@ -302,7 +304,8 @@ def menu_for(
     levels = engine.theme_levels(library, theme)
     several = len(levels) > 1
     if here == "level" or level is None:
-        return t(language, "choose_level", theme=name), levels_keyboard(language, theme, levels)
+        key = "choose_heat" if theme in HEAT_THEMES else "choose_level"
+        return t(language, key, theme=name), levels_keyboard(language, theme, levels)
     if here == "content" or content is None:
         markup = contents_keyboard(language, theme, level, several_levels=several)
         return t(language, "choose_content", theme=name), markup

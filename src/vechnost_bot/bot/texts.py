@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from vechnost_bot.game.typography import bind_short_words
 from vechnost_bot.storage.records import ContentType, Language, ThemeId
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "MENU_LANGUAGES",
     "TEXTS",
     "content_name",
+    "count_cards",
     "language_from_code",
     "level_name",
     "t",
@@ -45,7 +47,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
     "en": {
         "welcome": (
             "Hi, {name}! Welcome to Vechnost 🌙\n\n"
-            "It's a card game for conversations that matter: with a friend, a date, "
+            "It’s a card game for conversations that matter: with a friend, a date, "
             "or the person you love. Pick a theme, draw a card, and take turns answering "
             "honestly. There are no wrong answers, only curiosity.\n\n"
             "Where shall we start?"
@@ -56,25 +58,27 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
             "1. Tell me your two names (“Anna and Tom”): every card then says who asks and "
             "who answers, in turns. In a group, the first two people who tap are the players.\n"
             "2. Choose a theme and a level: the first card comes at once. The higher the "
-            "level, the deeper the questions; after a dozen cards I'll offer to go deeper.\n"
+            "level, the deeper the questions; after a dozen cards I’ll offer to go deeper.\n"
             "3. Under each card: ♥ Save keeps it, 🔄 Swap puts it back into the deck for "
             "another, ⏮ Previous shows the one before, 🏁 ends the game with a short summary.\n\n"
-            "Cards never repeat until you've been through the whole deck. Apart? /room gives "
+            "Cards never repeat until you’ve been through the whole deck. Apart? /room gives "
             "you a link: one game on two phones, each in your own language.\n\n"
             "/start: main menu\n/favourites: your saved cards\n/room: play on two phones\n"
-            "/language: change language\n/reset: start over\n/help: this note"
+            "/leave: leave the room\n/language: change language\n/reset: start over\n"
+            "/help: this note"
         ),
         "choose_language": "Which language shall we play in?",
-        "language_set": "Great, we'll play in English from now on.",
+        "language_set": "Great, we’ll play in English from now on.",
         "choose_theme": "Choose a theme:",
         "choose_level": "{theme}: choose a level. Level 1 is a gentle start, Level 3 goes deep.",
+        "choose_heat": "{theme}: how hot shall we play? Mild is tender, Hot is bolder.",
         "choose_content": "{theme}: questions to talk about, or tasks to do together?",
         "deck_intro": (
-            "{deck}\nCards drawn: {drawn}/{total}.\n\nTap “Next card” whenever you're ready."
+            "{deck}\nCards drawn: {drawn}/{total}.\n\nTap “Next card” whenever you’re ready."
         ),
         "card_caption": "{deck} · {drawn}/{total}",
         "exhausted": (
-            "That's the whole deck: all {total} cards! 🎉 Thank you for every honest answer.\n\n"
+            "That’s the whole deck: all {cards}! 🎉 Thank you for every honest answer.\n\n"
             "Shuffle the deck and go again, or pick another theme."
         ),
         "reshuffled": "The deck is shuffled. Here we go again!",
@@ -82,31 +86,32 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
             "The Sex theme has explicit questions and tasks meant for adults only.\n\n"
             "Please confirm that everyone playing is 18 or older and happy to play it."
         ),
-        "adult_declined": "No problem at all. Let's choose something else.",
-        "reset_done": "Done! We're starting over; your language stays the same.",
+        "adult_declined": "No problem at all. Let’s choose something else.",
+        "reset_done": "Done! We’re starting over; your language stays the same.",
         "slow_down": (
-            "Whoa, that's a lot at once! 🙂 Please slow down a little; I'll be right here."
+            "Whoa, that’s a lot at once! 🙂 Please slow down a little; I’ll be right here."
         ),
         "unknown_input": (
-            "I only understand the buttons and commands, so let's carry on from here."
+            "I only understand the buttons and commands, so let’s carry on from here."
         ),
-        "unknown_command": "I don't know that command. Try /help.",
+        "unknown_command": "I don’t know that command. Try /help.",
         "unexpected_media": (
-            "I can't look at pictures, stickers or voice messages, but the game goes on with "
+            "I can’t look at pictures, stickers or voice messages, but the game goes on with "
             "the buttons below."
         ),
         "too_long": (
-            "That's a long message! Share it with your partner out loud; "
-            "I'll keep the cards coming."
+            "That’s a long message! Share it with your partner out loud; "
+            "I’ll keep the cards coming."
         ),
-        "stale": "That button is from an earlier step. Here's where you are now:",
-        "error": "Sorry, something went wrong on my side. Let's try again from here.",
+        "stale": "That button is from an earlier step. Here’s where you are now:",
+        "error": "Sorry, something went wrong on my side. Let’s try again from here.",
         "btn_next": "Next card ▶️",
         "btn_back": "⬅️ Back",
         "btn_menu": "🏠 Themes",
         "btn_reshuffle": "🔀 Shuffle again",
         "btn_adult_yes": "✅ Yes, we are 18+",
         "btn_adult_no": "↩️ No, go back",
+        "btn_adult_me": "✅ Yes, I’m 18+",
         "btn_help": "❓ How to play",
         "btn_language": "🌐 Language",
         "theme_acquaintance": "Acquaintance",
@@ -121,34 +126,36 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "cmd_reset": "Start over",
         "cmd_language": "Change language",
         "ask_names": (
-            "Who's playing? Send me your two names, like “Anna and Tom”, and every card "
+            "Who’s playing? Send me your two names, like “Anna and Tom”, and every card "
             "will say whose turn it is. Or just choose a theme."
         ),
         "names_set": "Lovely to meet you, {first} and {second}! {first} asks first.",
         "turn_ask": "{first} asks → {second} answers",
         "turn_ask_one": "{first} asks",
+        "turn_task": "{first} reads → {second} does it",
         "turn_both": "{first} answers first, then {second}",
         "next_drawer": "{name} draws the next card.",
-        "not_your_turn": "It's {name}'s turn to draw the next card.",
+        "not_your_turn": "It’s {name}’s turn to draw the next card.",
         "not_a_player": "Two players are already at the table: {first} and {second}.",
         "opening_caption": "{deck} · how we play",
         "closing_caption": "{deck} · the last card",
         "previous_caption": "An earlier card",
-        "no_previous": "There's no earlier card yet.",
-        "pace_offer": "That's {count} cards at this level. Ready to go a level deeper?",
-        "pace_offer_last": "That's {count} cards. Keep going, or end the game with its last card?",
-        "swapped": "That card went back into the deck. Here's another.",
+        "no_previous": "There’s no earlier card yet.",
+        "pace_offer": "That’s {count} cards at this level. Ready to go a level deeper?",
+        "pace_offer_last": "That’s {count} cards already. Keep going, or tap 🏁 to end the game?",
+        "swapped": "That card went back into the deck. Here’s another.",
         "swap_last": "This is the only card left in the deck.",
+        "swap_not_yours": "Only {name}, who drew this card, can swap it.",
         "saved": "Saved to your favourites ♥",
         "unsaved": "Removed from your favourites.",
         "summary": (
-            "That's our game. Thank you for every honest answer 🌙\n\n"
+            "That’s our game. Thank you for every honest answer 🌙\n\n"
             "Cards shared: {cards}\nTime together: {minutes} min\n"
             "Saved to favourites: {saved}\nCards in all your games: {total}\n\n"
             "/favourites plays the cards you saved."
         ),
         "favourites_empty": (
-            "No favourites yet. Tap “♥ Save” under a card you'd like to come back to."
+            "No favourites yet. Tap “♥ Save” under a card you’d like to come back to."
         ),
         "favourite_caption": "♥ Favourite {number}/{total}",
         "both_on": "Both of you answer every card now; the other one goes first next time.",
@@ -158,40 +165,41 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
             "included. Your language and favourites stay."
         ),
         "reset_deck_done": "This deck is shuffled: all its cards are back.",
-        "reset_cancelled": "Nothing changed. Let's carry on.",
+        "reset_cancelled": "Nothing changed. Let’s carry on.",
         "room_created": (
             "Your room is ready. Send this link to your partner:\n{link}\n\n"
-            "When they open it, you'll play one game on two phones: one deck, one turn, "
+            "When they open it, you’ll play one game on two phones: one deck, one turn, "
             "each of you in your own language."
         ),
         "room_joined": (
-            "You're in {name}'s room: one game on two phones now. "
+            "You’re in {name}’s room: one game on two phones now. "
             "/leave takes you back to your own game."
         ),
         "room_back": "Welcome back to the room! The game is where you left it.",
-        "room_partner_joined": "{name} has joined your room. Choose a theme whenever you're ready.",
-        "room_full": "This room already has two players, so I can't add you to it.",
+        "room_partner_joined": "{name} has joined your room. Choose a theme whenever you’re ready.",
+        "room_full": "This room already has two players, so I can’t add you to it.",
         "room_unknown": (
-            "This invite link doesn't lead to a room any more. Ask your partner for a new "
+            "This invite link doesn’t lead to a room any more. Ask your partner for a new "
             "one (/room)."
         ),
-        "room_own": "That's your own room's link. Send it to your partner.",
+        "room_own": "That’s your own room’s link. Send it to your partner.",
         "room_left": (
-            "You've left the room. Its game stays as it is, so the same link brings you "
-            "back. Here's your own game:"
+            "You’ve left the room. Its game stays as it is, so the same link brings you "
+            "back. Here’s your own game:"
         ),
         "room_partner_left": (
             "{name} has left the room. The game stays as it is; the same link brings them back."
         ),
-        "not_in_room": "You're not in a room. /room makes one for you and your partner.",
+        "not_in_room": "You’re not in a room. /room makes one for you and your partner.",
         "room_private_only": "Rooms are for two private chats. Open me privately and send /room.",
         "adult_prompt_each": (
             "The Sex theme has explicit questions and tasks meant for adults only.\n\n"
             "Each player confirms for themselves that they are 18 or older and happy to play it."
         ),
         "adult_waiting": "Thank you. The theme opens once everyone playing has confirmed.",
-        "adult_first": "Please confirm that you're 18 or older first.",
+        "adult_first": "Please confirm that you’re 18 or older first.",
         "btn_save": "♥ Save",
+        "btn_unsave": "💔 Remove",
         "btn_swap": "🔄 Swap",
         "btn_previous": "⏮ Previous",
         "btn_end": "🏁 End the game",
@@ -212,7 +220,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "description": (
             "Vechnost is a card game for conversations that matter: with a friend, a date "
             "or the person you love. Four themes, deeper levels, one card at a time, in "
-            "turns. Play on one phone, in a group, or on two phones when you're apart."
+            "turns. Play on one phone, in a group, or on two phones when you’re apart."
         ),
         "short_description": "A card game for honest conversations, for two.",
     },
@@ -231,14 +239,14 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
             "спрашивает и кто отвечает, по очереди. В группе играют первые двое, кто нажмёт "
             "кнопку.\n"
             "2. Выберите тему и уровень — первая карта придёт сразу. Чем выше уровень, тем "
-            "глубже вопросы; после десятка карт я предложу пойти глубже.\n"
+            "глубже вопросы; примерно после дюжины карт я предложу пойти глубже.\n"
             "3. Под каждой картой: ♥ Сохранить — в избранное, 🔄 Другая карта — вернуть "
             "эту в колоду, ⏮ Прошлая — показать предыдущую, 🏁 — закончить игру с "
             "коротким итогом.\n\n"
             "Карты не повторяются, пока вы не пройдёте всю колоду. Вы далеко друг от друга? "
             "/room даст ссылку: одна игра на двух телефонах, у каждого свой язык.\n\n"
             "/start — главное меню\n/favourites — сохранённые карты\n"
-            "/room — игра на двух телефонах\n/language — сменить язык\n"
+            "/room — игра на двух телефонах\n/leave — выйти из комнаты\n/language — сменить язык\n"
             "/reset — начать заново\n/help — эта подсказка"
         ),
         "choose_language": "На каком языке будем играть?",
@@ -247,6 +255,9 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "choose_level": (
             "{theme}: выберите уровень. Первый — лёгкое начало, третий — самое сокровенное."
         ),
+        "choose_heat": (
+            "{theme}: насколько горячо играем? «Нежно» — мягкое начало, «Горячо» — смелее."
+        ),
         "choose_content": "{theme}: вопросы для разговора или задания, которые сделаете вместе?",
         "deck_intro": (
             "{deck}\n"
@@ -254,7 +265,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         ),
         "card_caption": "{deck} · {drawn}/{total}",
         "exhausted": (
-            "Вот и вся колода — все {total} карт! 🎉 Спасибо за каждый честный ответ.\n\n"
+            "Вот и вся колода: {cards}, все до одной! 🎉 Спасибо за каждый честный ответ.\n\n"
             "Можно перемешать колоду и сыграть ещё раз или выбрать другую тему."
         ),
         "reshuffled": "Колода перемешана. Поехали снова!",
@@ -283,6 +294,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "btn_reshuffle": "🔀 Перемешать заново",
         "btn_adult_yes": "✅ Да, нам есть 18",
         "btn_adult_no": "↩️ Нет, вернуться",
+        "btn_adult_me": "✅ Да, мне есть 18",
         "btn_help": "❓ Как играть",
         "btn_language": "🌐 Язык",
         "theme_acquaintance": "Знакомство",
@@ -303,6 +315,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "names_set": "Приятно познакомиться, {first} и {second}! Первый вопрос задаёт {first}.",
         "turn_ask": "Спрашивает {first} → отвечает {second}",
         "turn_ask_one": "Спрашивает {first}",
+        "turn_task": "Читает {first} → выполняет {second}",
         "turn_both": "Сначала отвечает {first}, потом {second}",
         "next_drawer": "Следующую карту тянет {name}.",
         "not_your_turn": "Следующую карту тянет {name}.",
@@ -312,15 +325,16 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "previous_caption": "Одна из прошлых карт",
         "no_previous": "Прошлых карт пока нет.",
         "pace_offer": "Карт на этом уровне: {count}. Готовы пойти глубже?",
-        "pace_offer_last": "Карт уже {count}. Продолжим или закончим игру последней картой?",
+        "pace_offer_last": "Карт уже {count}. Продолжим или завершим игру кнопкой 🏁?",
         "swapped": "Эта карта вернулась в колоду. Вот другая.",
         "swap_last": "Это последняя карта в колоде.",
+        "swap_not_yours": "Поменять эту карту может только {name}.",
         "saved": "Сохранено в избранное ♥",
         "unsaved": "Убрано из избранного.",
         "summary": (
             "Вот и вся игра. Спасибо за каждый честный ответ 🌙\n\n"
-            "Карт сыграно: {cards}\nВместе: {minutes} мин\n"
-            "В избранном: {saved}\nКарт во всех ваших играх: {total}\n\n"
+            "Карт сыграно: {cards}\nВремя вместе: {minutes} мин\n"
+            "Сохранено в избранное: {saved}\nКарт во всех ваших играх: {total}\n\n"
             "/favourites — сыграть сохранённые карты."
         ),
         "favourites_empty": (
@@ -370,13 +384,14 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "adult_waiting": "Спасибо. Тема откроется, когда подтвердят все, кто играет.",
         "adult_first": "Сначала подтвердите, пожалуйста, что вам есть 18.",
         "btn_save": "♥ Сохранить",
+        "btn_unsave": "💔 Убрать",
         "btn_swap": "🔄 Другая карта",
         "btn_previous": "⏮ Прошлая",
         "btn_end": "🏁 Закончить игру",
         "btn_deeper": "⤵️ Глубже: {level}",
         "btn_next_level": "⤵️ {level}",
         "btn_keep": "▶️ Вернуться к игре",
-        "btn_next_favourite": "Следующая из избранного ▶️",
+        "btn_next_favourite": "Ещё из избранного ▶️",
         "btn_both_on": "👥 Отвечают оба: да",
         "btn_both_off": "👥 Отвечают оба: нет",
         "btn_reset_deck": "🔀 Перемешать эту колоду",
@@ -418,7 +433,8 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
             "Karty se neopakují, dokud neprojdete celý balíček. Jste od sebe daleko? /room vám "
             "dá odkaz: jedna hra na dvou telefonech, každý ve svém jazyce.\n\n"
             "/start – hlavní nabídka\n/favourites – uložené karty\n"
-            "/room – hra na dvou telefonech\n/language – změnit jazyk\n"
+            "/room – hra na dvou telefonech\n/leave – odejít z místnosti\n"
+            "/language – změnit jazyk\n"
             "/reset – začít znovu\n/help – tahle nápověda"
         ),
         "choose_language": "V jakém jazyce budeme hrát?",
@@ -427,6 +443,9 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "choose_level": (
             "{theme}: vyberte úroveň. Úroveň 1 je jemný začátek, úroveň 3 jde do hloubky."
         ),
+        "choose_heat": (
+            "{theme}: jak žhavě budeme hrát? „Jemně“ je něžný začátek, „Žhavě“ je odvážnější."
+        ),
         "choose_content": "{theme}: otázky k povídání, nebo úkoly, které zvládnete spolu?",
         "deck_intro": (
             "{deck}\n"
@@ -434,7 +453,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         ),
         "card_caption": "{deck} · {drawn}/{total}",
         "exhausted": (
-            "A to je celý balíček – všech {total} karet! 🎉 Díky za každou upřímnou odpověď.\n\n"
+            "A to je celý balíček: {cards}, do jedné! 🎉 Díky za každou upřímnou odpověď.\n\n"
             "Můžete balíček zamíchat a hrát znovu, nebo si vybrat jiné téma."
         ),
         "reshuffled": "Balíček je zamíchaný. Jedeme znovu!",
@@ -462,6 +481,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "btn_reshuffle": "🔀 Zamíchat znovu",
         "btn_adult_yes": "✅ Ano, je nám 18+",
         "btn_adult_no": "↩️ Ne, zpět",
+        "btn_adult_me": "✅ Ano, je mi 18+",
         "btn_help": "❓ Jak hrát",
         "btn_language": "🌐 Jazyk",
         "theme_acquaintance": "Seznámení",
@@ -482,6 +502,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "names_set": "Těší mě! Hrají {first} a {second}, jako první se ptá {first}.",
         "turn_ask": "Ptá se {first} → odpovídá {second}",
         "turn_ask_one": "Ptá se {first}",
+        "turn_task": "Čte {first} → plní {second}",
         "turn_both": "Nejdřív odpovídá {first}, pak {second}",
         "next_drawer": "Další kartu táhne {name}.",
         "not_your_turn": "Další kartu táhne {name}.",
@@ -491,9 +512,10 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "previous_caption": "Jedna z dřívějších karet",
         "no_previous": "Dřívější karta tu zatím není.",
         "pace_offer": "Karet na této úrovni: {count}. Půjdeme o úroveň hlouběji?",
-        "pace_offer_last": "Karet už je {count}. Hrajeme dál, nebo hru zakončíme poslední kartou?",
+        "pace_offer_last": "Karet už je {count}. Hrajeme dál, nebo hru ukončíme tlačítkem 🏁?",
         "swapped": "Tahle karta se vrátila do balíčku. Tady je jiná.",
         "swap_last": "Tohle je v balíčku poslední karta.",
+        "swap_not_yours": "Tuhle kartu může vyměnit jen {name}.",
         "saved": "Uloženo do oblíbených ♥",
         "unsaved": "Odebráno z oblíbených.",
         "summary": (
@@ -548,6 +570,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "adult_waiting": "Děkuji. Téma se otevře, až potvrdí všichni, kdo hrají.",
         "adult_first": "Nejdřív prosím potvrďte, že je vám alespoň 18 let.",
         "btn_save": "♥ Uložit",
+        "btn_unsave": "💔 Odebrat",
         "btn_swap": "🔄 Jiná karta",
         "btn_previous": "⏮ Předchozí",
         "btn_end": "🏁 Ukončit hru",
@@ -557,7 +580,7 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "btn_next_favourite": "Další oblíbená ▶️",
         "btn_both_on": "👥 Odpovídají oba: ano",
         "btn_both_off": "👥 Odpovídají oba: ne",
-        "btn_reset_deck": "🔀 Zamíchat tenhle balíček",
+        "btn_reset_deck": "🔀 Zamíchat balíček",
         "btn_reset_all": "🧹 Zapomenout celou hru",
         "btn_cancel": "↩️ Zrušit",
         "btn_leave": "🚪 Odejít z místnosti",
@@ -582,9 +605,12 @@ COMMANDS: Final[tuple[str, ...]] = (
 
 
 def t(language: Language | None, key: str, **values: object) -> str:
-    """The text ``key`` in ``language`` (English when unset), with ``values`` filled in."""
-    text = TEXTS[language or DEFAULT_LANGUAGE][key]
-    return text.format(**values) if values else text
+    """The text ``key`` in ``language`` (English when unset), with ``values`` filled in,
+    set like the cards: a one-letter word (ru «в», cs "k") stays with the next word and a
+    dash with the word before it, so a phone never starts a line with either."""
+    language = language or DEFAULT_LANGUAGE
+    text = TEXTS[language][key]
+    return bind_short_words(text.format(**values) if values else text, language)
 
 
 def theme_name(language: Language | None, theme: ThemeId, *, icon: bool = False) -> str:
@@ -601,6 +627,29 @@ def level_name(language: Language | None, level: int) -> str:
 def content_name(language: Language | None, content: ContentType) -> str:
     """``Questions`` or ``Tasks`` in the language."""
     return t(language, f"content_{content}")
+
+
+_CARD_FORMS: Final[dict[Language, tuple[str, str, str]]] = {
+    "en": ("card", "cards", "cards"),
+    "ru": ("карта", "карты", "карт"),
+    "cs": ("karta", "karty", "karet"),
+}
+
+
+def count_cards(language: Language | None, count: int) -> str:
+    """``count`` cards with the noun in the form the number needs: en 1 card / 2 cards;
+    ru 1 карта, 2 карты, 5 карт, 21 карта, 11 карт; cs 1 karta, 2 karty, 5 karet."""
+    one, few, many = _CARD_FORMS[language or DEFAULT_LANGUAGE]
+    if language == "ru":
+        tens, units = count % 100, count % 10
+        form = (
+            many if 11 <= tens <= 14 else one if units == 1 else few if units in (2, 3, 4) else many
+        )
+    elif language == "cs":
+        form = one if count == 1 else few if count in (2, 3, 4) else many
+    else:
+        form = one if count == 1 else few
+    return f"{count} {form}"
 
 
 CLIENT_LANGUAGES: Final[dict[str, Language | None]] = {
