@@ -28,8 +28,9 @@ processed again. Effects that must happen once across that window need their own
 idempotence in the storage (``incr_once`` for counters, the update id in the session).
 
 ``/healthz`` (liveness) never touches the gate or Redis; ``/readyz`` means "started and
-not draining". :meth:`WebhookServer.stop` drains: it stops being ready, waits (bounded)
-for the requests in flight, then stops the HTTP server.
+not draining"; ``/metrics`` is the program's Prometheus registry.
+:meth:`WebhookServer.stop` drains: it stops being ready, waits (bounded) for the
+requests in flight, then stops the HTTP server.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from typing import Any, Final, Protocol
 
 import structlog
 import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -53,6 +55,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from vechnost_bot.errors import ConfigError, VechnostError
+from vechnost_bot.log import redact
+from vechnost_bot.metrics import REGISTRY
 from vechnost_bot.service import Service
 
 __all__ = [
@@ -240,6 +244,7 @@ class WebhookServer(Service):
                 Route(path, self._update, methods=["POST"]),
                 Route("/healthz", self._healthz, methods=["GET"]),
                 Route("/readyz", self._readyz, methods=["GET"]),
+                Route("/metrics", self._metrics, methods=["GET"]),
             ]
         )
         self._http = AsgiServer(app, host, port, stop_timeout=drain_timeout)
@@ -297,6 +302,10 @@ class WebhookServer(Service):
     async def _readyz(self, _request: Request) -> Response:
         body = {"ready": self.ready, "draining": self._draining, "in_flight": self._in_flight}
         return JSONResponse(body, status_code=200 if self.ready else 503)
+
+    async def _metrics(self, _request: Request) -> Response:
+        text = redact(generate_latest(REGISTRY).decode("utf-8"))
+        return Response(text.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _update(self, request: Request) -> Response:
         given = request.headers.get(SECRET_HEADER, "").encode()

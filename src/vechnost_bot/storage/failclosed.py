@@ -1,0 +1,377 @@
+"""Fail-closed storage for webhook replicas: records never fall back per replica.
+
+Several bot replicas share one Redis. If each fell back to its own memory when Redis
+is away, one chat's updates (spread over the replicas) would fork its game: measured
+for issue 11, 3 of 6 acknowledged draws were gone after failback. So here every
+*record* read and write (sessions, tables, players, stats) goes to Redis only. A call
+that meets Redis trouble drops the client's pool (the next try asks Sentinel, or the
+server, again: ``READONLY`` and ``NOREPLICAS`` mean "not the master any more") and
+retries with backoff within ``budget`` seconds (a Sentinel failover takes 1.4-2.4 s).
+When the budget runs out it raises :class:`~vechnost_bot.bot.webhook.UpdateDeferredError`:
+the webhook answers 503 with ``Retry-After`` and Telegram redelivers the update, in
+order, to whichever replica is up. The player sees a delay, never a forked game.
+
+What still falls back per replica (inherited from :class:`HybridStorage`):
+
+* counters journal their increments and add them on failback exactly once
+  (``incr_once``), so nothing is lost or counted twice;
+* the byte cache (Telegram file ids, the update-id gate) and rate windows live in the
+  replica's RAM while Redis is away: a card may be uploaded again by another replica,
+  a rate window restarts, and the gate answers 503 rather than guess (see
+  ``bot/webhook.py``).
+
+A redelivered update must not deal a second card. The update-id gate covers a replica
+that dies after it marked the update done; for one that dies after its record write
+but before that, every record write made while processing an update (inside
+:func:`update_scope`) leaves a *memo* in Redis: ``memo:<update id>:<n>`` (a byte-cache
+key, kept 1 h) holds the state the n-th write of that update started from and the
+version it produced. When the update is processed again (a redelivery after the lease expired),
+that write applies its change to the remembered state instead of the current one, and
+with :class:`UpdateRandom` (the game's random source, seeded per update and write) it
+draws the same card; the stored record already holds it, so nothing is written
+twice. What is left is the window between the record write and its memo (one round
+trip, pipelined right after it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import hashlib
+import random
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+import structlog
+from redis.exceptions import RedisError
+
+from vechnost_bot.bot.webhook import UpdateDeferredError
+from vechnost_bot.log import redact
+from vechnost_bot.metrics import UPDATES_DEFERRED
+from vechnost_bot.service import backoff
+from vechnost_bot.storage.base import Cas, R
+from vechnost_bot.storage.hybrid import HybridStorage
+from vechnost_bot.storage.records import dump_body, dump_value, is_live, load_value
+from vechnost_bot.storage.redis import RedisStorage
+
+__all__ = [
+    "FailClosedStorage",
+    "RedisGate",
+    "UpdateRandom",
+    "UpdateScope",
+    "current_scope",
+    "update_scope",
+]
+
+log = structlog.get_logger(__name__)
+
+_TROUBLE: Final = (RedisError, OSError, TimeoutError)
+# A redelivery after a crash comes within seconds; the gate remembers "done" as long.
+_MEMO_TTL: Final = 3600.0
+T = TypeVar("T")
+
+
+@dataclass
+class UpdateScope:
+    """What one update's processing has done so far (a context variable holds it)."""
+
+    update_id: int
+    deferred: UpdateDeferredError | None = None
+    writes: int = 0
+    replaying: bool | None = None  # None: not known yet (no write so far)
+    seed: bytes = b""
+    rng: random.Random = field(default_factory=random.Random)
+
+    def reseed(self, write: int) -> None:
+        """Start the update's random draws afresh for its ``write``-th record write."""
+        digest = hashlib.sha256(b"%s:%d:%d" % (self.seed, self.update_id, write)).digest()
+        self.rng.seed(int.from_bytes(digest[:16], "big"))
+
+
+_SCOPE: contextvars.ContextVar[UpdateScope | None] = contextvars.ContextVar(
+    "vechnost_update_scope", default=None
+)
+
+
+def current_scope() -> UpdateScope | None:
+    """The scope of the update being processed in this task, or None."""
+    return _SCOPE.get()
+
+
+@contextlib.contextmanager
+def update_scope(update_id: int, *, seed: bytes = b"") -> Iterator[UpdateScope]:
+    """Process one update inside this: its record writes leave memos, its random draws
+    are reproducible (``seed`` must be the same on every replica), and a deferral is
+    remembered in the scope (see :attr:`UpdateScope.deferred`)."""
+    scope = UpdateScope(update_id, seed=seed)
+    scope.reseed(0)
+    token = _SCOPE.set(scope)
+    try:
+        yield scope
+    finally:
+        _SCOPE.reset(token)
+
+
+class UpdateRandom(random.Random):
+    """A random source that, inside :func:`update_scope`, draws from the update's seeded
+    generator, so that processing an update again draws the same cards; outside, it is
+    an ordinary ``random.Random``."""
+
+    def random(self) -> float:
+        scope = _SCOPE.get()
+        return scope.rng.random() if scope is not None else super().random()
+
+    def getrandbits(self, k: int, /) -> int:
+        scope = _SCOPE.get()
+        return scope.rng.getrandbits(k) if scope is not None else super().getrandbits(k)
+
+
+@dataclass(frozen=True, slots=True)
+class _Memo:
+    base: bytes | None  # the stored value the write started from (None: absent)
+    version: int  # the version the write produced
+
+
+class FailClosedStorage(HybridStorage):
+    """:class:`HybridStorage` whose records are served by Redis or not at all.
+
+    ``budget``: seconds one call retries before it raises ``UpdateDeferredError`` with
+    ``retry_after``. The other keyword arguments are HybridStorage's.
+    """
+
+    def __init__(
+        self,
+        *,
+        budget: float = 3.0,
+        retry_after: float = 1.0,
+        hint_size: int = 10_000,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._budget = budget
+        self._retry_after = retry_after
+        self._hints: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._hint_size = max(1, hint_size)
+        self.updates_deferred = 0
+        self.record_retries = 0
+        self.replayed_writes = 0
+        self.gate = RedisGate(self)
+        """The webhook's update-id gate (Redis only, same budget)."""
+
+    # -- facts -------------------------------------------------------------------------
+    def status(self) -> dict[str, object]:
+        """HybridStorage's facts, plus how records are kept and what was deferred."""
+        return {
+            **super().status(),
+            "records": "fail-closed",
+            "updates_deferred": self.updates_deferred,
+            "record_retries": self.record_retries,
+            "replayed_writes": self.replayed_writes,
+        }
+
+    # -- the one retry loop ------------------------------------------------------------
+    async def _fail_closed(self, op: str, call: Callable[[RedisStorage], Awaitable[T]]) -> T:
+        scope = _SCOPE.get()
+        if scope is not None and scope.deferred is not None:
+            raise scope.deferred  # this update gave up already: no second wait
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._budget
+        attempt = 0
+        last = "no Redis endpoint yet"
+        while True:
+            # HybridStorage's client, whatever its circuit says: records never go local.
+            redis = None if self._closed else self._redis
+            if redis is not None:
+                try:
+                    return await call(redis)
+                except _TROUBLE as error:
+                    last = redact(f"{type(error).__name__}: {error}")[:300]
+                    # READONLY, NOREPLICAS, a reset or a hung connection: the next try
+                    # must connect afresh (through Sentinel, to the current master).
+                    with contextlib.suppress(*_TROUBLE):
+                        await redis.reset_connections()
+            attempt += 1
+            self.record_retries += 1
+            delay = backoff(attempt, base=0.05, cap=0.5, jitter=0.5)
+            if loop.time() + delay >= deadline:
+                raise self._deferral(op, last, scope)
+            await asyncio.sleep(delay)
+
+    def _deferral(self, op: str, reason: str, scope: UpdateScope | None) -> UpdateDeferredError:
+        error = UpdateDeferredError(reason, retry_after=self._retry_after)
+        self.updates_deferred += 1
+        UPDATES_DEFERRED.inc()
+        log.warning(
+            "storage_unavailable_update_deferred",
+            op=op,
+            error=reason,
+            budget=self._budget,
+            update_id=None if scope is None else scope.update_id,
+        )
+        if scope is not None:
+            scope.deferred = error
+        return error
+
+    # -- record primitives -------------------------------------------------------------
+    async def _load(self, model: type[R], key: str) -> R | None:
+        state, _ = await self._fail_closed("get", lambda redis: redis.load_with_raw(model, key))
+        self._remember(model.KIND, key, state)
+        return state
+
+    async def _cas(self, record: R, expected: int) -> Cas[R]:
+        body = dump_body(record)
+        uncertain = False
+
+        async def attempt(redis: RedisStorage) -> Cas[R]:
+            nonlocal uncertain
+            call, stored = redis.cas_call(record, expected)
+            try:
+                reply = await call.run(redis.client)
+            except _TROUBLE:
+                # The write may have been applied before the connection broke.
+                uncertain = True
+                raise
+            return await redis.cas_result(record, stored, reply)
+
+        result = await self._fail_closed("put", attempt)
+        if (
+            not result.ok
+            and uncertain
+            and result.record is not None
+            and result.found == expected + 1
+            and dump_body(result.record) == body
+        ):
+            # Our own write, applied by the try whose reply was lost: not a conflict
+            # (re-applying the change would draw a second card).
+            result = Cas(ok=True, record=result.record, found=result.found)
+        self._remember(record.KIND, record.key, result.record)
+        return result
+
+    def _hint(self, model: type[R], key: str) -> R | None:
+        hint = self._hints.get((model.KIND, key))
+        return None if hint is None else hint.__copy__()
+
+    def _remember(self, kind: str, key: str, state: Any) -> None:
+        hints = self._hints
+        if state is None:
+            hints.pop((kind, key), None)
+            return
+        hints[(kind, key)] = state.__copy__()
+        hints.move_to_end((kind, key))
+        if len(hints) > self._hint_size:
+            hints.popitem(last=False)
+
+    # -- one write per update, even when the update is processed again ----------------
+    async def _update(
+        self,
+        model: type[R],
+        key: str,
+        create: Callable[[], R],
+        mutate: Callable[[R], R | None],
+    ) -> R:
+        scope = _SCOPE.get()
+        if scope is None:
+            return await super()._update(model, key, create, mutate)
+        scope.writes += 1
+        write = scope.writes
+        memo_key = f"memo:{scope.update_id}:{write}"
+
+        def seeded(current: R) -> R | None:
+            scope.reseed(write)  # every try of this write draws the same
+            return mutate(current)
+
+        # The first write's memo says whether this update ran before: one GET per update.
+        memo = await self._memo(memo_key) if scope.replaying is not False else None
+        scope.replaying = memo is not None
+        if memo is not None:
+            replayed = await self._replay(model, key, create, seeded, memo)
+            if replayed is not None:
+                return replayed
+        base_seen: list[bytes | None] = []
+
+        def recording(current: R) -> R | None:
+            base_seen[:] = [_raw(current)]
+            return seeded(current)
+
+        stored = await super()._update(model, key, create, recording)
+        await self._write_memo(memo_key, base_seen[0] if base_seen else None, stored.version)
+        return stored
+
+    async def _memo(self, memo_key: str) -> _Memo | None:
+        raw = await self._fail_closed("memo_get", lambda redis: redis.cache_get(memo_key))
+        if not raw:
+            return None
+        try:
+            version, _, base = raw.partition(b"|")
+            return _Memo(base or None, int(version))
+        except ValueError:
+            return None
+
+    async def _write_memo(self, memo_key: str, base: bytes | None, version: int) -> None:
+        value = b"%d|%s" % (version, base or b"")
+        try:
+            await self._fail_closed(
+                "memo_set",
+                lambda redis: redis.cache_set(memo_key, value, _MEMO_TTL),
+            )
+        except UpdateDeferredError:
+            # The write itself landed: the update goes on; only its replay guard is missing.
+            scope = _SCOPE.get()
+            if scope is not None:
+                scope.deferred = None
+            log.warning("storage_memo_lost", key=memo_key)
+
+    async def _replay(
+        self,
+        model: type[R],
+        key: str,
+        create: Callable[[], R],
+        mutate: Callable[[R], R | None],
+        memo: _Memo,
+    ) -> R | None:
+        """The write this update made before (``memo``), done again without writing: the
+        change is applied to the state it started from (so the caller learns the same
+        outcome), and the stored record, which holds it, is returned."""
+        current = await self._load(model, key)
+        if current is None or current.version < memo.version:
+            return None  # the write the memo speaks of is not there: write again
+        base = create() if memo.base is None else load_value(model, key, memo.base)
+        if memo.base is not None and not is_live(base):
+            base = create()
+        mutate(base)
+        self.replayed_writes += 1
+        log.info("storage_write_replayed", kind=model.KIND, key=key, version=memo.version)
+        return current if is_live(current) else None
+
+
+def _raw(record: Any) -> bytes | None:
+    """The stored form of the record a write starts from (None for a new one)."""
+    if record is None or record.version == 0:
+        return None
+    return dump_value(record)
+
+
+class RedisGate:
+    """The webhook's update-id gate on Redis only, with the records' retry budget.
+
+    HybridStorage's byte cache falls back to the replica's RAM, where another replica
+    cannot see a claim: the gate must not. A call that runs out of budget raises, and
+    the webhook server answers 503 rather than process an update unguarded.
+    """
+
+    def __init__(self, storage: FailClosedStorage) -> None:
+        self._storage = storage
+
+    async def cache_add(self, key: str, value: bytes, ttl: float) -> bool:
+        return await self._storage._fail_closed(
+            "gate", lambda redis: redis.cache_add(key, value, ttl)
+        )
+
+    async def cache_get(self, key: str) -> bytes | None:
+        return await self._storage._fail_closed("gate", lambda redis: redis.cache_get(key))
+
+    async def cache_set(self, key: str, value: bytes, ttl: float) -> None:
+        await self._storage._fail_closed("gate", lambda redis: redis.cache_set(key, value, ttl))
