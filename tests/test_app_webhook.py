@@ -13,24 +13,20 @@ after its draw but before its answer does not make the redelivery deal a second 
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.support.fake_bot_api import ApiCall, Fault
+from tests.support.fake_bot_api import Fault
 from tests.support.redis_server import RedisServer
-from tests.support.webhook_bot import SECRET, BotReplica, WebhookBotApi
+from tests.support.webhook_bot import NEXT, SECRET, BotReplica, Player, WebhookBotApi, progress_of
 from tests.support.webhook_pusher import SECRET_HEADER, WebhookPusher
 
 pytestmark = pytest.mark.slow
-
-NEXT = "N:a:1:q"
 
 
 @pytest.fixture
@@ -60,79 +56,6 @@ async def replicas() -> AsyncIterator[list[BotReplica]]:
     yield started
     for replica in started:
         await replica.kill()
-
-
-@dataclass
-class Player:
-    """One chat playing the acquaintance deck through the pusher.
-
-    A step is pushed and awaited until Telegram got its 2xx (the next one is pushed only
-    then, as a player taps the newest card). What the chat saw is read from the Bot API's
-    record at the end: see :meth:`dealt`.
-    """
-
-    api: WebhookBotApi
-    chat: int
-    draws: int = 0  # taps on "next card" that got their 2xx (after the first card)
-
-    async def step(self, action: str, value: str) -> int:
-        pusher = self.api.pusher
-        assert pusher is not None
-        if action == "say":
-            update_id = await self.api.send_message(self.chat, value, language="en")
-        else:
-            update_id = await self.api.press(self.chat, value, language="en")
-        await pusher.wait_delivered(update_id)
-        return update_id
-
-    async def begin(self) -> None:
-        await self.step("say", "/start")
-        await self.step("tap", "T:a")
-        await self.step("tap", "V:a:1")
-        while not self.shown():
-            await self.step("tap", NEXT)  # the opening cards are not counted
-
-    async def draw(self) -> None:
-        await self.step("tap", NEXT)
-        self.draws += 1
-
-    def shown(self) -> list[tuple[int, str]]:
-        """Every numbered card the chat was sent: (progress, image digest), in order."""
-        shown = []
-        for call in self.api.calls:
-            progress = _progress(call)
-            if call.chat_id == self.chat and call.delivered and progress is not None:
-                digest = self.api.photo_digest(call)
-                assert digest is not None
-                shown.append((progress, digest))
-        return shown
-
-    def dealt(self) -> tuple[list[tuple[int, str]], int]:
-        """The cards dealt, and how many were sent again: an update processed a second
-        time after a deferral or a crash (its 503 or its missing answer) shows the same
-        card at the same place again; that is a re-send, not a second draw."""
-        dealt: list[tuple[int, str]] = []
-        for card in self.shown():
-            if not dealt or dealt[-1] != card:
-                dealt.append(card)
-        return dealt, len(self.shown()) - len(dealt)
-
-    def check(self) -> int:
-        """No draw lost (progress 1, 2, 3 … and one card per acknowledged tap) and no card
-        dealt twice; the number of re-sends."""
-        dealt, resent = self.dealt()
-        progress = [number for number, _ in dealt]
-        assert progress == list(range(1, self.draws + 2)), progress
-        digests = [digest for _, digest in dealt]
-        assert len(set(digests)) == len(digests), "a card was dealt twice"
-        return resent
-
-
-def _progress(call: ApiCall) -> int | None:
-    if call.method != "sendPhoto":
-        return None
-    match = re.search(r"(\d+)/(\d+)", call.params.get("caption") or "")
-    return int(match.group(1)) if match else None
 
 
 def _ordered(pusher: WebhookPusher) -> bool:
@@ -302,7 +225,7 @@ async def test_replica_killed_after_its_draw_does_not_deal_twice(
         delivery = await pusher.wait_delivered(update_id)
         player.draws += 1
         await player.draw()
-    assert _progress(shown) == 4
+    assert progress_of(shown) == 4
     assert delivery.target == b.url
     assert player.check() == 1  # card 4 shown again by B (A's answer never came)
     assert [number for number, _ in player.dealt()[0]] == [1, 2, 3, 4, 5]

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import re
 import signal
 import sys
 import time
@@ -24,15 +25,26 @@ from typing import Any
 import aiohttp
 
 from tests.support.env import bot_env, log_events
-from tests.support.fake_bot_api import DEFAULT_TOKEN, FakeBotApi
+from tests.support.fake_bot_api import DEFAULT_TOKEN, ApiCall, FakeBotApi
 from tests.support.redis_server import free_port
 from tests.support.webhook_pusher import WebhookPusher
 
-__all__ = ["PUBLIC_URL", "SECRET", "BotReplica", "WebhookBotApi"]
+__all__ = [
+    "NEXT",
+    "PATH",
+    "PUBLIC_URL",
+    "SECRET",
+    "BotReplica",
+    "Player",
+    "WebhookBotApi",
+    "progress_of",
+    "tally",
+]
 
 SECRET = "e2e-webhook-secret_0123456789"
 PUBLIC_URL = "https://bot.example.test/telegram/webhook"  # what setWebhook is given
 PATH = "/telegram/webhook"
+NEXT = "N:a:1:q"  # "next card" in the acquaintance deck, level 1, questions
 
 
 class WebhookBotApi(FakeBotApi):
@@ -180,3 +192,94 @@ class BotReplica:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.process.pid, signal.SIGKILL)
             await self.process.wait()
+
+
+@dataclass
+class Player:
+    """One chat playing the acquaintance deck through the pusher.
+
+    A step is pushed and awaited until Telegram got its 2xx (the next one is pushed only
+    then, as a player taps the newest card). What the chat saw is read from the Bot API's
+    record at the end: see :meth:`dealt`.
+    """
+
+    api: WebhookBotApi
+    chat: int
+    draws: int = 0  # taps on "next card" that got their 2xx (after the first card)
+
+    async def step(self, action: str, value: str) -> int:
+        pusher = self.api.pusher
+        assert pusher is not None
+        if action == "say":
+            update_id = await self.api.send_message(self.chat, value, language="en")
+        else:
+            update_id = await self.api.press(self.chat, value, language="en")
+        await pusher.wait_delivered(update_id)
+        return update_id
+
+    async def begin(self) -> None:
+        await self.step("say", "/start")
+        await self.step("tap", "T:a")
+        await self.step("tap", "V:a:1")
+        while not self.shown():
+            await self.step("tap", NEXT)  # the opening cards are not counted
+
+    async def draw(self) -> None:
+        await self.step("tap", NEXT)
+        self.draws += 1
+
+    def shown(self) -> list[tuple[int, str]]:
+        """Every numbered card the chat was sent: (progress, image digest), in order."""
+        shown = []
+        for call in self.api.calls:
+            progress = progress_of(call)
+            if call.chat_id == self.chat and call.delivered and progress is not None:
+                digest = self.api.photo_digest(call)
+                assert digest is not None
+                shown.append((progress, digest))
+        return shown
+
+    def dealt(self) -> tuple[list[tuple[int, str]], int]:
+        """The cards dealt, and how many were sent again: an update processed a second
+        time after a deferral or a crash (its 503 or its missing answer) shows the same
+        card at the same place again; that is a re-send, not a second draw."""
+        dealt: list[tuple[int, str]] = []
+        for card in self.shown():
+            if not dealt or dealt[-1] != card:
+                dealt.append(card)
+        return dealt, len(self.shown()) - len(dealt)
+
+    def check(self) -> int:
+        """No draw lost (progress 1, 2, 3 … and one card per acknowledged tap) and no card
+        dealt twice; the number of re-sends."""
+        dealt, resent = self.dealt()
+        progress = [number for number, _ in dealt]
+        assert progress == list(range(1, self.draws + 2)), progress
+        digests = [digest for _, digest in dealt]
+        assert len(set(digests)) == len(digests), "a card was dealt twice"
+        return resent
+
+
+def progress_of(call: ApiCall) -> int | None:
+    """The card number a sendPhoto's caption shows (``… · 4/40``), or None."""
+    if call.method != "sendPhoto":
+        return None
+    match = re.search(r"(\d+)/(\d+)", call.params.get("caption") or "")
+    return int(match.group(1)) if match else None
+
+
+def tally(players: list[Player]) -> dict[str, int]:
+    """What the players saw, summed: draws lost (acknowledged taps with no card of their
+    own), extra draws (a tap that dealt two), cards dealt twice, and re-sends."""
+    figures = {"draws": 0, "draws_lost": 0, "extra_draws": 0, "repeats": 0, "resent": 0}
+    for player in players:
+        dealt, resent = player.dealt()
+        expected = player.draws + 1
+        final = max((number for number, _ in dealt), default=0)
+        digests = [digest for _, digest in dealt]
+        figures["draws"] += expected
+        figures["draws_lost"] += max(0, expected - final)
+        figures["extra_draws"] += max(0, final - expected)
+        figures["repeats"] += len(digests) - len(set(digests))
+        figures["resent"] += resent
+    return figures
