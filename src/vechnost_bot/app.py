@@ -90,6 +90,9 @@ _WEBHOOK_DIGEST_TTL: Final = 30 * 24 * 3600.0
 # How long the webhook registration waits for Redis (to read that digest) before it
 # calls setWebhook anyway: unknown means set.
 _WEBHOOK_REDIS_WAIT: Final = 10.0
+# The update-id lease, renewed while an update runs: a replica that dies (SIGKILL, OOM)
+# holds its chats' updates this long at most before another replica takes them.
+_WEBHOOK_LEASE: Final = 3.0
 
 
 def check_token(token: str | None) -> str:
@@ -415,6 +418,7 @@ class VechnostApp:
             process=process,
             gate=storage.gate,
             process_timeout=settings.webhook_process_timeout,
+            lease=_WEBHOOK_LEASE,
             drain_timeout=_STOP_TIMEOUTS["webhook"] / 2,
         )
         try:

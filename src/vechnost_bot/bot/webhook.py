@@ -14,8 +14,10 @@ Per update, in this order:
 * the body is read up to ``max_body_bytes`` (413 beyond);
 * the **gate** (any object with the storage contract's ``cache_add`` / ``cache_get`` /
   ``cache_set``: SET NX PX in Redis) is claimed for ``update_id`` with a lease a little
-  longer than ``process_timeout``. A redelivery of an update that is marked done is
-  answered 200 without processing it again; one whose lease another replica holds gets
+  longer than ``process_timeout`` (or, with ``lease=``, a short lease renewed every third
+  of it while the update runs, so that a replica that dies frees it within ``lease``).
+  A redelivery of an update that is marked done is answered 200 without processing it
+  again; one whose lease another replica holds gets
   503, and is processed once the lease is released or expires;
 * ``process(update)`` runs within ``process_timeout``. It raises
   :class:`UpdateDeferredError` when the storage is unavailable: the lease is released
@@ -212,6 +214,7 @@ class WebhookServer(Service):
         max_body_bytes: int = 1 << 20,
         drain_timeout: float = 10.0,
         lease_margin: float = 2.0,
+        lease: float | None = None,
         done_ttl: float = 3600.0,
         key_prefix: str = "webhook:update",
     ) -> None:
@@ -231,7 +234,10 @@ class WebhookServer(Service):
         self._retry_after = retry_after
         self._max_body = max_body_bytes
         self._drain_timeout = drain_timeout
-        self._lease = process_timeout + lease_margin
+        # None: one lease for the longest processing. A number: a short lease renewed
+        # while the update runs, so a replica that dies frees its updates within it.
+        self._lease = process_timeout + lease_margin if lease is None else lease
+        self._renew = lease is not None
         self._done_ttl = done_ttl
         self._key_prefix = key_prefix
         self._in_flight = 0
@@ -354,6 +360,7 @@ class WebhookServer(Service):
             refusal = await self._claim(key, update_id)
             if refusal is not None:
                 return refusal
+        renewing = self._renewing(key, update_id)
         try:
             await asyncio.wait_for(self._process(update), self._process_timeout)
         except UpdateDeferredError as error:
@@ -370,8 +377,30 @@ class WebhookServer(Service):
             # A bug in one update must not hold its chat for the day Telegram keeps
             # retrying: it is logged, marked done and answered 200, as polling would.
             log.exception("webhook_update_failed", update_id=update_id)
+        finally:
+            # Stopped before the lease is released or marked done, so that a late renewal
+            # never overwrites either.
+            if renewing is not None:
+                renewing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewing
         await self._mark_done(key, update_id)
         return Response(status_code=200)
+
+    def _renewing(self, key: str, update_id: int) -> asyncio.Task[None] | None:
+        if self._gate is None or not self._renew:
+            return None
+        return asyncio.create_task(self._renew_lease(key, update_id), name=f"lease-{update_id}")
+
+    async def _renew_lease(self, key: str, update_id: int) -> None:
+        assert self._gate is not None
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            try:
+                await self._gate.cache_set(key, _CLAIMED, self._lease)
+            except Exception as error:  # noqa: BLE001 - the next renewal tries again
+                log.warning("webhook_lease_renewal_failed", update_id=update_id,
+                            error=_describe(error))  # fmt: skip
 
     async def _claim(self, key: str, update_id: int) -> Response | None:
         """None when this replica now holds the update's lease, else the answer to give."""
