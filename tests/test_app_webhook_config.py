@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.env import bot_env
-from tests.support.fake_bot_api import DEFAULT_TOKEN
+from tests.support.fake_bot_api import DEFAULT_TOKEN, FakeBotApi
 from tests.support.redis_server import free_port
 from vechnost_bot.config import Settings, load_settings
 from vechnost_bot.errors import ConfigError
+from vechnost_bot.ops.telegram_check import check_telegram
 
 URL = "https://bot.example.com/telegram/webhook"
 SECRET = "a-secret_of-the-right-shape-42"
@@ -113,3 +114,21 @@ def test_vechnost_run_in_webhook_mode_without_url_exits_2(tmp_path: Path) -> Non
     assert len(lines) == 1, done.stderr
     assert "WEBHOOK_URL: is required when BOT_MODE=webhook" in lines[0]
     assert SECRET not in done.stderr
+
+
+async def test_doctor_in_webhook_mode_expects_the_webhook(tmp_path: Path) -> None:
+    """`vechnost doctor` in webhook mode: a webhook set to WEBHOOK_URL is OK (polling's
+    warning would be wrong advice); none yet, or another URL, is a warning."""
+    async with FakeBotApi() as api:
+        settings = load_settings(
+            telegram_bot_token=DEFAULT_TOKEN, telegram_api_base_url=api.base_url,
+            redis_data_dir=tmp_path / "data", bot_mode="webhook", webhook_url=URL,
+            webhook_secret=SECRET,
+        )  # fmt: skip
+        levels = []
+        for url in (URL, "", "https://elsewhere.example/hook"):
+            api.webhook_url = url
+            checks = await check_telegram(settings)
+            levels.append(checks[1].level)
+            assert "elsewhere" not in checks[1].detail
+    assert levels == ["OK", "WARN", "WARN"]
