@@ -161,3 +161,23 @@ async def test_an_update_processed_again_replays_its_draw(
     assert len(third.drawn["deck"]) == 3
     assert isinstance(rng.random(), float)
     assert isinstance(rng, random.Random)
+
+
+async def test_a_memo_whose_write_never_landed_writes_again(
+    replicas: list[FailClosedStorage], redis_server: RedisServer
+) -> None:
+    """A memo with no write after it (the replica died between the two, or the write
+    lost): the record is still at the memo's version, so processing the update again
+    makes the write instead of replaying it."""
+    a = replicas[0]
+    stored = await a.update_session(6, _draw("c0"))
+    client = redis_server.client()
+    try:
+        key = a._redis.record_key("memo", "55:1") if a._redis is not None else ""
+        client.set(key, b"%d|" % stored.version, px=60_000)
+    finally:
+        client.close()
+    with update_scope(55):
+        again = await a.update_session(6, _draw("c1"))
+    assert again.drawn["deck"] == ["c0", "c1"]
+    assert a.replayed_writes == 0

@@ -15,22 +15,21 @@ What still falls back per replica (inherited from :class:`HybridStorage`):
 
 * counters journal their increments and add them on failback exactly once
   (``incr_once``), so nothing is lost or counted twice;
-* the byte cache (Telegram file ids, the update-id gate) and rate windows live in the
-  replica's RAM while Redis is away: a card may be uploaded again by another replica,
-  a rate window restarts, and the gate answers 503 rather than guess (see
-  ``bot/webhook.py``).
+* the byte cache (Telegram file ids) and rate windows live in the replica's RAM while
+  Redis is away: a card may be uploaded again by another replica, a rate window
+  restarts. The update-id gate is not among them: :class:`RedisGate` is Redis only, and
+  the webhook answers 503 rather than guess (see ``bot/webhook.py``).
 
 A redelivered update must not deal a second card. The update-id gate covers a replica
 that dies after it marked the update done; for one that dies after its record write
 but before that, every record write made while processing an update (inside
-:func:`update_scope`) leaves a *memo* in Redis: ``memo:<update id>:<n>`` (a byte-cache
-key, kept 1 h) holds the state the n-th write of that update started from and the
-version it produced. When the update is processed again (a redelivery after the lease expired),
-that write applies its change to the remembered state instead of the current one, and
-with :class:`UpdateRandom` (the game's random source, seeded per update and write) it
-draws the same card; the stored record already holds it, so nothing is written
-twice. What is left is the window between the record write and its memo (one round
-trip, pipelined right after it).
+:func:`update_scope`) is preceded, in the same pipelined round trip, by a *memo*:
+``<prefix>:memo:<update id>:<n>`` (kept 1 h) holds the state the n-th write of that
+update started from and its version. When the update is processed again, a record that
+moved past that version got the write: the change is applied to the remembered state
+instead (with :class:`UpdateRandom`, the game's random source seeded per update and
+write, it draws the same card) and nothing is written twice. A record still at that
+version never got it, and the write is made as usual.
 """
 
 from __future__ import annotations
@@ -43,10 +42,10 @@ import random
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 import structlog
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from vechnost_bot.bot.webhook import UpdateDeferredError
 from vechnost_bot.log import redact
@@ -55,7 +54,7 @@ from vechnost_bot.service import backoff
 from vechnost_bot.storage.base import Cas, R
 from vechnost_bot.storage.hybrid import HybridStorage
 from vechnost_bot.storage.records import dump_body, dump_value, is_live, load_value
-from vechnost_bot.storage.redis import RedisStorage
+from vechnost_bot.storage.redis import RedisStorage, ScriptCall
 
 __all__ = [
     "FailClosedStorage",
@@ -82,6 +81,7 @@ class UpdateScope:
     deferred: UpdateDeferredError | None = None
     writes: int = 0
     replaying: bool | None = None  # None: not known yet (no write so far)
+    pending_memo: tuple[str, bytes] | None = None  # the memo of the write about to run
     seed: bytes = b""
     rng: random.Random = field(default_factory=random.Random)
 
@@ -132,7 +132,7 @@ class UpdateRandom(random.Random):
 @dataclass(frozen=True, slots=True)
 class _Memo:
     base: bytes | None  # the stored value the write started from (None: absent)
-    version: int  # the version the write produced
+    expected: int  # its version: a record still at it never got the write
 
 
 class FailClosedStorage(HybridStorage):
@@ -225,11 +225,17 @@ class FailClosedStorage(HybridStorage):
         body = dump_body(record)
         uncertain = False
 
+        scope = _SCOPE.get()
+        memo = None if scope is None else scope.pending_memo
+
         async def attempt(redis: RedisStorage) -> Cas[R]:
             nonlocal uncertain
             call, stored = redis.cas_call(record, expected)
             try:
-                reply = await call.run(redis.client)
+                if memo is None:
+                    reply = await call.run(redis.client)
+                else:
+                    reply = await _run_with_memo(redis, call, memo)
             except _TROUBLE:
                 # The write may have been applied before the connection broke.
                 uncertain = True
@@ -277,7 +283,7 @@ class FailClosedStorage(HybridStorage):
             return await super()._update(model, key, create, mutate)
         scope.writes += 1
         write = scope.writes
-        memo_key = f"memo:{scope.update_id}:{write}"
+        memo_key = f"{scope.update_id}:{write}"
 
         def seeded(current: R) -> R | None:
             scope.reseed(write)  # every try of this write draws the same
@@ -290,39 +296,30 @@ class FailClosedStorage(HybridStorage):
             replayed = await self._replay(model, key, create, seeded, memo)
             if replayed is not None:
                 return replayed
-        base_seen: list[bytes | None] = []
 
         def recording(current: R) -> R | None:
-            base_seen[:] = [_raw(current)]
+            # This try's memo goes out in the same round trip as its write, just before.
+            base = _raw(current)
+            expected = current.version if is_live(current) and base is not None else 0
+            scope.pending_memo = (memo_key, b"%d|%s" % (expected, base or b""))
             return seeded(current)
 
-        stored = await super()._update(model, key, create, recording)
-        await self._write_memo(memo_key, base_seen[0] if base_seen else None, stored.version)
-        return stored
+        try:
+            return await super()._update(model, key, create, recording)
+        finally:
+            scope.pending_memo = None
 
     async def _memo(self, memo_key: str) -> _Memo | None:
-        raw = await self._fail_closed("memo_get", lambda redis: redis.cache_get(memo_key))
+        raw: bytes | None = await self._fail_closed(
+            "memo_get", lambda redis: _get(redis, redis.record_key("memo", memo_key))
+        )
         if not raw:
             return None
         try:
-            version, _, base = raw.partition(b"|")
-            return _Memo(base or None, int(version))
+            expected, _, base = raw.partition(b"|")
+            return _Memo(base or None, int(expected))
         except ValueError:
             return None
-
-    async def _write_memo(self, memo_key: str, base: bytes | None, version: int) -> None:
-        value = b"%d|%s" % (version, base or b"")
-        try:
-            await self._fail_closed(
-                "memo_set",
-                lambda redis: redis.cache_set(memo_key, value, _MEMO_TTL),
-            )
-        except UpdateDeferredError:
-            # The write itself landed: the update goes on; only its replay guard is missing.
-            scope = _SCOPE.get()
-            if scope is not None:
-                scope.deferred = None
-            log.warning("storage_memo_lost", key=memo_key)
 
     async def _replay(
         self,
@@ -334,17 +331,35 @@ class FailClosedStorage(HybridStorage):
     ) -> R | None:
         """The write this update made before (``memo``), done again without writing: the
         change is applied to the state it started from (so the caller learns the same
-        outcome), and the stored record, which holds it, is returned."""
+        outcome), and the stored record, which holds it, is returned. None when that
+        write never landed (the record is still at the version it started from)."""
         current = await self._load(model, key)
-        if current is None or current.version < memo.version:
-            return None  # the write the memo speaks of is not there: write again
+        if current is None or current.version <= memo.expected:
+            return None
         base = create() if memo.base is None else load_value(model, key, memo.base)
         if memo.base is not None and not is_live(base):
             base = create()
         mutate(base)
         self.replayed_writes += 1
-        log.info("storage_write_replayed", kind=model.KIND, key=key, version=memo.version)
+        log.info("storage_write_replayed", kind=model.KIND, key=key, version=current.version)
         return current if is_live(current) else None
+
+
+async def _get(redis: RedisStorage, key: str) -> bytes | None:
+    return cast("bytes | None", await redis.client.get(key))
+
+
+async def _run_with_memo(redis: RedisStorage, call: ScriptCall, memo: tuple[str, bytes]) -> Any:
+    """SET the memo, then the compare-and-set, pipelined: one round trip, in that order."""
+    memo_key, value = memo
+    async with redis.client.pipeline(transaction=False) as pipe:
+        pipe.set(redis.record_key("memo", memo_key), value, px=int(_MEMO_TTL * 1000))
+        pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+        try:
+            return (await pipe.execute())[1]
+        except NoScriptError:
+            # A restarted server forgot the script (the memo is set already): load it.
+            return await call.run(redis.client)
 
 
 def _raw(record: Any) -> bytes | None:
