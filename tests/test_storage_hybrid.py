@@ -534,3 +534,27 @@ async def test_hard_kill_in_memory_mode_keeps_flushed_writes(
         assert session.drawn == {"deck": [str(chat)]}
     assert await storage.get_counter("cards") == 5
     assert storage.status()["journal_size"] == 0
+
+
+async def test_call_latencies_reach_the_histogram(make_hybrid: HybridFactory) -> None:
+    """Storage call latencies are counted in RAM and reach the histogram within a second,
+    and at stop: every call counted once, in the bucket of its time."""
+    from vechnost_bot.metrics import REGISTRY
+
+    def count(op: str) -> float:
+        value = REGISTRY.get_sample_value("vechnost_storage_call_seconds_count", {"op": op})
+        return value or 0.0
+
+    storage = await make_hybrid(None, client_factory=None)
+    gets, puts = count("get"), count("put")
+    for chat_id in range(5):
+        assert await storage.get_session(chat_id) is None  # one read each
+        await storage.put_record(Session(chat_id=chat_id))  # one write each
+    await wait_until(lambda: count("put") - puts == 5 and count("get") - gets == 5, timeout=3)
+    await storage.get_session(1)
+    await storage.stop()
+    assert count("get") - gets == 6
+    buckets = REGISTRY.get_sample_value(
+        "vechnost_storage_call_seconds_bucket", {"op": "get", "le": "+Inf"}
+    )
+    assert buckets == count("get")

@@ -3,6 +3,8 @@ and a merge never drops an acknowledged drawn card (property tests with hypothes
 
 from __future__ import annotations
 
+import copy
+import pickle
 from typing import Annotated, Any, ClassVar
 
 import pytest
@@ -21,7 +23,10 @@ from vechnost_bot.storage.records import (
     Session,
     UserStats,
     adopt,
+    dump_body,
+    dump_value,
     is_live,
+    load_value,
     merge,
     stamp,
     tombstone,
@@ -234,3 +239,61 @@ def test_negative_versions_are_refused() -> None:
     """Records are validated on the way in: a negative version is not a record."""
     with pytest.raises(ValueError, match="greater than or equal"):
         Session.model_validate({"chat_id": 1, "version": -1})
+
+
+def _full_body(record: Record) -> bytes:
+    """The body as pydantic dumps it (what a record read back unchanged must keep)."""
+    body = record.model_dump_json(exclude={"version", "updated_at"}).encode()
+    return body if is_live(record) else b"~" + body
+
+
+def test_a_record_read_back_unchanged_is_written_as_read() -> None:
+    """A record read and written back unchanged (the bench's get + save, the hint of an
+    update that changes nothing) is not dated again and is stored as the same bytes."""
+    clock = HLC(node="a")
+    stored = stamp(Session(chat_id=1, theme="couples", drawn={"d": ["x", "y"]}), clock)
+    stored.__dict__.update(version=4, updated_at=12.5)
+    raw = dump_value(stored)
+    read = load_value(Session, "1", raw)
+    assert read == stored
+    assert stamp(read, clock) is read
+    assert dump_value(read) == raw
+    assert dump_body(read) == _full_body(read)
+    assert pickle.loads(pickle.dumps(read)) == read  # noqa: S301 - our own bytes
+    assert copy.deepcopy(read).model_dump() == read.model_dump()
+
+
+def test_a_change_after_a_read_is_seen_however_it_is_made() -> None:
+    """In-place edits of a read record, assignments and edits of a copy are all new events
+    and new bytes; other readers of the same stored value see none of them."""
+    clock = HLC(node="a")
+    base = stamp(Session(chat_id=1, theme="couples", drawn={"d": ["x"]}), clock)
+    raw = dump_value(base)
+
+    in_place = load_value(Session, "1", raw)
+    in_place.drawn["d"].append("y")
+    drawn = stamp(in_place, clock)
+    assert drawn is not in_place
+    assert drawn.drawn == {"d": ["x", "y"]}
+    assert drawn.stamp > base.stamp
+    assert dump_body(in_place) == _full_body(in_place)
+
+    assigned = load_value(Session, "1", raw)
+    assert assigned.drawn == {"d": ["x"]}  # the in-place edit above did not leak
+    assigned.theme = "sex"
+    assert stamp(assigned, clock).theme == "sex"
+    assert b'"sex"' in dump_body(assigned)
+
+    copied = load_value(Session, "1", raw).model_copy(update={"level": 3})
+    assert stamp(copied, clock).level == 3
+    assert dump_body(copied) == _full_body(copied)
+
+    meta_edit = load_value(Session, "1", raw)
+    meta_edit.meta["theme"] = [clock.now(), "z", "provocation"]
+    assert dump_body(meta_edit) == _full_body(meta_edit)
+
+    stats = stamp(UserStats(user_id=1, cards_drawn=2, last_seen=5.0), clock)
+    seen = load_value(UserStats, "1", dump_value(stats))
+    seen.last_seen = 9.0  # an inline field: its value is its own state
+    assert dump_body(seen) == _full_body(seen)
+    assert load_value(UserStats, "1", dump_value(seen)).last_seen == 9.0

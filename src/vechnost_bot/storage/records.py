@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import abc
 import json
+import operator
 import secrets
 import time
 from collections import OrderedDict
@@ -60,6 +61,7 @@ __all__ = [
     "is_live",
     "load_value",
     "merge",
+    "shallow_copy",
     "stamp",
     "tombstone",
 ]
@@ -586,6 +588,10 @@ def stamp(record: R, clock: HLC) -> R:
     Returns ``record`` itself when nothing changed, else a new record whose values are
     the canonical form of their new state (a set in draw order, a counter's sum).
     """
+    if record.stamp > record.deleted:
+        parsed = _origin(record)
+        if parsed is not None and parsed.consistent:
+            return record  # as read, and its values are its metadata's: nothing to date
     meta = record.meta
     changed: dict[str, Any] = {}
     for name, policy in record.POLICIES.items():
@@ -639,6 +645,17 @@ def tombstone(model: type[R], key: str, clock: HLC, *, version: int = 0) -> R:
     return record
 
 
+def shallow_copy(record: R) -> R:
+    """A new record object holding the same values (``record.__copy__()`` without pydantic's
+    generic handling of extras and privates, which records have none of)."""
+    copy = object.__new__(type(record))
+    object.__setattr__(copy, "__dict__", dict(record.__dict__))
+    object.__setattr__(copy, "__pydantic_fields_set__", set(record.__pydantic_fields_set__))
+    object.__setattr__(copy, "__pydantic_extra__", None)
+    object.__setattr__(copy, "__pydantic_private__", None)
+    return copy
+
+
 def is_live(record: Record) -> bool:
     """False for a tombstone (deleted after its newest event)."""
     return record.stamp > record.deleted
@@ -665,7 +682,11 @@ _BODY_EXCLUDE: Final = frozenset({"version", "updated_at"})
 
 def dump_body(record: Record) -> bytes:
     """The record's JSON without version and time; a tombstone's starts with ``~``."""
-    body = record.model_dump_json(exclude=set(_BODY_EXCLUDE)).encode()
+    parsed = _origin(record)
+    if parsed is not None:
+        body = parsed.body
+    else:
+        body = record.model_dump_json(exclude=set(_BODY_EXCLUDE)).encode()
     return body if is_live(record) else b"~" + body
 
 
@@ -703,48 +724,138 @@ def load_value(model: type[R], key: str, raw: bytes) -> R:
 
 
 _PARSED_SIZE: Final = 256
-_parsed: OrderedDict[tuple[type[Record], bytes], Record] = OrderedDict()
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+_LIST: Final = frozenset({list})
+
+
+class _Parsed:
+    """One stored body and the record it stands for (the template, never handed out).
+
+    Readers get copies of the template (:meth:`copy`), each remembered as coming from
+    this body (see :func:`_origin`), so that a record written back unchanged (the read
+    before a write, the hint of every update) is neither stamped nor dumped again.
+    """
+
+    __slots__ = ("_consistent", "body", "compared", "containers", "record", "values")
+
+    def __init__(self, body: bytes, record: Record) -> None:
+        self.body = body
+        self.record = record
+        self.containers = tuple(
+            (name, _copier(value))
+            for name, value in record.__dict__.items()
+            if type(value) not in _SCALARS and name != "meta"
+        )
+        self.values = _body_values(type(record))
+        self.compared = self.values(record.__dict__)
+        self._consistent: bool | None = None
+
+    def copy(self) -> Record:
+        """A new record equal to the template: its own lists and dicts and top of ``meta``
+        (the policy states inside ``meta`` are shared: policies never change a state in
+        place, they build new ones)."""
+        template = self.record
+        fields = dict(template.__dict__)
+        for name, copier in self.containers:
+            fields[name] = copier(fields[name])
+        meta = fields["meta"] = _Meta(template.meta)
+        meta.origin = self
+        # what BaseModel.__copy__ does, without its generic handling of extras and privates
+        copy = object.__new__(type(template))
+        object.__setattr__(copy, "__dict__", fields)
+        object.__setattr__(copy, "__pydantic_fields_set__", set(template.__pydantic_fields_set__))
+        object.__setattr__(copy, "__pydantic_extra__", None)
+        object.__setattr__(copy, "__pydantic_private__", None)
+        return copy
+
+    @property
+    def consistent(self) -> bool:
+        """Stamping the template would change nothing (its values are its metadata's)."""
+        if self._consistent is None:
+            template = self.record
+            self._consistent = is_live(template) and all(
+                policy.stamp(getattr(template, name), template.meta.get(name), _ZeroClock())
+                is template.meta.get(name)
+                for name, policy in template.POLICIES.items()
+                if not policy.INLINE
+            )
+        return self._consistent
+
+
+_parsed: OrderedDict[tuple[type[Record], bytes], _Parsed] = OrderedDict()
 """Bodies validated lately, by their exact bytes (see :func:`_parse_body`)."""
+
+
+class _Meta(dict[str, Any]):
+    """A record's ``meta`` that knows which stored body it was copied from (see
+    :func:`_origin`). Equal to, dumped as, pickled and deep-copied as a plain dict."""
+
+    __slots__ = ("origin",)
+    origin: _Parsed
+
+    def __reduce__(self) -> Any:
+        return (dict, (dict(self),))
 
 
 def _parse_body(model: type[R], body: bytes) -> R:
     """``model.model_validate_json(body)``, validated once per distinct body.
 
-    The body leaves out version and write time, so a record read again unchanged (the
-    read before a write, the hint of every update) has the same body and skips
-    pydantic (half the cost of a read). Every call returns its own copy: the fields'
-    lists and dicts and the top of ``meta`` are new; the policy states inside ``meta``
-    are shared, which is safe because policies never change a state in place (they
-    build new ones).
+    The body leaves out version and write time, so a record read again unchanged has
+    the same body and skips pydantic (half the cost of a read). Every call returns its
+    own copy (:meth:`_Parsed.copy`).
     """
     cache_key = (model, body)
     parsed = _parsed.get(cache_key)
     if parsed is None:
-        parsed = model.model_validate_json(body)
+        parsed = _Parsed(body, model.model_validate_json(body))
         _parsed[cache_key] = parsed
         if len(_parsed) > _PARSED_SIZE:
             _parsed.popitem(last=False)
     else:
         _parsed.move_to_end(cache_key)
-    return cast("R", _own_copy(parsed))
+    return cast("R", parsed.copy())
 
 
-_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+def _origin(record: Record) -> _Parsed | None:
+    """The body ``record`` was read from, if it still equals what that body says (every
+    field but version and write time; ``meta`` state by state, identity first)."""
+    meta = record.meta
+    if type(meta) is not _Meta:
+        return None
+    parsed = meta.origin
+    if type(record) is not type(parsed.record) or parsed.values(record.__dict__) != parsed.compared:
+        return None
+    return parsed
 
 
-def _own_copy(record: Record) -> Record:
-    fields = {
-        name: value if type(value) in _SCALARS or name == "meta" else _copy_json(value)
-        for name, value in record.__dict__.items()
-    }
-    fields["meta"] = dict(record.meta)
-    # what BaseModel.__copy__ does, without its generic handling of extras and privates
-    copy = object.__new__(type(record))
-    object.__setattr__(copy, "__dict__", fields)
-    object.__setattr__(copy, "__pydantic_fields_set__", set(record.__pydantic_fields_set__))
-    object.__setattr__(copy, "__pydantic_extra__", None)
-    object.__setattr__(copy, "__pydantic_private__", None)
-    return copy
+def _copier(value: Any) -> Callable[[Any], Any]:
+    """The cheapest copy of a JSON-like value shaped like ``value`` (in the usual shapes:
+    a list of scalars, a dict of those; anything else is copied generically)."""
+    if type(value) is list and {type(v) for v in value} <= _SCALARS:
+        return list.copy
+    if (
+        type(value) is dict
+        and {type(v) for v in value.values()} <= _LIST
+        and {type(x) for v in value.values() for x in v} <= _SCALARS
+    ):
+        return _copy_dict_of_lists
+    return _copy_json
+
+
+def _copy_dict_of_lists(value: Any) -> Any:
+    return {k: v[:] for k, v in value.items()}  # only for the template it was chosen for
+
+
+_body_fields: dict[type[Record], Callable[[dict[str, Any]], tuple[Any, ...]]] = {}
+
+
+def _body_values(model: type[Record]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A record's ``__dict__`` -> the values its body holds (``meta`` included)."""
+    getter = _body_fields.get(model)
+    if getter is None:
+        names = [name for name in model.model_fields if name not in _BODY_EXCLUDE]
+        getter = _body_fields[model] = operator.itemgetter(*names)
+    return getter
 
 
 def _copy_json(value: Any) -> Any:

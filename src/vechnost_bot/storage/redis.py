@@ -16,8 +16,7 @@ import hashlib
 import itertools
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final, NamedTuple, cast
 
 import redis.asyncio as aioredis
 import structlog
@@ -30,8 +29,8 @@ from vechnost_bot.storage.records import (
     HLC,
     SCHEMA_VERSION,
     dump_body,
-    is_live,
     load_value,
+    shallow_copy,
 )
 
 __all__ = ["KEY_PREFIX", "RedisStorage", "ScriptCall", "connect_redis"]
@@ -158,9 +157,9 @@ _INCR_ONCE = _Script(_LUA_INCR_ONCE)
 _ALL_SCRIPTS = (_PUT, _DISCARD_IF_SAME, _RATE, _INCR_ONCE)
 
 
-@dataclass(frozen=True, slots=True)
-class ScriptCall:
-    """One prepared script call, to run alone or in a pipelined batch."""
+class ScriptCall(NamedTuple):
+    """One prepared script call, to run alone or in a pipelined batch (a tuple: the cheapest
+    object to build, once per write)."""
 
     script: _Script
     keys: tuple[str, ...]
@@ -217,7 +216,7 @@ class RedisStorage(Storage):
 
     async def load_with_raw(self, model: type[R], key: str) -> tuple[R | None, bytes | None]:
         """The stored state (tombstones too) and the bytes it was read from."""
-        rkey = self.record_key(model.KIND, key)
+        rkey = f"{self._prefix}:{model.KIND}:{key}"
         try:
             raw = cast("bytes | None", await self.client.get(rkey))
         except ResponseError as error:
@@ -227,39 +226,60 @@ class RedisStorage(Storage):
             return None, None
         if raw is None:
             return None, None
-        state = await self._decode(model, key, raw)
-        return state, None if state is None else raw
+        try:
+            return load_value(model, key, raw), raw
+        except ValueError as error:  # pydantic's ValidationError is a ValueError
+            await self._corrupt(rkey, raw, error)
+            return None, None
 
     async def _decode(self, model: type[R], key: str, raw: bytes) -> R | None:
         try:
             return load_value(model, key, raw)
-        except ValueError as error:  # pydantic's ValidationError is a ValueError
-            rkey = self.record_key(model.KIND, key)
-            reason = "schema" if str(error) == "schema" else "invalid"
-            log.warning(
-                "storage_corrupt_value", key=rkey, reason=reason, error=type(error).__name__
-            )
-            if reason == "invalid":
-                replacement = b"%s:0:%r:" % (_SCHEMA, time.time())
-                await _DISCARD_IF_SAME(self.client, rkey, raw, replacement, self._tombstone_ms)
+        except ValueError as error:
+            await self._corrupt(self.record_key(model.KIND, key), raw, error)
             return None
 
+    async def _corrupt(self, rkey: str, raw: bytes, error: ValueError) -> None:
+        """Log a value that is not one of our records; replace it if it is garbage (not
+        merely of another schema) with a tombstone, unless it changed meanwhile."""
+        reason = "schema" if str(error) == "schema" else "invalid"
+        log.warning("storage_corrupt_value", key=rkey, reason=reason, error=type(error).__name__)
+        if reason == "invalid":
+            replacement = b"%s:0:%r:" % (_SCHEMA, time.time())
+            await _DISCARD_IF_SAME(self.client, rkey, raw, replacement, self._tombstone_ms)
+
     async def _cas(self, record: R, expected: int) -> Cas[R]:
+        result, _ = await self.cas_with_raw(record, expected)
+        return result
+
+    async def cas_with_raw(self, record: R, expected: int) -> tuple[Cas[R], bytes | None]:
+        """One compare-and-set (one EVALSHA), and the bytes Redis holds afterwards when they
+        are a record: the value written, or the one that won (for the local store's copy)."""
         call, stored = self.cas_call(record, expected)
-        return await self.cas_result(record, stored, await call.run(self.client))
+        try:
+            reply = await self.client.evalsha(_PUT.sha, 1, *call.keys, *call.args)
+        except NoScriptError:
+            reply = await self.client.eval(_PUT.source, 1, *call.keys, *call.args)
+        if int(reply[0]):
+            version = int(reply[1])
+            stored.__dict__["version"] = version
+            raw = b"%s:%d:%r:%s" % (_SCHEMA, version, stored.updated_at, call.args[1])
+            return Cas(ok=True, record=stored, found=version), raw
+        result = await self.cas_result(record, stored, reply)
+        return result, bytes(reply[2]) if result.record is not None else None
 
     def cas_call(self, record: R, expected: int) -> tuple[ScriptCall, R]:
         """One compare-and-set, prepared (to run alone or in :meth:`run_batch`), with the
         stored copy it writes when it wins (its version is filled in by the reply)."""
         now = time.time()
-        stored = record.__copy__()  # shallow: the caller's objects, never ours, are shared
+        stored = shallow_copy(record)  # the caller's objects, never ours, are shared
         stored.__dict__["updated_at"] = now
-        ttl = 0 if is_live(record) else self._tombstone_ms
+        live = record.stamp > record.deleted
         body = dump_body(stored)
         call = ScriptCall(
             _PUT,
-            (self.record_key(record.KIND, record.key),),
-            (f"{expected}:{record.version}:{now!r}:{ttl}", body),
+            (f"{self._prefix}:{record.KIND}:{record.key}",),
+            (f"{expected}:{record.version}:{now!r}:{0 if live else self._tombstone_ms}", body),
         )
         return call, stored
 
