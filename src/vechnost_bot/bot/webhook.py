@@ -157,6 +157,10 @@ class AsgiServer(Service):
             lifespan="off",
             log_config=None,
             access_log=False,
+            # Longer than a balancer's idle timeout (60 s is usual): the side that closes an
+            # idle connection should be the client, or a request sent just as the server
+            # closes it is lost in flight (uvicorn's default is 5 s).
+            timeout_keep_alive=75,
             timeout_graceful_shutdown=max(1, math.ceil(self._stop_timeout)),
         )
         server = _Server(config)
