@@ -35,6 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,7 @@ class _Child:
         self.updates = 0
         self.seconds = 0.0
         self.cpu = 0.0
+        self.methods: Counter[str] = Counter()  # Bot API calls made in the measured rounds
         self.next_chat = 10_000
 
     async def start(self) -> None:
@@ -183,10 +185,12 @@ class _Child:
         """Run ``work`` (returning the updates it sent); count its time and this child's CPU."""
         assert self.process is not None
         cpu = _cpu_seconds(self.process.pid)
+        since = len(self.api.calls)
         started = time.monotonic()
         self.updates += await work
         self.seconds += time.monotonic() - started
         self.cpu += _cpu_seconds(self.process.pid) - cpu
+        self.methods.update(c.method for c in self.api.calls[since:])
 
     async def round(self, players: int, draws: int) -> None:
         async def play() -> int:
@@ -235,6 +239,8 @@ class _Child:
             "card_sends": len(photos),
             "uploads": self.api.uploads,
             "file_id_reuse_share": round(reused / len(photos), 3) if photos else 0.0,
+            "api_calls_per_update": round(sum(self.methods.values()) / self.updates, 3),
+            "api_calls": dict(sorted(self.methods.items())),
             "exit_code": process.returncode if process else None,
         }
 

@@ -17,11 +17,13 @@ from tests.support.fake_bot_api import DEFAULT_TOKEN, ApiCall, FakeBotApi
 from vechnost_bot.bot.cards import CardSender
 from vechnost_bot.bot.handlers import set_commands
 from vechnost_bot.bot.texts import t
+from vechnost_bot.game import engine
 from vechnost_bot.game.content import Library, load_library
 from vechnost_bot.redis.events import RedisEndpoint
 from vechnost_bot.storage.game_records import Player
 from vechnost_bot.storage.hybrid import HybridStorage
 from vechnost_bot.storage.memory import InMemoryStorage
+from vechnost_bot.storage.records import Session
 
 PER_DECK = 5
 
@@ -398,11 +400,11 @@ async def test_forgotten_file_id_is_uploaded_again(library: Library) -> None:
 class _FlakyStorage(InMemoryStorage):
     fail_next = False
 
-    async def get_session(self, chat_id: int):  # type: ignore[no-untyped-def]
-        if self.fail_next:
+    async def get_record(self, model, key):  # type: ignore[no-untyped-def]
+        if self.fail_next and model is Session:
             self.fail_next = False
             raise RuntimeError("disk on fire")
-        return await super().get_session(chat_id)
+        return await super().get_record(model, key)
 
 
 async def test_errors_are_caught_and_answered(library: Library) -> None:
@@ -502,3 +504,41 @@ async def test_too_old_button_press_still_gets_its_card(bot: Harness) -> None:
     events = {e["event"] for e in logs}
     assert "callback_answer_failed" in events
     assert "handler_failed" not in events
+
+
+async def test_a_replica_reads_what_another_replica_wrote(
+    library: Library, redis_factory: RedisFactory, tmp_path: Path
+) -> None:
+    """Webhook replicas (``sole_writer`` off) on one Redis: a card another replica dealt
+    is counted in the next card's progress and never dealt again, although this
+    process's own view of the session is older."""
+    server = redis_factory(password="bot-pass")
+    endpoint = RedisEndpoint("127.0.0.1", server.port, password=server.password)
+    ours, other = (HybridStorage(local_dir=tmp_path / name) for name in ("ours", "other"))
+    for storage in (ours, other):
+        await storage.start(endpoint)
+    deck = "provocation:1:questions"
+    try:
+        async with running_bot(ours, library) as bot:
+            bot.game.sole_writer = False
+            await bot.say(90, "/start")
+            await bot.tap(90, "T:p")  # deals 1
+            await bot.tap(90, "N:p:1:q")  # 2
+            session = await other.get_session(90)
+            assert session is not None
+            elsewhere = next(
+                card.id
+                for card in library.deck("provocation", 1, "questions").cards  # type: ignore[union-attr]
+                if card.id not in session.drawn[deck]
+            )
+            await other.update_session(90, lambda s: engine.mark_drawn(s, deck, elsewhere))
+            reply = await bot.tap(90, "N:p:1:q")
+            assert progress_line(reply).endswith(f"4/{PER_DECK}")
+            session = await other.get_session(90)
+            assert session is not None
+            drawn = session.drawn[deck]
+            assert len(drawn) == len(set(drawn)) == 4
+            assert drawn[2] == elsewhere
+    finally:
+        for storage in (ours, other):
+            await storage.stop()

@@ -8,20 +8,22 @@ import re
 import time
 from collections.abc import AsyncIterator
 
+import aiohttp
 import httpx
 import pytest
 from structlog.testing import capture_logs
 from telegram import Bot
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
-from telegram.request import HTTPXRequest
+from telegram.request import BaseRequest, HTTPXRequest
 
 from tests.support.bot_harness import Harness, running_bot
 from tests.support.decks import write_decks
 from tests.support.fake_bot_api import DEFAULT_TOKEN, FakeBotApi, Fault
 from tests.support.redis_server import free_port
-from vechnost_bot.bot.delivery import SendGuard, delivery_failed
+from vechnost_bot.bot.delivery import AiohttpRequest, SendGuard, delivery_failed
 from vechnost_bot.bot.texts import t
 from vechnost_bot.game.content import Library, load_library
+from vechnost_bot.storage.game_records import Table
 from vechnost_bot.storage.memory import InMemoryStorage
 
 PER_DECK = 6
@@ -125,6 +127,43 @@ async def test_a_reply_that_times_out_after_delivery_keeps_the_card(bot: Harness
     assert len([e for e in logs if e["event"] == "card_send_uncertain"]) == 3
 
 
+async def test_a_card_whose_reply_timed_out_is_on_the_table(bot: Harness) -> None:
+    """A card that may have been shown (its reply timed out) is on the table like one
+    that surely was: it is the current card and the last of the history, it took its
+    turn, and the previous card's keyboard went; the next card follows it."""
+    await bot.say(85, "/start")
+    first = await bot.tap(85, "T:p")  # choosing the theme dealt the first card
+    bot.api.fail("sendPhoto", Fault(deliver=True, delay=2.5))
+    with capture_logs() as logs:
+        update = await bot.api.press(85, "N:p:1:q")
+        await bot.idle(update)
+        for _ in range(100):
+            if any(e["event"] == "card_send_uncertain" for e in logs):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+    uncertain = [e["card"] for e in logs if e["event"] == "card_send_uncertain"]
+    assert len(uncertain) == 1
+    table = await bot.storage.get_record(Table, "85")
+    assert table is not None
+    assert table.current == uncertain[0]
+    assert table.history[-1] == uncertain[0]
+    assert table.shared == 2
+    assert uncertain[0] in await _drawn(bot, 85)
+    first_id = first.result["message_id"]
+    dropped = [
+        int(c.params["message_id"])
+        for c in bot.api.calls
+        if c.chat_id == 85 and c.method == "editMessageReplyMarkup"
+    ]
+    assert first_id in dropped
+    reply = await bot.tap(85, "N:p:1:q")
+    assert _progress(reply.params["caption"]) == f"3/{PER_DECK}"
+    table = await bot.storage.get_record(Table, "85")
+    assert table is not None
+    assert table.history[-2:] == [uncertain[0], table.current]
+
+
 async def test_a_garbled_reply_keeps_the_card(bot: Harness) -> None:
     """A photo delivered with a garbled reply counts as shown: no repeat, no apology."""
     await bot.say(83, "/start")
@@ -160,11 +199,19 @@ async def _error_of(call: object) -> TelegramError:
     raise AssertionError("the call did not fail")
 
 
-async def test_delivery_failed_tells_definite_from_ambiguous() -> None:
-    """Real failures from python-telegram-bot's HTTP layer: refused connection, 400 and 500
-    are definite; a read timeout after the request was sent and a garbled body are not."""
+@pytest.mark.parametrize("kind", ["httpx", "aiohttp"])
+async def test_delivery_failed_tells_definite_from_ambiguous(kind: str) -> None:
+    """Real failures from python-telegram-bot's HTTP layer (httpx, and the bot's own
+    aiohttp requests): refused connection, 400 and 500 are definite; a read timeout after
+    the request was sent and a garbled body are not."""
     closed = f"http://127.0.0.1:{free_port()}/bot"
-    requests = [HTTPXRequest(), HTTPXRequest()]
+    requests: list[BaseRequest] = (
+        [HTTPXRequest(), HTTPXRequest()]
+        if kind == "httpx"
+        else [AiohttpRequest(), AiohttpRequest()]
+    )
+    for request in requests:
+        await request.initialize()
     async with FakeBotApi() as api:
         bot = Bot(DEFAULT_TOKEN, base_url=api.base_url, request=requests[0])
         refused_bot = Bot(DEFAULT_TOKEN, base_url=closed, request=requests[1])
@@ -191,6 +238,11 @@ async def test_delivery_failed_tells_definite_from_ambiguous() -> None:
     dropped = NetworkError("httpx.RemoteProtocolError: Server disconnected")
     dropped.__cause__ = httpx.RemoteProtocolError("Server disconnected")
     assert not delivery_failed(dropped)
+    dropped.__cause__ = aiohttp.ServerDisconnectedError()
+    assert not delivery_failed(dropped)
+    waited = TimedOut()
+    waited.__cause__ = aiohttp.ConnectionTimeoutError()  # no connection came: never sent
+    assert delivery_failed(waited)
 
 
 async def test_pacing_keeps_a_chat_near_one_message_per_second() -> None:

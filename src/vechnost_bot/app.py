@@ -42,7 +42,7 @@ from telegram.request import HTTPXRequest
 
 from vechnost_bot import __version__
 from vechnost_bot.bot.cards import CardSender
-from vechnost_bot.bot.delivery import SendGuard
+from vechnost_bot.bot.delivery import AiohttpRequest, SendGuard
 from vechnost_bot.bot.handlers import GameBot, set_commands
 from vechnost_bot.bot.polling import ALLOWED_UPDATES, TolerantBot, parse_updates
 from vechnost_bot.bot.processor import ChatOrderedProcessor
@@ -138,11 +138,10 @@ def build_application(
         token,
         base_url=base_url,
         base_file_url=base_file_url,
-        request=HTTPXRequest(
+        request=AiohttpRequest(
             connection_pool_size=connections,
             connect_timeout=5.0,
             read_timeout=read_timeout,
-            write_timeout=20.0,
             pool_timeout=10.0,
         ),
         get_updates_request=HTTPXRequest(

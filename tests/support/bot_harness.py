@@ -14,6 +14,7 @@ from tests.support.fake_bot_api import DEFAULT_TOKEN, ApiCall, FakeBotApi
 from vechnost_bot.app import AnyApplication, build_application, start_polling
 from vechnost_bot.bot.cards import CardSender
 from vechnost_bot.bot.handlers import GameBot
+from vechnost_bot.bot.processor import ChatOrderedProcessor
 from vechnost_bot.game.content import Library
 from vechnost_bot.storage.base import Storage
 
@@ -42,8 +43,16 @@ class Harness:
         return await self.reply(chat_id, since)
 
     async def reply(self, chat_id: int, since: int, timeout: float = 10.0) -> ApiCall:
-        """The bot's first reply in ``chat_id`` from call ``since``."""
-        return await self.api.wait_reply(chat_id, since=since, timeout=timeout)
+        """The bot's first reply in ``chat_id`` from call ``since``, once the chat's update
+        is done (its records are written after the card went out)."""
+        call = await self.api.wait_reply(chat_id, since=since, timeout=timeout)
+        processor = self.application.update_processor
+        if isinstance(processor, ChatOrderedProcessor):
+            for _ in range(int(timeout / 0.005)):
+                if not processor.busy(("chat", chat_id)):
+                    break
+                await asyncio.sleep(0.005)
+        return call
 
     async def idle(self, update_id: int) -> None:
         """Wait until ``update_id`` was fetched and its handlers had time to finish."""

@@ -18,6 +18,7 @@ import contextlib
 import random
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -63,7 +64,7 @@ from vechnost_bot.bot.texts import (
 from vechnost_bot.game import engine
 from vechnost_bot.game.content import LANGUAGES, THEMES, Card, Library, deck_key
 from vechnost_bot.metrics import ERRORS, UPDATES_HANDLED, UPDATES_RATE_LIMITED
-from vechnost_bot.storage.base import Storage
+from vechnost_bot.storage.base import Change, Storage
 from vechnost_bot.storage.game_records import (
     ROOM_GAME_BASE,
     ChatLink,
@@ -93,6 +94,10 @@ ROOM_PREFIX = "room_"
 
 Context = ContextTypes.DEFAULT_TYPE
 R = TypeVar("R", bound=Record)
+
+UNLINKED_CHATS = 100_000
+"""Private chats known to play no room, kept in the process (a sole writer's negative
+hint), so that their update reads no absent ChatLink."""
 
 
 async def set_commands(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
@@ -156,8 +161,14 @@ class GameBot:
     clock: Callable[[], float] = time.time
     updates_handled: int = 0
     bot: Bot | None = None  # the Application's bot, set by install()
+    # This process is the only one handling this bot's updates (polling: Telegram hands
+    # getUpdates to one consumer), so what the storage saw last of a record is its
+    # current state, and handlers read through that hint. Webhook replicas sharing one
+    # Redis set it False: every read an answer is made from then goes to the storage.
+    sole_writer: bool = True
     limiter: KeyedBuckets[int] = field(init=False)
     quiet_answers: KeyedBuckets[int] = field(init=False)
+    _unlinked: OrderedDict[int, None] = field(init=False, default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
         rate = self.rate_limit_updates / self.rate_limit_window
@@ -182,31 +193,50 @@ class GameBot:
         application.add_error_handler(self.on_error)
 
     # -- records --------------------------------------------------------------------------
-    async def _update(
-        self, model: type[R], key: str, create: Callable[[], R], mutate: Callable[[R], R | None]
-    ) -> R:
-        # The storage's compare-and-set loop, for the game's own record kinds.
-        return await self.storage._update(model, key, create, mutate)
+    async def _read(self, model: type[R], key: str) -> R | None:
+        """A record as the answer needs it: through the storage's hint for a sole writer,
+        else fresh from the storage."""
+        if self.sole_writer:
+            return await self.storage.recent_record(model, key)
+        return await self.storage.get_record(model, key)
+
+    async def _chat_link(self, chat_id: int) -> ChatLink | None:
+        if self.sole_writer and chat_id in self._unlinked:
+            self._unlinked.move_to_end(chat_id)
+            return None
+        link = await self._read(ChatLink, str(chat_id))
+        if link is None and self.sole_writer:
+            self._unlinked[chat_id] = None
+            if len(self._unlinked) > UNLINKED_CHATS:
+                self._unlinked.popitem(last=False)
+        return link
 
     async def _update_table(self, game_id: int, mutate: Callable[[Table], Table | None]) -> Table:
-        return await self._update(Table, str(game_id), lambda: Table(game_id=game_id), mutate)
+        return await self.storage.update_record(
+            Table, str(game_id), lambda: Table(game_id=game_id), mutate
+        )
 
     async def _update_player(
         self, user_id: int, mutate: Callable[[Player], Player | None]
     ) -> Player:
-        return await self._update(Player, str(user_id), lambda: Player(user_id=user_id), mutate)
+        return await self.storage.update_record(
+            Player, str(user_id), lambda: Player(user_id=user_id), mutate
+        )
 
     async def _link(self, chat_id: int, room: int | None) -> None:
         def mutate(link: ChatLink) -> ChatLink:
             link.room = room
             return link
 
-        await self._update(ChatLink, str(chat_id), lambda: ChatLink(chat_id=chat_id), mutate)
+        self._unlinked.pop(chat_id, None)
+        await self.storage.update_record(
+            ChatLink, str(chat_id), lambda: ChatLink(chat_id=chat_id), mutate
+        )
 
     async def _players(self, user_ids: Sequence[int | None]) -> dict[int, Player]:
         found: dict[int, Player] = {}
         for uid in {u for u in user_ids if u}:  # 0: a seat known by name only
-            player = await self.storage.get_record(Player, str(uid))
+            player = await self._read(Player, str(uid))
             if player is not None:
                 found[uid] = player
         return found
@@ -214,7 +244,7 @@ class GameBot:
     async def _language_of(self, user_id: int | None) -> Language:
         if user_id is None:
             return DEFAULT_LANGUAGE
-        player = await self.storage.get_record(Player, str(user_id))
+        player = await self._read(Player, str(user_id))
         return (player.language if player else None) or DEFAULT_LANGUAGE
 
     async def _here(self, update: Update) -> Here | None:
@@ -228,18 +258,16 @@ class GameBot:
         place: Place = "private" if private else "group"
         game_id = chat.id
         place_of_chat = place
-        # The reads do not depend on each other (a room's are checked after): one round.
-        link, session, table, language = await asyncio.gather(
-            self.storage.get_record(ChatLink, str(chat.id)) if private else _none(),
-            self.storage.get_session(chat.id),
-            self.storage.get_record(Table, str(chat.id)),
-            self._person_language(user, chat.id if private else None),
-        )
+        # One after another: a sole writer usually reads them all from its hints, and a
+        # cold update then holds one Redis connection, not four (64 updates at once would
+        # exhaust the client's pool of 100).
+        link = await self._chat_link(chat.id) if private else None
+        session = await self._read(Session, str(chat.id))
+        table = await self._read(Table, str(chat.id))
+        language = await self._person_language(user, chat.id if private else None)
         if link is not None and link.room is not None:
-            room_session, room_table = await asyncio.gather(
-                self.storage.get_session(link.room),
-                self.storage.get_record(Table, str(link.room)),
-            )
+            room_session = await self._read(Session, str(link.room))
+            room_table = await self._read(Table, str(link.room))
             present = (
                 room_table is not None and user is not None and (str(user.id) in room_table.members)
             )
@@ -256,22 +284,28 @@ class GameBot:
     ) -> Language | None:
         if user is None:
             return DEFAULT_LANGUAGE
-        player = await self.storage.get_record(Player, str(user.id))
+        player = await self._read(Player, str(user.id))
         if player is not None and player.language is not None:
             return player.language
         # A chat that played before players had their own records kept its language here.
-        legacy = await self.storage.get_session(private_chat) if private_chat else None
+        legacy = await self._read(Session, str(private_chat)) if private_chat else None
         language = (legacy.language if legacy else None) or language_from_code(user.language_code)
         if language is not None:
             await self._update_player(user.id, lambda p: engine.choose_language(p, language))
         return language
 
-    async def _touch_user(
+    async def _touch_user(self, user: User | None, *, started: bool = False) -> None:
+        change = self._stats_change(user, started=started)
+        if change is not None:
+            await self.storage.update_records([change])
+
+    def _stats_change(
         self, user: User | None, *, started: bool = False, drew: bool = False
-    ) -> UserStats | None:
+    ) -> Change[UserStats] | None:
+        """The player's stats, seen now (and a game started or a card drawn)."""
         if user is None:
             return None
-        now = self.clock()
+        now, user_id = self.clock(), user.id
 
         def mutate(stats: UserStats) -> UserStats:
             stats.first_seen = stats.first_seen or now
@@ -280,7 +314,7 @@ class GameBot:
             stats.cards_drawn += int(drew)
             return stats
 
-        return await self.storage.update_user_stats(user.id, mutate)
+        return Change(UserStats, str(user_id), lambda: UserStats(user_id=user_id), mutate)
 
     # -- showing things ---------------------------------------------------------------------
     async def _show(
@@ -348,7 +382,7 @@ class GameBot:
             raise ApplicationHandlerStop
         log.info("rate_limited", user_id=user.id, window=self.limiter.window)
         chat = update.effective_chat
-        player = await self.storage.get_record(Player, str(user.id))
+        player = await self._read(Player, str(user.id))
         language = (player.language if player else None) or language_from_code(user.language_code)
         if query is not None:
             await _answer(query, t(language, "slow_down"))
@@ -839,25 +873,21 @@ class GameBot:
         )  # fmt: skip
         if opening is not None:
             return await self._deal_opening(query, here, opening)
-        outcome: list[engine.DrawOutcome] = []
-
-        def draw(current: Session) -> Session:
-            outcome.clear()
-            if reshuffle and current.theme and current.level and current.content:
-                current = engine.reshuffle(current, current.theme, current.level, current.content)
-            current, result = engine.draw(current, self.library, self.rng)
-            outcome.append(result)
-            return current
-
-        here.session = await self.storage.update_session(here.game_id, draw)
-        result = outcome[0]
-        info = self._deck_info(here.session)
+        # The card is chosen from the session as read (current: see ``sole_writer``) and
+        # written once, after it went out, with the table and the stats (one round trip);
+        # a card that certainly did not go out leaves them as they were.
+        session = here.session.model_copy(deep=True)
+        info = self._deck_info(session)
         if info is None:
             return False
         theme, level, content, several = info
+        if reshuffle:
+            session = engine.reshuffle(session, theme, level, content)
+        here.session, result = engine.draw(session, self.library, self.rng)
+        key_ = deck_key(theme, level, content)
         if result.card is None:
             await _answer(query)
-            log.info("deck_exhausted", chat_id=here.chat_id, deck=deck_key(theme, level, content))
+            log.info("deck_exhausted", chat_id=here.chat_id, deck=key_)
             await self._clear_card_keyboards(here.table)
             await self._show(
                 update,
@@ -873,15 +903,24 @@ class GameBot:
         card = result.card
         now = self.clock()
 
+        def dealt_card(current: Session) -> Session:
+            if reshuffle:
+                current = engine.reshuffle(current, theme, level, content)
+            return engine.mark_drawn(current, key_, card.id)
+
         def record(table: Table) -> Table:
             return engine.record_deal(table, card, now=now, pace=self.pace_cards)[0]
 
-        # The captions are made from the table as it will be; it is written once, after
-        # the card went out, together with the card's message ids (so a card that could
-        # not be sent leaves the table as it was).
-        before = here.table
+        game_id = here.game_id
+        changes: list[Change[Any]] = [
+            Change(Session, str(game_id), lambda: Session(chat_id=game_id), dealt_card)
+        ]
+        stats = self._stats_change(here.user, drew=True)
+        if stats is not None:
+            changes.append(stats)
+        # The captions are made from the table as it will be.
         here.table, dealt = engine.record_deal(
-            before.model_copy(deep=True), card, now=now, pace=self.pace_cards
+            here.table.model_copy(deep=True), card, now=now, pace=self.pace_cards
         )
         last = result.drawn >= result.total
         deeper = (
@@ -895,27 +934,14 @@ class GameBot:
         try:
             await self._deliver(
                 here, card, roles=dealt.roles, progress=(result.drawn, result.total),
-                deeper=deeper, last=last, pace_line=pace_line, record=record,
+                deeper=deeper, last=last, pace_line=pace_line, record=record, also=changes,
             )  # fmt: skip
         except (TelegramError, OSError) as error:
-            if delivery_failed(error):
-                # Never seen, so not drawn: put it back, and the next "Next card" sends it.
-                log.warning(
-                    "card_send_failed", chat_id=here.chat_id, card=card.id, error=repr(error)
-                )
-                key_ = deck_key(theme, level, content)
-                await self.storage.update_session(
-                    here.game_id, lambda s: engine.undraw(s, key_, card.id)
-                )
-                here.table = before
-                raise
-            # Sent, but the reply was lost: the player very likely saw the card, so it stays
-            # drawn, with no apology and no repeat (docs/game.md, Sending cards).
-            log.warning(
-                "card_send_uncertain", chat_id=here.chat_id, card=card.id,
-                error=type(error).__name__,
-            )  # fmt: skip
-        await asyncio.gather(self._drop_menu(query), self._touch_user(here.user, drew=True))
+            # Never seen, so not drawn (nothing was written); the next "Next card" sends it.
+            log.warning("card_send_failed", chat_id=here.chat_id, card=card.id, error=repr(error))
+            await self.storage.update_session(game_id, lambda s: engine.owe(s, card.id))
+            raise
+        await self._drop_menu(query)
         log.debug("card_drawn", chat_id=here.chat_id, card=card.id, drawn=result.drawn)
         return True
 
@@ -944,11 +970,17 @@ class GameBot:
         last: bool = False,
         pace_line: tuple[str, str, int] | None = None,
         record: Callable[[Table], Table] | None = None,
+        also: Sequence[Change[Any]] = (),
     ) -> None:
         """Send ``card`` to every viewer of the game, each in their language, with their
-        keyboard; then write the table once (``record``, and each chat's card message) while
-        the previous card's keyboard in each chat goes. ``here.table`` is the table as it
-        will be."""
+        keyboard; then write the table (``record``, and each chat's card message) and the
+        records in ``also`` together, while the previous card's keyboard in each chat goes.
+        ``here.table`` is the table as it will be.
+
+        A send to this chat that may have arrived (timed out after it was sent) counts as
+        shown: it is written like one, and logged as ``card_send_uncertain``. One that
+        certainly failed while nobody else got the card raises, with nothing written.
+        """
         info = self._deck_info(here.session)
         if info is None:
             return
@@ -957,6 +989,8 @@ class GameBot:
         drawer = engine.drawer_of_current(table) if kind == "deck" else None
         next_drawer = engine.next_drawer(table)
         sent: dict[str, int] = {}
+        uncertain: list[str] = []
+        failed: BaseException | None = None
         for viewer in await self._viewers(here, drawer):
             language = viewer.language
             title = keyboards.deck_title(language, theme, level, content, several_levels=several)
@@ -997,18 +1031,35 @@ class GameBot:
                     caption=caption, footer=self._footer(card, language), reply_markup=markup,
                 )  # fmt: skip
             except (TelegramError, OSError) as error:
-                if viewer.chat_id == here.chat_id:
-                    raise
-                # A partner's phone we cannot reach must not stop the game on this one.
-                log.warning("card_send_to_partner_failed", chat_id=viewer.chat_id,
-                            card=card.id, error=repr(error))  # fmt: skip
+                if viewer.chat_id != here.chat_id:
+                    # A partner's phone we cannot reach must not stop the game on this one.
+                    log.warning("card_send_to_partner_failed", chat_id=viewer.chat_id,
+                                card=card.id, error=repr(error))  # fmt: skip
+                elif delivery_failed(error):
+                    failed = error
+                else:
+                    # Sent, but the reply was lost: the player very likely saw the card, so
+                    # it counts as dealt, with no apology and no repeat (docs/game.md).
+                    log.warning("card_send_uncertain", chat_id=viewer.chat_id, card=card.id,
+                                error=type(error).__name__)  # fmt: skip
+                    uncertain.append(str(viewer.chat_id))
                 continue
             sent[str(viewer.chat_id)] = message.message_id
-        await self._replace_card_keyboards(here, sent, record)
+        if failed is not None and not sent:
+            raise failed
+        await self._replace_card_keyboards(here, sent, record, also=also, uncertain=uncertain)
 
     async def _replace_card_keyboards(
-        self, here: Here, sent: dict[str, int], record: Callable[[Table], Table] | None
+        self,
+        here: Here,
+        sent: dict[str, int],
+        record: Callable[[Table], Table] | None,
+        *,
+        also: Sequence[Change[Any]] = (),
+        uncertain: Sequence[str] = (),
     ) -> None:
+        """Write the table (with the new card messages) and ``also`` in one go; the old
+        card's keyboard goes in each chat that got a new card (or may have)."""
         old = dict(here.table.card_messages)
 
         def mutate(table: Table) -> Table:
@@ -1020,11 +1071,19 @@ class GameBot:
         drops = [
             self._drop_keyboard(int(chat), message_id)
             for chat, message_id in old.items()
-            if chat in sent and sent[chat] != message_id
+            if (chat in sent and sent[chat] != message_id) or chat in uncertain
         ]
-        table, *_dropped = await asyncio.gather(self._update_table(here.game_id, mutate), *drops)
-        assert isinstance(table, Table)
-        here.table = table
+        game_id = here.game_id
+        change = Change(Table, str(game_id), lambda: Table(game_id=game_id), mutate)
+        stored, *_dropped = await asyncio.gather(
+            self.storage.update_records([change, *also]), *drops
+        )
+        assert isinstance(stored, list)
+        for record_ in stored:
+            if isinstance(record_, Table):
+                here.table = record_
+            elif isinstance(record_, Session):
+                here.session = record_
 
     async def _drop_menu(self, query: CallbackQuery) -> None:
         """The menu a card was dealt from has done its job: its buttons go."""
@@ -1126,7 +1185,7 @@ class GameBot:
                                     several_levels=several)  # fmt: skip
 
     async def _send_favourite(self, update: Update, here: Here, number: int) -> None:
-        player = await self.storage.get_record(Player, str(here.user_id)) if here.user else None
+        player = await self._read(Player, str(here.user_id)) if here.user else None
         cards = [
             card
             for card_id in (player.favourites if player else [])
@@ -1329,10 +1388,6 @@ def _command(message: Message) -> str | None:
     for entity in message.entities:
         if entity.type == MessageEntityType.BOT_COMMAND and entity.offset == 0:
             return (message.text or "")[: entity.length]
-    return None
-
-
-async def _none() -> None:
     return None
 
 

@@ -80,6 +80,10 @@ class ChatOrderedProcessor(BaseUpdateProcessor):
         """Chats with an update running or waiting (idle chats keep no queue)."""
         return len(self._lanes)
 
+    def busy(self, key: ChatKey) -> bool:
+        """True while an update of ``key``'s chat runs or waits."""
+        return key in self._lanes
+
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         """Run ``coroutine`` after every earlier update of the same chat, in a free slot."""
         key = chat_key(update)

@@ -275,6 +275,16 @@ def swap(
     return session, DrawOutcome(deck.get(chosen), *progress(session, deck))
 
 
+def mark_drawn(session: Session, deck: str, card_id: str) -> Session:
+    """Record that ``card_id`` of ``deck`` was dealt (chosen by :func:`draw` from an
+    earlier state): applied again to a newer state it stays the same card, drawn once."""
+    drawn = session.drawn.get(deck, [])
+    if card_id not in drawn:
+        session.drawn = {**session.drawn, deck: [*drawn, card_id]}
+    session.last_card = card_id
+    return session
+
+
 def undraw(session: Session, deck: str, card_id: str) -> Session:
     """Put back a card that could not be delivered; the next draw from its deck gives it.
 
@@ -285,6 +295,13 @@ def undraw(session: Session, deck: str, card_id: str) -> Session:
     if card_id in drawn:
         session.drawn = {**session.drawn, deck: [i for i in drawn if i != card_id]}
         session.last_card = card_id
+    return session
+
+
+def owe(session: Session, card_id: str) -> Session:
+    """A card chosen but certainly not delivered (and not recorded as drawn): the next
+    draw from its deck deals it, since ``last_card`` names a card not drawn yet."""
+    session.last_card = card_id
     return session
 
 

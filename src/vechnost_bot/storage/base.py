@@ -15,9 +15,9 @@ import abc
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, Literal
+from typing import Any, Generic, Literal
 
 from vechnost_bot.errors import VersionConflictError
 from vechnost_bot.storage.records import (
@@ -32,7 +32,7 @@ from vechnost_bot.storage.records import (
     tombstone,
 )
 
-__all__ = ["Cas", "R", "Storage", "StorageMode"]
+__all__ = ["Cas", "Change", "R", "Storage", "StorageMode"]
 
 StorageMode = Literal["redis", "memory"]
 
@@ -55,6 +55,19 @@ class Cas(Generic[R]):
     found: int
 
 
+@dataclass(frozen=True, slots=True)
+class Change(Generic[R]):
+    """One record's update for :meth:`Storage.update_records`: ``mutate`` is applied to
+    the current record (``create()`` when there is none) and may be applied again, to
+    what the store holds, after a lost compare-and-set. It changes the record in place
+    (returning None) or returns the new one."""
+
+    model: type[R]
+    key: str
+    create: Callable[[], R]
+    mutate: Callable[[R], R | None]
+
+
 class Storage(abc.ABC):
     """Async storage for mergeable records, counters, rate limits and a byte cache."""
 
@@ -74,6 +87,12 @@ class Storage(abc.ABC):
         """A recently seen state of the record (a copy, maybe stale), to skip a read."""
         del model, key
         return None
+
+    async def _cas_many(self, writes: Sequence[tuple[Record, int]]) -> list[Cas[Any]]:
+        """:meth:`_cas` for several distinct records, each on its own (one may lose while
+        the others land); results in order. A backend that can do them in one round trip
+        overrides this."""
+        return [await self._cas(record, expected) for record, expected in writes]
 
     # -- counters, limits, cache ---------------------------------------------------------
     @abc.abstractmethod
@@ -152,36 +171,68 @@ class Storage(abc.ABC):
             guess = result.found
             attempt = await _after_conflict(attempt, deadline, record, guess)
 
-    async def _update(
+    async def update_record(
         self,
         model: type[R],
         key: str,
         create: Callable[[], R],
         mutate: Callable[[R], R | None],
     ) -> R:
-        """Apply ``mutate`` to the current record and compare-and-set it; after a conflict
-        apply it again to what the store holds now (the store hands it back)."""
-        base = self._hint(model, key)
-        if base is None:
-            base = await self._observed(model, key)
+        """Apply ``mutate`` to the current record (``create()`` when absent) and store it;
+        after a lost compare-and-set apply it again to what the store holds now (the
+        store hands it back). Returns the stored copy.
+
+        Usually one round trip: the base is the state this process saw last.
+        """
+        (stored,) = await self.update_records([Change(model, key, create, mutate)])
+        return stored  # type: ignore[return-value]  # the Change's own model
+
+    async def update_records(self, changes: Sequence[Change[Any]]) -> list[Record]:
+        """:meth:`update_record` for several distinct records at once: their
+        compare-and-sets go together (one round trip where the backend can), and only the
+        ones that lost are re-applied and sent again. Returns the stored copies, in order.
+        """
+        bases: list[Record | None] = [self._hint(c.model, c.key) for c in changes]
+        unknown = [i for i, base in enumerate(bases) if base is None]
+        if unknown:
+            loaded = await asyncio.gather(
+                *(self._observed(changes[i].model, changes[i].key) for i in unknown)
+            )
+            for i, state in zip(unknown, loaded, strict=True):
+                bases[i] = state
+        stored: list[Record | None] = [None] * len(changes)
+        pending = list(range(len(changes)))
         deadline = time.monotonic() + CONFLICT_BUDGET
         attempt = 0
         while True:
-            if base is None:
-                current, expected = create(), 0
-            elif is_live(base):
-                current, expected = base, base.version
-            else:  # a tombstone: start from nothing, dated after the delete
-                current, expected = base, 0
-                current.__dict__["version"] = 0
-            changed = mutate(current)
-            record = stamp(current if changed is None else changed, self.clock)
-            result = await self._cas_observed(record, expected)
-            if result.ok:
-                assert result.record is not None
-                return result.record
-            base = result.record
-            attempt = await _after_conflict(attempt, deadline, record, result.found)
+            writes = [_applied(changes[i], bases[i], self.clock) for i in pending]
+            results = await self._cas_many(writes)
+            lost: list[int] = []
+            for i, result in zip(pending, results, strict=True):
+                if result.ok:
+                    stored[i] = result.record
+                else:
+                    if result.record is not None:
+                        self.clock.observe(max(result.record.stamp, result.record.deleted))
+                    bases[i] = result.record
+                    lost.append(i)
+            if not lost:
+                return [record for record in stored if record is not None]
+            record, _ = writes[pending.index(lost[0])]
+            found = results[pending.index(lost[0])].found
+            pending = lost
+            attempt = await _after_conflict(attempt, deadline, record, found)
+
+    async def recent_record(self, model: type[R], key: str) -> R | None:
+        """The record as this process saw it last (no round trip), else as stored.
+
+        Current only where this process is the record's sole writer; elsewhere use it
+        only where a stale state is harmless or corrected by the write that follows.
+        """
+        hint = self._hint(model, key)
+        if hint is None:
+            return await self.get_record(model, key)
+        return hint if is_live(hint) else None
 
     async def _observed(self, model: type[R], key: str) -> R | None:
         state = await self._load(model, key)
@@ -216,7 +267,9 @@ class Storage(abc.ABC):
         Usually one round trip: the base is the state this process saw last, and a lost
         compare-and-set hands back the current one.
         """
-        return await self._update(Session, str(chat_id), lambda: Session(chat_id=chat_id), mutate)
+        return await self.update_record(
+            Session, str(chat_id), lambda: Session(chat_id=chat_id), mutate
+        )
 
     async def get_user_stats(self, user_id: int) -> UserStats | None:
         """A player's stats, or None."""
@@ -227,9 +280,23 @@ class Storage(abc.ABC):
     ) -> UserStats:
         """Like :meth:`update_session`: written without a read when this process saw the
         player last (the usual case), counted exactly once in any case."""
-        return await self._update(
+        return await self.update_record(
             UserStats, str(user_id), lambda: UserStats(user_id=user_id), mutate
         )
+
+
+def _applied(change: Change[Any], base: Record | None, clock: HLC) -> tuple[Record, int]:
+    """``change`` applied to ``base`` (the stored state, None when absent), stamped, with
+    the live version the compare-and-set expects."""
+    if base is None:
+        current, expected = change.create(), 0
+    elif is_live(base):
+        current, expected = base, base.version
+    else:  # a tombstone: start from nothing, dated after the delete
+        current, expected = base, 0
+        current.__dict__["version"] = 0
+    changed = change.mutate(current)
+    return stamp(current if changed is None else changed, clock), expected
 
 
 async def _after_conflict(attempt: int, deadline: float, record: Record, found: int) -> int:

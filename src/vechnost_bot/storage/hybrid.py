@@ -20,7 +20,7 @@ import contextlib
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
@@ -46,7 +46,7 @@ from vechnost_bot.storage.legacy_journal import import_legacy_journal
 from vechnost_bot.storage.local import LocalStore
 from vechnost_bot.storage.memory import InMemoryStorage
 from vechnost_bot.storage.reconcile import reconcile
-from vechnost_bot.storage.records import HLC, SCHEMA_VERSION, is_live
+from vechnost_bot.storage.records import HLC, SCHEMA_VERSION, Record, is_live
 from vechnost_bot.storage.redis import RedisStorage, connect_redis
 
 __all__ = ["HybridStorage"]
@@ -398,6 +398,34 @@ class HybridStorage(Storage):
             return await self._local_cas(record, expected)
         finally:
             _LATENCY_PUT.observe(time.perf_counter() - started)
+
+    async def _cas_many(self, writes: Sequence[tuple[Record, int]]) -> list[Cas[Any]]:
+        started = time.perf_counter()
+        try:
+            redis = await self._route()
+            if redis is not None:
+                try:
+                    call, stored = redis.cas_many_call(writes)
+                    reply = await call.run(redis.client)
+                    results = await redis.cas_many_result(writes, stored, reply)
+                except _TROUBLE as error:
+                    self._failover(error)
+                else:
+                    for i, (copy, result) in enumerate(zip(stored, results, strict=True)):
+                        self._remember_cas(copy, call.args[2 * i + 1], reply[3 * i :], result)
+                    return results
+            return [await self._local_cas(record, expected) for record, expected in writes]
+        finally:
+            _LATENCY_PUT.observe(time.perf_counter() - started)
+
+    def _remember_cas(self, stored: Record, body: bytes, reply: Any, result: Cas[Any]) -> None:
+        """Keep what one compare-and-set showed of Redis: the value it wrote, or the
+        current one it handed back."""
+        if result.ok:
+            raw = b"%s:%d:%r:%s" % (_SCHEMA, result.found, stored.updated_at, body)
+            self._local.remember(stored.KIND, stored.key, raw, result.found)
+        elif result.record is not None and reply[2]:
+            self._local.remember(stored.KIND, stored.key, bytes(reply[2]), result.record.version)
 
     async def _local_cas(self, record: R, expected: int) -> Cas[R]:
         model = type(record)

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable
 from typing import Annotated, Any, ClassVar, Final, Literal, Self, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.fields import FieldInfo
 
 __all__ = [
     "HLC",
@@ -570,13 +571,22 @@ def _state(record: Record, name: str, policy: Policy) -> Any:
     return getattr(record, name) if policy.INLINE else record.meta.get(name)
 
 
+def _default(field: FieldInfo) -> Any:
+    """A field's default: a fresh one from its factory (pydantic's ``get_default`` would
+    inspect the factory's signature on every call)."""
+    factory = field.default_factory
+    if factory is None:
+        return field.default
+    return factory()  # type: ignore[call-arg]  # our factories take no argument
+
+
 def _materialize(model: type[R], fields: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
     for name, policy in model.POLICIES.items():
         if not policy.INLINE:
             state = meta.get(name)
             if state is None:
                 meta.pop(name, None)
-                fields[name] = model.model_fields[name].get_default(call_default_factory=True)
+                fields[name] = _default(model.model_fields[name])
             else:
                 fields[name] = policy.value(state)
     return fields

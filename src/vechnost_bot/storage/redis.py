@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any, Final, NamedTuple, cast
 
 import redis.asyncio as aioredis
@@ -28,6 +29,7 @@ from vechnost_bot.storage.base import Cas, R, Storage
 from vechnost_bot.storage.records import (
     HLC,
     SCHEMA_VERSION,
+    Record,
     dump_body,
     load_value,
     shallow_copy,
@@ -76,6 +78,44 @@ end
 return {1, v}
 """
 )
+
+# The write of several records in one round trip: KEYS[i] with ARGV[2i-1], ARGV[2i] as
+# in _LUA_PUT. Each record is compared and set on its own; one MGET and one MSET (a
+# tombstone: SET PX) for all. Per key: {1, version, ''} written, {0, found, stored or ''}.
+_LUA_PUT_MANY = """
+local values = redis.call('MGET', unpack(KEYS))
+local out, sets = {}, {}
+for i, key in ipairs(KEYS) do
+  local cur, sv, live = values[i], 0, false
+  if cur then
+    local s, v, pos = string.match(cur, '^([^:]*):([^:]*):[^:]*:()')
+    if s == SCHEMA and tonumber(v) then
+      sv = tonumber(v)
+      live = pos <= #cur and string.sub(cur, pos, pos) ~= '~'
+    else
+      cur = false
+    end
+  end
+  local e, rv, now, ttl = string.match(ARGV[2 * i - 1], '^(-?%d+):(%d+):([^:]+):(%d+)$')
+  e, ttl = tonumber(e), tonumber(ttl)
+  local found = 0
+  if live then found = sv end
+  if e >= 0 and found ~= e then
+    out[#out + 1], out[#out + 2], out[#out + 3] = 0, found, cur or ''
+  else
+    local v = math.max(sv, tonumber(rv)) + 1
+    local value = SCHEMA .. ':' .. v .. ':' .. now .. ':' .. ARGV[2 * i]
+    if ttl > 0 then
+      redis.call('SET', key, value, 'PX', ttl)
+    else
+      sets[#sets + 1], sets[#sets + 2] = key, value
+    end
+    out[#out + 1], out[#out + 2], out[#out + 3] = 1, v, ''
+  end
+end
+if #sets > 0 then redis.call('MSET', unpack(sets)) end
+return out
+"""
 
 # KEYS[1]; ARGV: the unusable value, its replacement (a tombstone), ttl ms
 _LUA_DISCARD_IF_SAME = """
@@ -154,7 +194,8 @@ _PUT = _Script(_with_schema(_LUA_PUT))
 _DISCARD_IF_SAME = _Script(_LUA_DISCARD_IF_SAME)
 _RATE = _Script(_LUA_RATE)
 _INCR_ONCE = _Script(_LUA_INCR_ONCE)
-_ALL_SCRIPTS = (_PUT, _DISCARD_IF_SAME, _RATE, _INCR_ONCE)
+_PUT_MANY = _Script(_with_schema(_LUA_PUT_MANY))
+_ALL_SCRIPTS = (_PUT, _PUT_MANY, _DISCARD_IF_SAME, _RATE, _INCR_ONCE)
 
 
 class ScriptCall(NamedTuple):
@@ -291,6 +332,28 @@ class RedisStorage(Storage):
         current = reply[2] if len(reply) > 2 else None
         state = None if not current else await self._decode(type(record), record.key, current)
         return Cas(ok=False, record=state, found=int(reply[1]))
+
+    async def _cas_many(self, writes: Sequence[tuple[Record, int]]) -> list[Cas[Any]]:
+        call, stored = self.cas_many_call(writes)
+        return await self.cas_many_result(writes, stored, await call.run(self.client))
+
+    def cas_many_call(
+        self, writes: Sequence[tuple[Record, int]]
+    ) -> tuple[ScriptCall, list[Record]]:
+        """:meth:`cas_call` for several distinct records, as one script call."""
+        calls = [self.cas_call(record, expected) for record, expected in writes]
+        keys = tuple(key for call, _ in calls for key in call.keys)
+        args = tuple(arg for call, _ in calls for arg in call.args)
+        return ScriptCall(_PUT_MANY, keys, args), [stored for _, stored in calls]
+
+    async def cas_many_result(
+        self, writes: Sequence[tuple[Record, int]], stored: list[Record], reply: Any
+    ) -> list[Cas[Any]]:
+        """The :class:`Cas` of each record for one reply of :meth:`cas_many_call`."""
+        return [
+            await self.cas_result(record, copy, reply[3 * i : 3 * i + 3])
+            for i, ((record, _), copy) in enumerate(zip(writes, stored, strict=True))
+        ]
 
     async def load_scripts(self) -> None:
         """SCRIPT LOAD every script (a restarted server has none)."""
