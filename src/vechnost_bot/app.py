@@ -362,6 +362,8 @@ class VechnostApp:
             # In webhook mode, processing an update again (a redelivery) draws the same
             # card; outside an update scope it is an ordinary random.Random.
             rng=UpdateRandom(),
+            # Replicas share the records: every read an answer is made from goes to Redis.
+            sole_writer=not webhook_mode,
         )
         self.application = build_application(
             token,

@@ -20,16 +20,13 @@ What still falls back per replica (inherited from :class:`HybridStorage`):
   restarts. The update-id gate is not among them: :class:`RedisGate` is Redis only, and
   the webhook answers 503 rather than guess (see ``bot/webhook.py``).
 
-A redelivered update must not deal a second card. The update-id gate covers a replica
-that dies after it marked the update done; for one that dies after its record write
-but before that, every record write made while processing an update (inside
-:func:`update_scope`) is preceded, in the same pipelined round trip, by a *memo*:
-``<prefix>:memo:<update id>:<n>`` (kept 1 h) holds the state the n-th write of that
-update started from and its version. When the update is processed again, a record that
-moved past that version got the write: the change is applied to the remembered state
-instead (with :class:`UpdateRandom`, the game's random source seeded per update and
-write, it draws the same card) and nothing is written twice. A record still at that
-version never got it, and the write is made as usual.
+A redelivered update should not deal a second card. The update-id gate covers a
+replica that dies after it marked the update done. For one that dies after sending the
+card but before its write (the game sends first and writes after), the game's random
+source is :class:`UpdateRandom`, seeded per update (the same on every replica): the
+redelivery reads the same session and deals the same card again, a re-send. What is
+not covered: a replica that dies after its write but before its answer; the
+redelivery then deals the next card (an extra draw, never a repeat).
 """
 
 from __future__ import annotations
@@ -40,12 +37,12 @@ import contextvars
 import hashlib
 import random
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
 import structlog
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from vechnost_bot.bot.webhook import UpdateDeferredError
 from vechnost_bot.log import redact
@@ -53,8 +50,8 @@ from vechnost_bot.metrics import UPDATES_DEFERRED
 from vechnost_bot.service import backoff
 from vechnost_bot.storage.base import Cas, R
 from vechnost_bot.storage.hybrid import HybridStorage
-from vechnost_bot.storage.records import dump_body, dump_value, is_live, load_value
-from vechnost_bot.storage.redis import RedisStorage, ScriptCall
+from vechnost_bot.storage.records import Record, dump_body
+from vechnost_bot.storage.redis import RedisStorage
 
 __all__ = [
     "FailClosedStorage",
@@ -79,15 +76,12 @@ class UpdateScope:
 
     update_id: int
     deferred: UpdateDeferredError | None = None
-    writes: int = 0
-    replaying: bool | None = None  # None: not known yet (no write so far)
-    pending_memo: tuple[str, bytes] | None = None  # the memo of the write about to run
     seed: bytes = b""
     rng: random.Random = field(default_factory=random.Random)
 
-    def reseed(self, write: int) -> None:
-        """Start the update's random draws afresh for its ``write``-th record write."""
-        digest = hashlib.sha256(b"%s:%d:%d" % (self.seed, self.update_id, write)).digest()
+    def reseed(self) -> None:
+        """Start the update's random draws from its own seed (the same on every replica)."""
+        digest = hashlib.sha256(b"%s:%d" % (self.seed, self.update_id)).digest()
         self.rng.seed(int.from_bytes(digest[:16], "big"))
 
 
@@ -103,11 +97,11 @@ def current_scope() -> UpdateScope | None:
 
 @contextlib.contextmanager
 def update_scope(update_id: int, *, seed: bytes = b"") -> Iterator[UpdateScope]:
-    """Process one update inside this: its record writes leave memos, its random draws
-    are reproducible (``seed`` must be the same on every replica), and a deferral is
-    remembered in the scope (see :attr:`UpdateScope.deferred`)."""
+    """Process one update inside this: its random draws are reproducible (``seed`` must
+    be the same on every replica), and a deferral is remembered in the scope (see
+    :attr:`UpdateScope.deferred`)."""
     scope = UpdateScope(update_id, seed=seed)
-    scope.reseed(0)
+    scope.reseed()
     token = _SCOPE.set(scope)
     try:
         yield scope
@@ -127,12 +121,6 @@ class UpdateRandom(random.Random):
     def getrandbits(self, k: int, /) -> int:
         scope = _SCOPE.get()
         return scope.rng.getrandbits(k) if scope is not None else super().getrandbits(k)
-
-
-@dataclass(frozen=True, slots=True)
-class _Memo:
-    base: bytes | None  # the stored value the write started from (None: absent)
-    expected: int  # its version: a record still at it never got the write
 
 
 class FailClosedStorage(HybridStorage):
@@ -157,7 +145,6 @@ class FailClosedStorage(HybridStorage):
         self._hint_size = max(1, hint_size)
         self.updates_deferred = 0
         self.record_retries = 0
-        self.replayed_writes = 0
         self.gate = RedisGate(self)
         """The webhook's update-id gate (Redis only, same budget)."""
 
@@ -169,7 +156,6 @@ class FailClosedStorage(HybridStorage):
             "records": "fail-closed",
             "updates_deferred": self.updates_deferred,
             "record_retries": self.record_retries,
-            "replayed_writes": self.replayed_writes,
         }
 
     # -- the one retry loop ------------------------------------------------------------
@@ -195,10 +181,11 @@ class FailClosedStorage(HybridStorage):
                         await redis.reset_connections()
             attempt += 1
             self.record_retries += 1
-            delay = backoff(attempt, base=0.05, cap=0.5, jitter=0.5)
-            if loop.time() + delay >= deadline:
+            left = deadline - loop.time()
+            if left <= 0:
                 raise self._deferral(op, last, scope)
-            await asyncio.sleep(delay)
+            # The last pause ends at the deadline: one more try uses the whole budget.
+            await asyncio.sleep(min(left, backoff(attempt, base=0.05, cap=0.5, jitter=0.5)))
 
     def _deferral(self, op: str, reason: str, scope: UpdateScope | None) -> UpdateDeferredError:
         error = UpdateDeferredError(reason, retry_after=self._retry_after)
@@ -225,17 +212,11 @@ class FailClosedStorage(HybridStorage):
         body = dump_body(record)
         uncertain = False
 
-        scope = _SCOPE.get()
-        memo = None if scope is None else scope.pending_memo
-
         async def attempt(redis: RedisStorage) -> Cas[R]:
             nonlocal uncertain
             call, stored = redis.cas_call(record, expected)
             try:
-                if memo is None:
-                    reply = await call.run(redis.client)
-                else:
-                    reply = await _run_with_memo(redis, call, memo)
+                reply = await call.run(redis.client)
             except _TROUBLE:
                 # The write may have been applied before the connection broke.
                 uncertain = True
@@ -270,103 +251,9 @@ class FailClosedStorage(HybridStorage):
         if len(hints) > self._hint_size:
             hints.popitem(last=False)
 
-    # -- one write per update, even when the update is processed again ----------------
-    async def _update(
-        self,
-        model: type[R],
-        key: str,
-        create: Callable[[], R],
-        mutate: Callable[[R], R | None],
-    ) -> R:
-        scope = _SCOPE.get()
-        if scope is None:
-            return await super()._update(model, key, create, mutate)
-        scope.writes += 1
-        write = scope.writes
-        memo_key = f"{scope.update_id}:{write}"
-
-        def seeded(current: R) -> R | None:
-            scope.reseed(write)  # every try of this write draws the same
-            return mutate(current)
-
-        # The first write's memo says whether this update ran before: one GET per update.
-        memo = await self._memo(memo_key) if scope.replaying is not False else None
-        scope.replaying = memo is not None
-        if memo is not None:
-            replayed = await self._replay(model, key, create, seeded, memo)
-            if replayed is not None:
-                return replayed
-
-        def recording(current: R) -> R | None:
-            # This try's memo goes out in the same round trip as its write, just before.
-            base = _raw(current)
-            expected = current.version if is_live(current) and base is not None else 0
-            scope.pending_memo = (memo_key, b"%d|%s" % (expected, base or b""))
-            return seeded(current)
-
-        try:
-            return await super()._update(model, key, create, recording)
-        finally:
-            scope.pending_memo = None
-
-    async def _memo(self, memo_key: str) -> _Memo | None:
-        raw: bytes | None = await self._fail_closed(
-            "memo_get", lambda redis: _get(redis, redis.record_key("memo", memo_key))
-        )
-        if not raw:
-            return None
-        try:
-            expected, _, base = raw.partition(b"|")
-            return _Memo(base or None, int(expected))
-        except ValueError:
-            return None
-
-    async def _replay(
-        self,
-        model: type[R],
-        key: str,
-        create: Callable[[], R],
-        mutate: Callable[[R], R | None],
-        memo: _Memo,
-    ) -> R | None:
-        """The write this update made before (``memo``), done again without writing: the
-        change is applied to the state it started from (so the caller learns the same
-        outcome), and the stored record, which holds it, is returned. None when that
-        write never landed (the record is still at the version it started from)."""
-        current = await self._load(model, key)
-        if current is None or current.version <= memo.expected:
-            return None
-        base = create() if memo.base is None else load_value(model, key, memo.base)
-        if memo.base is not None and not is_live(base):
-            base = create()
-        mutate(base)
-        self.replayed_writes += 1
-        log.info("storage_write_replayed", kind=model.KIND, key=key, version=current.version)
-        return current if is_live(current) else None
-
-
-async def _get(redis: RedisStorage, key: str) -> bytes | None:
-    return cast("bytes | None", await redis.client.get(key))
-
-
-async def _run_with_memo(redis: RedisStorage, call: ScriptCall, memo: tuple[str, bytes]) -> Any:
-    """SET the memo, then the compare-and-set, pipelined: one round trip, in that order."""
-    memo_key, value = memo
-    async with redis.client.pipeline(transaction=False) as pipe:
-        pipe.set(redis.record_key("memo", memo_key), value, px=int(_MEMO_TTL * 1000))
-        pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-        try:
-            return (await pipe.execute())[1]
-        except NoScriptError:
-            # A restarted server forgot the script (the memo is set already): load it.
-            return await call.run(redis.client)
-
-
-def _raw(record: Any) -> bytes | None:
-    """The stored form of the record a write starts from (None for a new one)."""
-    if record is None or record.version == 0:
-        return None
-    return dump_value(record)
+    async def _cas_many(self, writes: Sequence[tuple[Record, int]]) -> list[Cas[Any]]:
+        """Several records' compare-and-sets, each fail-closed (never the local store)."""
+        return [await self._cas(record, expected) for record, expected in writes]
 
 
 class RedisGate:
