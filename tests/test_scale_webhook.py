@@ -218,6 +218,32 @@ async def test_concurrent_copies_are_processed_once(gate_redis: RedisStorage) ->
     assert [x.status for x in b.attempts_for(5)] == [503, 200]
 
 
+async def test_a_short_lease_is_renewed_while_the_update_runs(
+    gate_redis: RedisStorage,
+) -> None:
+    """With ``lease=0.3`` a replica that dies frees its update within 0.3 s, yet one that
+    is still working keeps it: the lease is renewed while processing runs (1 s here), so
+    a copy on the other server is told to come back (503) and the update is processed
+    once."""
+    processor = Processor()
+    processor.sleep[6] = 1.0
+    one = await started(processor, gate=gate_redis, lease=0.3)
+    two = await started(processor, gate=gate_redis, lease=0.3)
+    try:
+        async with WebhookPusher([one.url], SECRET) as a, WebhookPusher([two.url], SECRET) as b:
+            a.push({**message(4), "update_id": 6})
+            await processor.started.wait()
+            await asyncio.sleep(0.5)  # past the first lease: only its renewal holds it
+            b.push({**message(4), "update_id": 6})
+            await asyncio.gather(a.wait_idle(), b.wait_idle())
+    finally:
+        await one.stop()
+        await two.stop()
+    assert processor.done == [6]
+    assert processor.max_active_per_chat == 1
+    assert b.attempts_for(6)[0].status == 503
+
+
 async def test_gate_down_fails_closed_but_liveness_stays(redis_server: RedisServer) -> None:
     """With the gate's Redis killed, updates get 503 (nothing processed unguarded) while
     /healthz and /readyz still answer 200."""

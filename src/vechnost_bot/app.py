@@ -6,6 +6,16 @@ initialize → start → polling), and then, in the background, the Redis lifecy
 the storage follows back to Redis when it is ready: start-up never waits on Redis.
 SIGTERM or Ctrl-C sets an event; the pieces then stop in reverse order, each within its
 own time limit.
+
+``BOT_MODE=webhook`` (docs/scaling.md): the Application has no updater; the webhook
+server (``bot/webhook.py``) hands each pushed update to the Application through the
+per-chat processor and answers only once it was processed. The storage fails closed
+(``storage/failclosed.py``): an update the storage cannot serve within its budget is
+answered 503 with Retry-After, and Telegram redelivers it. ``setWebhook`` runs only
+when what Telegram reports, and the digest of the secret kept in Redis, differ from the
+settings; the webhook is never deleted on stop (that would cut off every replica).
+On SIGTERM the webhook server stops being ready, finishes the updates in flight, and
+only then do the bot and the storage stop.
 """
 
 from __future__ import annotations
@@ -14,6 +24,8 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
+import hmac
 import os
 import random
 import re
@@ -25,15 +37,17 @@ from typing import Any, Final
 
 import structlog
 from telegram.error import InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
-from telegram.ext import Application, ApplicationBuilder
+from telegram.ext import Application, ApplicationBuilder, ApplicationHandlerStop
 from telegram.request import HTTPXRequest
 
 from vechnost_bot import __version__
 from vechnost_bot.bot.cards import CardSender
 from vechnost_bot.bot.delivery import AiohttpRequest, SendGuard
 from vechnost_bot.bot.handlers import GameBot, set_commands
-from vechnost_bot.bot.polling import ALLOWED_UPDATES, TolerantBot
+from vechnost_bot.bot.polling import ALLOWED_UPDATES, TolerantBot, parse_updates
 from vechnost_bot.bot.processor import ChatOrderedProcessor
+from vechnost_bot.bot.ratelimit import SharedLimit
+from vechnost_bot.bot.webhook import UpdateDeferredError, WebhookServer
 from vechnost_bot.config import Settings
 from vechnost_bot.errors import ConfigError, TelegramTokenError
 from vechnost_bot.game.content import Library, load_library
@@ -41,6 +55,13 @@ from vechnost_bot.ops.health import HealthServer
 from vechnost_bot.ops.snapshot import OverallStatus, RedisSnapshot, Snapshot, TelegramSnapshot
 from vechnost_bot.redis.autostart import RedisAutoStartManager
 from vechnost_bot.redis.probe import refuse_cluster
+from vechnost_bot.service import backoff
+from vechnost_bot.storage.failclosed import (
+    FailClosedStorage,
+    UpdateRandom,
+    current_scope,
+    update_scope,
+)
 from vechnost_bot.storage.hybrid import HybridStorage
 from vechnost_bot.storage.redis import connect_redis
 
@@ -56,6 +77,7 @@ _RETRY_FIRST: Final = 1.0
 _RETRY_MAX: Final = 30.0
 # Seconds each step may take when stopping, in stop order.
 _STOP_TIMEOUTS: Final = {
+    "webhook": 30.0,
     "health": 5.0,
     "polling": 15.0,
     "bot": 10.0,
@@ -63,6 +85,16 @@ _STOP_TIMEOUTS: Final = {
     "storage": 10.0,
     "redis": 20.0,
 }
+# Where the digest of the webhook's settings (secret included) is kept in Redis: the
+# secret cannot be read back from getWebhookInfo.
+_WEBHOOK_DIGEST_KEY: Final = "webhook:settings"
+_WEBHOOK_DIGEST_TTL: Final = 30 * 24 * 3600.0
+# How long the webhook registration waits for Redis (to read that digest) before it
+# calls setWebhook anyway: unknown means set.
+_WEBHOOK_REDIS_WAIT: Final = 10.0
+# The update-id lease, renewed while an update runs: a replica that dies (SIGKILL, OOM)
+# holds its chats' updates this long at most before another replica takes them.
+_WEBHOOK_LEASE: Final = 3.0
 
 
 def check_token(token: str | None) -> str:
@@ -94,12 +126,15 @@ def build_application(
     read_timeout: float = 15.0,
     send_retries: int = 3,
     pacing: bool = True,
+    webhook: bool = False,
 ) -> AnyApplication:
     """A python-telegram-bot Application with the game's handlers, pointed at ``base_url``.
 
     Updates of one chat run in order, chats concurrently (:class:`ChatOrderedProcessor`);
     getUpdates survives updates it cannot parse (:class:`TolerantBot`); every call goes
     through :class:`SendGuard` (429 honoured per chat, Telegram's limits kept).
+    ``webhook``: no updater (updates come from the webhook server), and a deferred update
+    (:class:`UpdateDeferredError`) stops its handlers without the game's apology.
     """
     bot = TolerantBot(
         token,
@@ -116,14 +151,29 @@ def build_application(
         ),
         rate_limiter=SendGuard(max_retries=send_retries, pacing=pacing),
     )
-    application: AnyApplication = (
-        ApplicationBuilder()
-        .bot(bot)
-        .concurrent_updates(ChatOrderedProcessor(concurrent_updates))
-        .build()
+    builder = (
+        ApplicationBuilder().bot(bot).concurrent_updates(ChatOrderedProcessor(concurrent_updates))
     )
+    if webhook:
+        builder = builder.updater(None)
+    application: AnyApplication = builder.build()
+    if webhook:
+        # Before the game's own error handler, which would apologise to the player.
+        application.add_error_handler(_stop_on_deferral)
     game.install(application)
     return application
+
+
+async def _stop_on_deferral(update: object, context: Any) -> None:
+    """An update the storage could not serve: no further handler, no apology; the
+    webhook answers 503 and Telegram redelivers it."""
+    del update
+    error = context.error
+    if isinstance(error, UpdateDeferredError):
+        scope = current_scope()
+        if scope is not None and scope.deferred is None:
+            scope.deferred = error
+        raise ApplicationHandlerStop
 
 
 async def start_polling(
@@ -171,6 +221,8 @@ class VechnostApp:
         self.application: AnyApplication | None = None
         self.game: GameBot | None = None
         self.health: HealthServer | None = None
+        self.webhook: WebhookServer | None = None
+        self._webhook_registration: asyncio.Task[None] | None = None
         self._storage_started = False
         self._redis_start: asyncio.Task[None] | None = None
         self._bot_initialized = False
@@ -186,13 +238,22 @@ class VechnostApp:
         app = self.application
         return bool(app is not None and app.updater is not None and app.updater.running)
 
+    @property
+    def receiving(self) -> bool:
+        """True while updates come in: polling, or the webhook server ready."""
+        return self.polling or (self.webhook is not None and self.webhook.ready)
+
     def ready(self) -> bool:
-        """Ready for traffic: polling, and the storage started (Redis or memory)."""
-        return self.polling and self._storage_started
+        """Ready for traffic: receiving updates (polling, or the webhook started and not
+        draining), and the storage started. The storage's state is information only: in
+        webhook mode a shared Redis outage must not pull every replica out at once."""
+        return self.receiving and self._storage_started
 
     def _telegram(self) -> TelegramSnapshot:
         if self.polling:
             state = "polling"
+        elif self.webhook is not None and self.webhook.ready:
+            state = "webhook"
         elif self._stopped:
             state = "stopped"
         else:
@@ -211,7 +272,7 @@ class VechnostApp:
             self.lifecycle.status() if self.lifecycle is not None else {}
         )
         status: OverallStatus
-        if not self.polling:
+        if not self.receiving:
             status = "starting"
         elif (
             self.storage is not None
@@ -271,12 +332,26 @@ class VechnostApp:
         # starts Redis in the background, and the storage fails back when it answers. A
         # slow or hanging redis-server never delays the first answer.
         self.lifecycle = RedisAutoStartManager(settings)
-        self.storage = HybridStorage(
-            client_factory=connect_redis,
-            local_dir=settings.data_dir.local_store_dir,
-            legacy_journal=settings.data_dir.journal,
-            on_connection_lost=self.lifecycle.wake,
-        )
+        webhook_mode = settings.bot_mode == "webhook"
+        if webhook_mode:
+            # Replicas share one Redis: records fail closed instead of forking per replica.
+            self.storage = FailClosedStorage(
+                budget=settings.webhook_retry_budget,
+                client_factory=connect_redis,
+                local_dir=settings.data_dir.local_store_dir,
+                legacy_journal=settings.data_dir.journal,
+                on_connection_lost=self.lifecycle.wake,
+                # Counters and caches follow Redis back within a second or two.
+                probe_initial=0.2,
+                probe_max=2.0,
+            )
+        else:
+            self.storage = HybridStorage(
+                client_factory=connect_redis,
+                local_dir=settings.data_dir.local_store_dir,
+                legacy_journal=settings.data_dir.journal,
+                on_connection_lost=self.lifecycle.wake,
+            )
         await self.storage.start(None)
         self._storage_started = True
         self.lifecycle.subscribe(self.storage.on_redis_event)
@@ -288,6 +363,17 @@ class VechnostApp:
             rate_limit_updates=settings.rate_limit_updates,
             rate_limit_window=settings.rate_limit_window,
             pace_cards=settings.pace_cards,
+            # In webhook mode, processing an update again (a redelivery) draws the same
+            # card; outside an update scope it is an ordinary random.Random.
+            rng=UpdateRandom(),
+            # Replicas share the records: every read an answer is made from goes to Redis.
+            sole_writer=not webhook_mode,
+            # ... and the per-user window, counted in Redis by update id.
+            shared_limit=(
+                SharedLimit(self.storage, settings.rate_limit_updates, settings.rate_limit_window)
+                if webhook_mode
+                else None
+            ),
         )
         self.application = build_application(
             token,
@@ -296,21 +382,145 @@ class VechnostApp:
             base_file_url=settings.file_base_url,
             send_retries=settings.telegram_send_retries,
             pacing=settings.telegram_pacing,
+            webhook=webhook_mode,
         )
         await self._initialize_bot(self.application)
         await self.application.start()
         self._bot_started = True
-        await start_polling(self.application, error_callback=self._on_polling_error)
-        log.info("bot_polling", username=self.application.bot.username)
+        if webhook_mode:
+            await self._start_webhook(token)
+        else:
+            await start_polling(self.application, error_callback=self._on_polling_error)
+            log.info("bot_polling", username=self.application.bot.username)
         self._redis_start = asyncio.create_task(
             self._start_redis(self.lifecycle, self.storage), name="vechnost-redis-start"
         )
+        if webhook_mode:
+            self._webhook_registration = asyncio.create_task(
+                self._register_webhook(token), name="vechnost-webhook-registration"
+            )
         try:
             await set_commands(self.application)
         except TelegramError as error:
             log.warning("set_commands_failed", error=str(error))
 
         log.info("vechnost_started", version=__version__, health_port=self.health.port)
+
+    # -- webhook mode ------------------------------------------------------------------
+    async def _start_webhook(self, token: str) -> None:
+        """Serve the webhook (with /healthz, /readyz, /metrics) on WEBHOOK_HOST:PORT."""
+        settings = self.settings
+        storage = self.storage
+        assert isinstance(storage, FailClosedStorage)
+        secret = settings.webhook_secret_text
+        assert secret is not None  # Settings refuses webhook mode without one
+        # The same on every replica (derived from the token), so a redelivered update
+        # draws the same card wherever it lands; unknown to anyone without the token.
+        seed = hashlib.sha256(b"vechnost-update-draws:" + token.encode()).digest()
+
+        async def process(raw: dict[str, Any]) -> None:
+            await self._process_update(raw, seed)
+
+        self.webhook = WebhookServer(
+            host=settings.webhook_host,
+            port=settings.webhook_port,
+            path=settings.webhook_listen_path,
+            secret=secret,
+            process=process,
+            gate=storage.gate,
+            process_timeout=settings.webhook_process_timeout,
+            lease=_WEBHOOK_LEASE,
+            drain_timeout=_STOP_TIMEOUTS["webhook"] / 2,
+        )
+        try:
+            await self.webhook.start()
+        except OSError as error:
+            raise ConfigError(
+                f"WEBHOOK_PORT {settings.webhook_port} on {settings.webhook_host} cannot be "
+                f"bound ({error.strerror or error}); choose a free port",
+                variable="WEBHOOK_PORT",
+            ) from None
+        log.info(
+            "bot_webhook_serving",
+            username=self.application.bot.username if self.application else None,
+            port=self.webhook.port,
+            path=settings.webhook_listen_path,
+        )
+
+    async def _process_update(self, raw: dict[str, Any], seed: bytes) -> None:
+        """One pushed update, through the per-chat processor, within its update scope;
+        raises :class:`UpdateDeferredError` when the storage could not serve it."""
+        app = self.application
+        assert app is not None
+        parsed = parse_updates([raw], app.bot)
+        if not parsed:
+            return
+        update = parsed[0]
+        with update_scope(update.update_id, seed=seed) as scope:
+            await app.update_processor.process_update(update, app.process_update(update))
+        if scope.deferred is not None:
+            raise scope.deferred
+
+    def _webhook_digest(self, token: str) -> bytes:
+        """What the registered webhook must match: URL, secret, update types, connections."""
+        settings = self.settings
+        text = "\n".join(
+            [
+                settings.webhook_url or "",
+                settings.webhook_secret_text or "",
+                ",".join(sorted(ALLOWED_UPDATES)),
+                str(settings.webhook_max_connections),
+            ]
+        )
+        return hmac.new(token.encode(), text.encode(), hashlib.sha256).hexdigest().encode()
+
+    async def _register_webhook(self, token: str) -> None:
+        """setWebhook unless getWebhookInfo and the digest in Redis say it is set as
+        configured; retried with backoff until Telegram answers."""
+        app, storage, settings = self.application, self.storage, self.settings
+        assert app is not None
+        assert storage is not None
+        assert settings.webhook_url
+        for _ in range(int(_WEBHOOK_REDIS_WAIT / 0.1)):
+            if storage.mode == "redis":
+                break
+            await asyncio.sleep(0.1)
+        digest = self._webhook_digest(token)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                info = await app.bot.get_webhook_info()
+                known = await storage.cache_get(_WEBHOOK_DIGEST_KEY)
+                same = (
+                    info.url == settings.webhook_url
+                    and sorted(info.allowed_updates or ()) == sorted(ALLOWED_UPDATES)
+                    and info.max_connections == settings.webhook_max_connections
+                )
+                if same and known == digest:
+                    log.info("webhook_unchanged", url=settings.webhook_url)
+                    return
+                await app.bot.set_webhook(
+                    url=settings.webhook_url,
+                    secret_token=settings.webhook_secret_text,
+                    allowed_updates=list(ALLOWED_UPDATES),
+                    max_connections=settings.webhook_max_connections,
+                    drop_pending_updates=False,
+                )
+                await storage.cache_set(_WEBHOOK_DIGEST_KEY, digest, _WEBHOOK_DIGEST_TTL)
+            except TelegramError as error:
+                wait = backoff(attempt, base=1.0, cap=_RETRY_MAX)
+                log.warning("webhook_set_failed", error=str(error), retry_in=round(wait, 2))
+                self._telegram_error = f"{type(error).__name__}: {error}"
+                self._telegram_error_at = time.time()
+                await asyncio.sleep(wait)
+            else:
+                log.info(
+                    "webhook_set",
+                    url=settings.webhook_url,
+                    reason="getWebhookInfo differs" if not same else "secret not known to match",
+                )
+                return
 
     @staticmethod
     async def _start_redis(lifecycle: RedisAutoStartManager, storage: HybridStorage) -> None:
@@ -370,6 +580,14 @@ class VechnostApp:
             return
         self._stopped = True
         log.info("vechnost_stopping")
+        if self.webhook is not None:
+            # Not ready first, then the updates in flight finish (bounded); never
+            # deleteWebhook: the other replicas still serve it.
+            await _bounded("webhook", self.webhook.stop(), _STOP_TIMEOUTS["webhook"])
+        registering = self._webhook_registration
+        if registering is not None and not registering.done():
+            registering.cancel("vechnost stopping")
+            await asyncio.wait({registering}, timeout=1.0)
         if self.health is not None:
             await _bounded("health", self.health.stop(), _STOP_TIMEOUTS["health"])
         app = self.application

@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vechnost {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    sub.add_parser("run", help="run the bot (Redis lifecycle, storage, Telegram polling)")
+    sub.add_parser(
+        "run", help="run the bot (Redis lifecycle, storage, Telegram by polling or webhook)"
+    )
 
     status = sub.add_parser("status", help="show what a running deployment is doing")
     status.add_argument("--json", action="store_true", help="machine-readable output")

@@ -22,6 +22,7 @@ from vechnost_bot.errors import ConfigError
 from vechnost_bot.log import add_secret, redact
 
 __all__ = [
+    "BotMode",
     "LogFormat",
     "LogLevel",
     "RedisEndpoint",
@@ -35,12 +36,15 @@ __all__ = [
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["auto", "console", "json"]
+BotMode = Literal["polling", "webhook"]
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 # What redis-server accepts for maxmemory: a number with an optional unit (1gb, 512mb, 100k).
 _MEMORY_RE = re.compile(r"(?i)^\d+(?:[kmg]b?|b)?$")
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+# What Telegram's setWebhook accepts as secret_token.
+_WEBHOOK_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,10 +341,34 @@ class Settings(BaseSettings):
         self.redis_auto_start = False
         return self
 
+    # ==== webhook mode (BOT_MODE, WEBHOOK_*; docs/scaling.md) =========================
+    # polling: one process per token (Telegram answers 409 to a second getUpdates).
+    # webhook: Telegram pushes to WEBHOOK_URL; any number of replicas behind a balancer.
+    bot_mode: BotMode = "polling"
+    # The public https URL Telegram posts to (setWebhook's url); its path is served.
+    webhook_url: str | None = None
+    # setWebhook's secret_token, checked on every request (1-256 of A-Z a-z 0-9 _ -).
+    webhook_secret: SecretStr | None = Field(default=None, repr=False)
+    webhook_secret_file: Path | None = None
+    # Where the webhook server listens (a reverse proxy or the balancer forwards to it).
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = Field(default=8443, ge=0, le=65535)
+    # The path served, when a proxy rewrites it; default: WEBHOOK_URL's path.
+    webhook_path: str | None = None
+    # setWebhook's max_connections: updates in flight at once over every replica.
+    webhook_max_connections: int = Field(default=40, ge=1, le=100)
+    # Seconds a record read or write retries Redis before the update is answered 503
+    # (Retry-After) for Telegram to redeliver; Sentinel failovers take 1.4-2.4 s.
+    webhook_retry_budget: float = Field(default=3.0, gt=0, le=30)
+    # The longest one update may take before it is answered 503 and redelivered.
+    webhook_process_timeout: float = Field(default=10.0, gt=0, le=60)
+    # ==== end of webhook mode ========================================================
+
     @field_validator(
         "telegram_bot_token_file",
         "redis_password_file",
         "redis_sentinel_password_file",
+        "webhook_secret_file",
         mode="before",
     )
     @classmethod
@@ -365,7 +393,66 @@ class Settings(BaseSettings):
         password = _secret_text(self.redis_password)
         if password:
             self.redis_url = _with_password(self.redis_url, password)
+        if self.webhook_secret_file is not None and not _secret_text(self.webhook_secret):
+            self.webhook_secret = SecretStr(_read_secret(self.webhook_secret_file))
+        add_secret(self.webhook_secret_text)
         return self
+
+    @model_validator(mode="after")
+    def _check_webhook(self) -> Settings:
+        """Webhook mode needs where Telegram posts and the secret it sends."""
+        if self.bot_mode != "webhook":
+            return self
+        if not self.webhook_url:
+            raise ValueError(
+                "WEBHOOK_URL: is required when BOT_MODE=webhook: the public https URL that "
+                "Telegram posts updates to, e.g. https://bot.example.com/telegram/webhook"
+            )
+        if not self.webhook_secret_text:
+            raise ValueError(
+                "WEBHOOK_SECRET: is required (or WEBHOOK_SECRET_FILE) when BOT_MODE=webhook: "
+                "1-256 characters of A-Z, a-z, 0-9, _ and -, e.g. from "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        if not _WEBHOOK_SECRET_RE.fullmatch(self.webhook_secret_text):
+            raise ValueError(
+                "WEBHOOK_SECRET: must be 1-256 characters of A-Z, a-z, 0-9, _ and - "
+                "(what Telegram's setWebhook accepts)"
+            )
+        return self
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError(
+                "must be an https:// URL with a host (http:// only for a local Bot API server)"
+            )
+        return value.strip()
+
+    @field_validator("webhook_path")
+    @classmethod
+    def _check_webhook_path(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith("/"):
+            raise ValueError("must start with /, e.g. /telegram/webhook")
+        return value
+
+    @property
+    def webhook_secret_text(self) -> str | None:
+        """The webhook secret in clear (WEBHOOK_SECRET or its file), or None."""
+        return _secret_text(self.webhook_secret) or None
+
+    @property
+    def webhook_listen_path(self) -> str:
+        """The path the webhook server serves: WEBHOOK_PATH, else WEBHOOK_URL's path."""
+        if self.webhook_path:
+            return self.webhook_path
+        return urlsplit(self.webhook_url or "").path or "/"
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -472,11 +559,11 @@ def _with_password(url: str, password: str) -> str:
 
 def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
-    if not first["loc"]:  # a rule across settings: its message names the variables
-        return str(first["msg"]).removeprefix("Value error, ")
+    message = first["msg"].removeprefix("Value error, ")
+    if not first["loc"]:
+        return message  # a check across settings: its message names them
     field = str(first["loc"][0])
     variable = field.upper()
-    message = first["msg"].removeprefix("Value error, ")
     value = first.get("input")
     shown = "" if "token" in field or value is None else f" (got {redact(str(value))[:80]!r})"
     return f"{variable}: {message}{shown}"

@@ -26,6 +26,7 @@ __all__ = [
     "STORAGE_FAILOVERS",
     "STORAGE_LATENCY",
     "STORAGE_MODE",
+    "UPDATES_DEFERRED",
     "UPDATES_HANDLED",
     "UPDATES_RATE_LIMITED",
     "UPDATES_SHED",
@@ -122,5 +123,10 @@ UPDATES_SKIPPED = Counter(
 SENDS_RETRIED = Counter(
     "vechnost_telegram_sends_retried_total",
     "Bot API calls retried after Telegram's 429 Too Many Requests",
+    registry=REGISTRY,
+)
+UPDATES_DEFERRED = Counter(
+    "vechnost_updates_deferred_total",
+    "Webhook updates answered 503 (Retry-After) because the storage was unavailable",
     registry=REGISTRY,
 )

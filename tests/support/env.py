@@ -9,7 +9,9 @@ from typing import Any
 
 __all__ = ["bot_env", "log_events"]
 
-_SETTING_PREFIXES = ("TELEGRAM_", "REDIS_", "HEALTH_", "LOG_", "RATE_LIMIT_", "VECHNOST_")
+_SETTING_PREFIXES = (
+    "TELEGRAM_", "REDIS_", "HEALTH_", "LOG_", "RATE_LIMIT_", "VECHNOST_", "BOT_MODE", "WEBHOOK_",
+)  # fmt: skip
 
 
 def bot_env(api_url: str, **settings: str) -> dict[str, str]:

@@ -146,6 +146,17 @@ class WebhookPusher:
         """Wait until every queued update was delivered or dropped."""
         await asyncio.wait_for(self._idle.wait(), timeout)
 
+    async def wait_delivered(self, update_id: int, timeout: float = 60.0) -> Delivery:
+        """Wait until ``update_id`` got its 2xx; its delivery."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for delivery in reversed(self.deliveries):
+                if delivery.update_id == update_id:
+                    return delivery
+            if update_id in self.dropped or time.monotonic() > deadline:
+                raise TimeoutError(f"update {update_id} was not delivered")
+            await asyncio.sleep(0.01)
+
     # -- reading ---------------------------------------------------------------------------
     def delivered_ids(self, chat_id: int) -> list[int]:
         """A chat's update ids in the order they got their 2xx."""

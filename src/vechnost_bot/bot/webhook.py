@@ -14,8 +14,10 @@ Per update, in this order:
 * the body is read up to ``max_body_bytes`` (413 beyond);
 * the **gate** (any object with the storage contract's ``cache_add`` / ``cache_get`` /
   ``cache_set``: SET NX PX in Redis) is claimed for ``update_id`` with a lease a little
-  longer than ``process_timeout``. A redelivery of an update that is marked done is
-  answered 200 without processing it again; one whose lease another replica holds gets
+  longer than ``process_timeout`` (or, with ``lease=``, a short lease renewed every third
+  of it while the update runs, so that a replica that dies frees it within ``lease``).
+  A redelivery of an update that is marked done is answered 200 without processing it
+  again; one whose lease another replica holds gets
   503, and is processed once the lease is released or expires;
 * ``process(update)`` runs within ``process_timeout``. It raises
   :class:`UpdateDeferredError` when the storage is unavailable: the lease is released
@@ -28,8 +30,9 @@ processed again. Effects that must happen once across that window need their own
 idempotence in the storage (``incr_once`` for counters, the update id in the session).
 
 ``/healthz`` (liveness) never touches the gate or Redis; ``/readyz`` means "started and
-not draining". :meth:`WebhookServer.stop` drains: it stops being ready, waits (bounded)
-for the requests in flight, then stops the HTTP server.
+not draining"; ``/metrics`` is the program's Prometheus registry.
+:meth:`WebhookServer.stop` drains: it stops being ready, waits (bounded) for the
+requests in flight, then stops the HTTP server.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from typing import Any, Final, Protocol
 
 import structlog
 import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -53,6 +57,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from vechnost_bot.errors import ConfigError, VechnostError
+from vechnost_bot.log import redact
+from vechnost_bot.metrics import REGISTRY
 from vechnost_bot.service import Service
 
 __all__ = [
@@ -151,6 +157,10 @@ class AsgiServer(Service):
             lifespan="off",
             log_config=None,
             access_log=False,
+            # Longer than a balancer's idle timeout (60 s is usual): the side that closes an
+            # idle connection should be the client, or a request sent just as the server
+            # closes it is lost in flight (uvicorn's default is 5 s).
+            timeout_keep_alive=75,
             timeout_graceful_shutdown=max(1, math.ceil(self._stop_timeout)),
         )
         server = _Server(config)
@@ -208,6 +218,7 @@ class WebhookServer(Service):
         max_body_bytes: int = 1 << 20,
         drain_timeout: float = 10.0,
         lease_margin: float = 2.0,
+        lease: float | None = None,
         done_ttl: float = 3600.0,
         key_prefix: str = "webhook:update",
     ) -> None:
@@ -227,7 +238,10 @@ class WebhookServer(Service):
         self._retry_after = retry_after
         self._max_body = max_body_bytes
         self._drain_timeout = drain_timeout
-        self._lease = process_timeout + lease_margin
+        # None: one lease for the longest processing. A number: a short lease renewed
+        # while the update runs, so a replica that dies frees its updates within it.
+        self._lease = process_timeout + lease_margin if lease is None else lease
+        self._renew = lease is not None
         self._done_ttl = done_ttl
         self._key_prefix = key_prefix
         self._in_flight = 0
@@ -240,6 +254,7 @@ class WebhookServer(Service):
                 Route(path, self._update, methods=["POST"]),
                 Route("/healthz", self._healthz, methods=["GET"]),
                 Route("/readyz", self._readyz, methods=["GET"]),
+                Route("/metrics", self._metrics, methods=["GET"]),
             ]
         )
         self._http = AsgiServer(app, host, port, stop_timeout=drain_timeout)
@@ -298,6 +313,10 @@ class WebhookServer(Service):
         body = {"ready": self.ready, "draining": self._draining, "in_flight": self._in_flight}
         return JSONResponse(body, status_code=200 if self.ready else 503)
 
+    async def _metrics(self, _request: Request) -> Response:
+        text = redact(generate_latest(REGISTRY).decode("utf-8"))
+        return Response(text.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     async def _update(self, request: Request) -> Response:
         given = request.headers.get(SECRET_HEADER, "").encode()
         if not hmac.compare_digest(given, self._secret):
@@ -345,6 +364,7 @@ class WebhookServer(Service):
             refusal = await self._claim(key, update_id)
             if refusal is not None:
                 return refusal
+        renewing = self._renewing(key, update_id)
         try:
             await asyncio.wait_for(self._process(update), self._process_timeout)
         except UpdateDeferredError as error:
@@ -361,8 +381,30 @@ class WebhookServer(Service):
             # A bug in one update must not hold its chat for the day Telegram keeps
             # retrying: it is logged, marked done and answered 200, as polling would.
             log.exception("webhook_update_failed", update_id=update_id)
+        finally:
+            # Stopped before the lease is released or marked done, so that a late renewal
+            # never overwrites either.
+            if renewing is not None:
+                renewing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewing
         await self._mark_done(key, update_id)
         return Response(status_code=200)
+
+    def _renewing(self, key: str, update_id: int) -> asyncio.Task[None] | None:
+        if self._gate is None or not self._renew:
+            return None
+        return asyncio.create_task(self._renew_lease(key, update_id), name=f"lease-{update_id}")
+
+    async def _renew_lease(self, key: str, update_id: int) -> None:
+        assert self._gate is not None
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            try:
+                await self._gate.cache_set(key, _CLAIMED, self._lease)
+            except Exception as error:  # noqa: BLE001 - the next renewal tries again
+                log.warning("webhook_lease_renewal_failed", update_id=update_id,
+                            error=_describe(error))  # fmt: skip
 
     async def _claim(self, key: str, update_id: int) -> Response | None:
         """None when this replica now holds the update's lease, else the answer to give."""

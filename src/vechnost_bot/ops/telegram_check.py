@@ -120,16 +120,26 @@ async def check_telegram(settings: Settings) -> list[TelegramCheck]:
     checks = [
         TelegramCheck("OK", name, f"token accepted: @{username or '?'} via {where} ({latency} ms)")
     ]
-    checks.append(_webhook_check(webhook))
+    checks.append(_webhook_check(webhook, settings))
     return checks
 
 
-def _webhook_check(webhook: Any) -> TelegramCheck:
+def _webhook_check(webhook: Any, settings: Settings) -> TelegramCheck:
     name = "telegram webhook"
     if not isinstance(webhook, dict):
         return TelegramCheck("OK", name, "no webhook information (a self-hosted Bot API?)")
     url = str(webhook.get("url") or "")
     pending = webhook.get("pending_update_count") or 0
+    if settings.bot_mode == "webhook":
+        # Webhook mode: the bot sets WEBHOOK_URL itself; another URL is another deployment.
+        if url == settings.webhook_url:
+            return TelegramCheck("OK", name, f"set to WEBHOOK_URL ({pending} updates waiting)")
+        return TelegramCheck(
+            "WARN",
+            name,
+            "not set to WEBHOOK_URL yet" if not url else "set to another URL than WEBHOOK_URL",
+            "vechnost run sets it at start; if another deployment uses this token, stop it",
+        )
     if not url:
         return TelegramCheck("OK", name, f"none set: polling works ({pending} updates waiting)")
     host = urlsplit(url).netloc or url
