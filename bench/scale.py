@@ -8,7 +8,11 @@ start a game and draw D cards, every tap waiting for the previous one's 2xx.
 
 Runs: 1, 2 and 3 replicas; then 3 replicas with one SIGKILLed when half of the draws
 are done (the balancer keeps sending to it: refused connections, retried on the next
-replica). Printed per run: updates/s, p50/p99 from Telegram's first try to its 2xx,
+replica); then 3 replicas on a Sentinel topology (a master, 2 replicas with
+``min-replicas-to-write 1``, 3 sentinels) whose master is SIGKILLed when half of the
+draws are done: ``no_master_s`` is the time from the kill to the first 2xx of an update
+first tried after it, printed beside Sentinel's own election time (``election_s``).
+Printed per run: updates/s, p50/p99 from Telegram's first try to its 2xx,
 503 answers, refused connections, and what the players saw: updates lost (never got a
 2xx), draws lost (an acknowledged tap with no card of its own), extra draws (a tap that
 dealt two), repeats (a card dealt twice) and re-sends (the same card at the same place
@@ -16,7 +20,8 @@ again, after an update was processed a second time).
 
 Usage: ``.venv/bin/python bench/scale.py [--players 12] [--draws 15]``. The last line
 is one JSON object: every run, and the sums ``updates_lost``, ``draws_lost``,
-``repeats`` (``no_master_s`` needs the Sentinel client, not in this tree yet).
+``repeats``, ``extra_draws`` and, from the master-kill run, ``no_master_s`` and
+``election_s``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.redis_server import RedisServer
+from tests.support.sentinel import MASTER_NAME, SentinelTopology
 from tests.support.webhook_bot import SECRET, BotReplica, Player, WebhookBotApi, tally
 from tests.support.webhook_pusher import WebhookPusher
 
@@ -44,20 +50,38 @@ def _pct(samples: list[float], q: float) -> float:
 
 
 async def _run(
-    directory: Path, replicas: int, args: argparse.Namespace, *, kill: bool
+    directory: Path, replicas: int, args: argparse.Namespace, *, kill: str | None
 ) -> dict[str, Any]:
-    redis = RedisServer(
-        directory / "redis",
-        password="bench-redis-pass-31",
-        extra_args=("--appendonly", "yes", "--appendfsync", "everysec"),
-    ).start()
+    """One run; ``kill``: None, "replica" (the last one) or "master" (Sentinel's)."""
+    extra = {"LOG_LEVEL": "WARNING"}
+    redis: RedisServer | None = None
+    topology: SentinelTopology | None = None
     bots: list[BotReplica] = []
+    killed_at: float | None = None
+    election: asyncio.Task[Any] | None = None
     try:
+        if kill == "master":
+            topology = SentinelTopology(
+                directory / "topology",
+                replicas=2,
+                down_after_ms=args.down_after,
+                extra_args=("--min-replicas-to-write", "1", "--min-replicas-max-lag", "10"),
+            )
+            await asyncio.to_thread(topology.start)
+            url = "redis://localhost:6379/0"  # the default: with Sentinel the master is named
+            extra |= {
+                "REDIS_SENTINELS": ",".join(f"{h}:{p}" for h, p in topology.sentinel_addresses),
+                "REDIS_SENTINEL_MASTER": MASTER_NAME,
+            }
+        else:
+            redis = RedisServer(
+                directory / "redis",
+                password="bench-redis-pass-31",
+                extra_args=("--appendonly", "yes", "--appendfsync", "everysec"),
+            ).start()
+            url = redis.url
         async with WebhookBotApi() as api:
-            extra = {"LOG_LEVEL": "WARNING"}
-            bots = [
-                BotReplica(f"r{n}", directory, api, redis.url, extra=extra) for n in range(replicas)
-            ]
+            bots = [BotReplica(f"r{n}", directory, api, url, extra=extra) for n in range(replicas)]
             for bot in bots:
                 await bot.start()
             await asyncio.gather(*(bot.ready(timeout=60) for bot in bots))
@@ -73,13 +97,20 @@ async def _run(
                 killed = asyncio.Event()
 
                 async def play(player: Player) -> None:
-                    nonlocal done
+                    nonlocal done, killed_at, election
                     for _ in range(args.draws):
                         await player.draw()
                         done += 1
                         if kill and not killed.is_set() and done >= args.players * args.draws // 2:
                             killed.set()
-                            await bots[-1].kill()
+                            killed_at = time.monotonic()
+                            if topology is not None:
+                                old = await asyncio.to_thread(topology.kill_master)
+                                election = asyncio.create_task(
+                                    topology.wait_new_master(old, killed_at)
+                                )
+                            else:
+                                await bots[-1].kill()
 
                 began = time.monotonic()
                 await asyncio.gather(*(play(player) for player in players))
@@ -95,9 +126,19 @@ async def _run(
             pushed = {a.update_id for a in pusher.attempts}
             delivered = {d.update_id for d in pusher.deliveries}
             figures = tally(players)
+            outage: dict[str, float] = {}
+            if topology is not None and killed_at is not None and election is not None:
+                after = [
+                    d.at for d in pusher.deliveries if first_try.get(d.update_id, 0.0) > killed_at
+                ]
+                outage = {
+                    "no_master_s": round(min(after) - killed_at, 2) if after else -1.0,
+                    "election_s": round((await election).named_after, 2),
+                }
             row: dict[str, Any] = {
                 "replicas": replicas,
-                "killed": kill,
+                "killed": kill or "none",
+                **outage,
                 "players": args.players,
                 "updates": len(first_try),
                 "updates_per_s": round(len(first_try) / elapsed, 1),
@@ -115,7 +156,10 @@ async def _run(
                     await bot.terminate(timeout=40)
                 except TimeoutError:
                     await bot.kill()
-        redis.stop()
+        if redis is not None:
+            redis.stop()
+        if topology is not None:
+            await asyncio.to_thread(topology.stop)
     return row
 
 
@@ -125,13 +169,17 @@ async def main() -> None:
     parser.add_argument("--draws", type=int, default=15, help="cards per player (deck: 40+)")
     parser.add_argument("--replicas", type=int, nargs="*", default=[1, 2, 3])
     parser.add_argument("--no-kill", action="store_true", help="skip the replica-kill run")
+    parser.add_argument("--no-master-kill", action="store_true", help="skip the Sentinel run")
+    parser.add_argument("--down-after", type=int, default=1000, help="Sentinel's, in ms")
     args = parser.parse_args()
-    plan = [(n, False) for n in args.replicas]
+    plan: list[tuple[int, str | None]] = [(n, None) for n in args.replicas or []]
     if not args.no_kill:
-        plan.append((max(args.replicas), True))
+        plan.append((max(args.replicas or [3]), "replica"))
+    if not args.no_master_kill:
+        plan.append((max(args.replicas or [3]), "master"))
     rows = []
     header = (
-        f"{'replicas':>8} {'killed':>6} {'upd/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'503':>5} "
+        f"{'replicas':>8} {'killed':>7} {'upd/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'503':>5} "
         f"{'no ans':>6} {'upd lost':>8} {'draws lost':>10} {'extra':>5} {'repeats':>7} "
         f"{'resent':>6}"
     )
@@ -141,7 +189,7 @@ async def main() -> None:
             row = await _run(Path(tmp), replicas, args, kill=kill)
         rows.append(row)
         print(
-            f"{row['replicas']:>8} {'yes' if kill else 'no':>6} {row['updates_per_s']:>7.1f} "
+            f"{row['replicas']:>8} {kill or 'no':>7} {row['updates_per_s']:>7.1f} "
             f"{row['p50_ms']:>7.1f} {row['p99_ms']:>7.1f} {row['answers_503']:>5} "
             f"{row['no_answer']:>6} {row['updates_lost']:>8} {row['draws_lost']:>10} "
             f"{row['extra_draws']:>5} {row['repeats']:>7} {row['resent']:>6}",
@@ -153,6 +201,7 @@ async def main() -> None:
         "draws_lost": sum(r["draws_lost"] for r in rows),
         "repeats": sum(r["repeats"] for r in rows),
         "extra_draws": sum(r["extra_draws"] for r in rows),
+        **{key: r[key] for r in rows for key in ("no_master_s", "election_s") if key in r},
     }
     print(json.dumps(summary, sort_keys=True))
 
