@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
 from tests.conftest import RedisFactory
 from tests.support.redis_server import RedisServer
-from tests.support.storage_helpers import endpoint_of, event, wait_until
+from tests.support.storage_helpers import endpoint_of, event
+from tests.support.waiting import wait_until
 from vechnost_bot.storage import HybridStorage, RedisStorage, Session, connect_redis
 
 WORKERS = 24
@@ -79,15 +82,23 @@ async def _worker(storage: HybridStorage, n: int, model: Model, stop: asyncio.Ev
         await asyncio.sleep(rng.random() * 0.004)
 
 
+async def _failed_over(storage: HybridStorage, at_least: float) -> None:
+    """Keep a fault for ``at_least`` s and until a call met it: on a busy machine a
+    0.4 s stop can pass with no call timing out (the reply and the timer fall due in the
+    same turn of the loop, and the reply is read first)."""
+    await asyncio.sleep(at_least)
+    await wait_until(lambda: storage.mode != "redis", what="a failover")
+
+
 async def _fault(storage: HybridStorage, server: RedisServer, cycle: int) -> None:
     kind = cycle % 3
     if kind == 0:
         server.kill()
-        await asyncio.sleep(0.25)
+        await _failed_over(storage, 0.25)
         server.start()
     elif kind == 1:
         server.pause()
-        await asyncio.sleep(0.4)
+        await _failed_over(storage, 0.4)
         server.resume()
     else:
         # Every other password change comes unannounced: the workers meet the auth error.
@@ -99,7 +110,30 @@ async def _fault(storage: HybridStorage, server: RedisServer, cycle: int) -> Non
         await storage.on_redis_event(event("running", endpoint_of(server)))
 
 
+async def _run_cycles(
+    storage: HybridStorage, server: RedisServer, model: Model
+) -> list[MutableMapping[str, Any]]:
+    """The workers run while the faults come one after another, each healed (the storage
+    back on Redis) before the next; returns the logs of the run."""
+    stop = asyncio.Event()
+    workers = [asyncio.create_task(_worker(storage, n, model, stop)) for n in range(WORKERS)]
+    with capture_logs() as logs:
+        try:
+            for cycle in range(CYCLES):
+                await asyncio.sleep(0.15)
+                await _fault(storage, server, cycle)
+                await wait_until(lambda: storage.mode == "redis", what=f"failback {cycle}")
+            await asyncio.sleep(0.15)
+        finally:
+            stop.set()
+            await asyncio.gather(*workers)
+    return logs
+
+
+# Each failback reconciles what 24 busy workers wrote meanwhile: 0.1 s on an idle
+# machine, up to 7 s each on a loaded one, so the 12 cycles may outlast pytest's 120 s.
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 async def test_chaos_no_exception_no_lost_write(
     redis_factory: RedisFactory, tmp_path: Path
 ) -> None:
@@ -111,21 +145,12 @@ async def test_chaos_no_exception_no_lost_write(
     storage = HybridStorage(local_dir=tmp_path / "local", probe_initial=0.05, probe_max=0.2)
     await storage.start(endpoint_of(server))
     model = Model()
-    stop = asyncio.Event()
-    workers = [asyncio.create_task(_worker(storage, n, model, stop)) for n in range(WORKERS)]
-    with capture_logs() as logs:
-        try:
-            for cycle in range(CYCLES):
-                await asyncio.sleep(0.15)
-                await _fault(storage, server, cycle)
-                await wait_until(lambda: storage.mode == "redis", timeout=10)
-            await asyncio.sleep(0.15)
-        finally:
-            stop.set()
-            await asyncio.gather(*workers)
-    await wait_until(lambda: storage.mode == "redis", timeout=10)
-    status = storage.status()
-    await storage.stop()
+    try:  # a failed wait must not leave the storage's connections for a later test's GC
+        logs = await _run_cycles(storage, server, model)
+        await wait_until(lambda: storage.mode == "redis", what="the last failback")
+        status = storage.status()
+    finally:
+        await storage.stop()
 
     # Each kind of trouble was met, by a call or by the probe (after a password change).
     failures = " ".join(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -28,30 +29,41 @@ async def storage(
 ) -> AsyncIterator[Storage]:
     """Each backend, the Redis ones on a fresh real redis-server; the hybrid also with
     no Redis at all (local store only) and failed over (its server killed)."""
-    backend: Storage
-    if request.param == "memory":
-        backend = InMemoryStorage()
-    elif request.param == "hybrid-local":
+    async with contextlib.AsyncExitStack() as stack:
+        backend = await _open(request.param, redis_factory, tmp_path, stack)
+        yield backend
+        await backend.close()  # safe twice: the stack closes it again
+
+
+async def _open(
+    kind: str, redis_factory: RedisFactory, tmp_path: Path, stack: contextlib.AsyncExitStack
+) -> Storage:
+    """One backend, closed by ``stack`` even when a check of its setup fails (else its
+    connections are left for the garbage collector, a ResourceWarning in a later test)."""
+    if kind == "memory":
+        memory = InMemoryStorage()
+        stack.push_async_callback(memory.close)
+        return memory
+    if kind == "hybrid-local":
         local = HybridStorage(client_factory=None, local_dir=tmp_path / "local")
+        stack.push_async_callback(local.close)
         await local.start(None)
-        backend = local
-    else:
-        server = redis_factory(password="contract-pass")
-        endpoint = RedisEndpoint("127.0.0.1", server.port, password=server.password)
-        if request.param == "redis":
-            backend = RedisStorage(connect_redis(endpoint))
-        else:
-            hybrid = HybridStorage(local_dir=tmp_path / "local", probe_initial=60, probe_max=60)
-            await hybrid.start(endpoint)
-            assert hybrid.mode == "redis"
-            if request.param == "hybrid-failed-over":
-                server.kill()
-                await hybrid.get_session(0)  # meets the dead server: the circuit opens
-                assert hybrid.mode == "memory"
-            backend = hybrid
-    yield backend
-    await backend.close()
-    await backend.close()
+        return local
+    server = redis_factory(password="contract-pass")
+    endpoint = RedisEndpoint("127.0.0.1", server.port, password=server.password)
+    if kind == "redis":
+        redis = RedisStorage(connect_redis(endpoint))
+        stack.push_async_callback(redis.close)
+        return redis
+    hybrid = HybridStorage(local_dir=tmp_path / "local", probe_initial=60, probe_max=60)
+    stack.push_async_callback(hybrid.close)
+    await hybrid.start(endpoint)
+    assert hybrid.mode == "redis"
+    if kind == "hybrid-failed-over":
+        server.kill()
+        await hybrid.get_session(0)  # meets the dead server: the circuit opens
+        assert hybrid.mode == "memory"
+    return hybrid
 
 
 async def test_absent_record_is_none(storage: Storage) -> None:

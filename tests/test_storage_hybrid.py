@@ -19,7 +19,8 @@ from structlog.testing import capture_logs
 
 from tests.conftest import RedisFactory
 from tests.support.redis_server import RedisServer
-from tests.support.storage_helpers import endpoint_of, event, wait_until
+from tests.support.storage_helpers import endpoint_of, event
+from tests.support.waiting import wait_until
 from vechnost_bot.redis.events import RedisEndpoint
 from vechnost_bot.storage import (
     HybridStorage,
@@ -115,7 +116,7 @@ async def _failover_and_back(
         await storage.incr("cards", 2)
         await storage.delete_session(2)
         fix_it()
-        await wait_until(lambda: storage.mode == "redis", timeout=10)
+        await wait_until(lambda: storage.mode == "redis")
     assert storage.status()["last_error"] is None  # healed: status shows no current trouble
     assert _events(logs, "redis_connection_failed")
     changed = [(e["from"], e["to"]) for e in _events(logs, "storage_mode_changed")]
@@ -181,7 +182,7 @@ async def test_auth_error_after_restart_with_new_password(
     await wait_until(lambda: "AuthenticationError" in str(storage.status()["last_error"]))
     assert storage.mode == "memory"
     await announce()
-    await wait_until(lambda: storage.mode == "redis", timeout=3)
+    await wait_until(lambda: storage.mode == "redis")
     stored = await _read_direct(server, 1)
     assert stored is not None
     assert stored.drawn["deck"] == ["a", "b", "c"]
@@ -289,7 +290,7 @@ async def test_many_concurrent_calls_during_failover(
     assert storage.mode == "memory"
     assert storage.status()["failovers"] == 1
     server.start()
-    await wait_until(lambda: storage.mode == "redis", timeout=10)
+    await wait_until(lambda: storage.mode == "redis")
     for n in range(30):
         stored = await _read_direct(server, 100 + n)
         assert stored is not None
@@ -408,7 +409,7 @@ async def test_increment_lost_in_a_timeout_counts_once(
     assert storage.mode == "memory"
     await storage.incr("cards", 1)
     server.resume()
-    await wait_until(lambda: storage.mode == "redis", timeout=10)
+    await wait_until(lambda: storage.mode == "redis")
     assert await storage.get_counter("cards") == 16
 
 
@@ -443,7 +444,7 @@ async def test_unknown_record_written_in_memory_mode_is_merged(
         assert storage.mode == "memory"
         await other.client.config_set("requirepass", "pw-rebase")
         await storage.on_redis_event(event("running", endpoint_of(server)))
-        await wait_until(lambda: storage.mode == "redis", timeout=3)
+        await wait_until(lambda: storage.mode == "redis")
         first = await other.get_session(1)
         assert first is not None
         assert first.drawn["deck"] == ["t1", "mine"]
@@ -477,7 +478,7 @@ async def test_memory_eviction_never_loses_a_pending_write(
     assert updated.drawn == {"d": ["card1", "second"]}
     assert updated.version == 2
     server.start()
-    await wait_until(lambda: storage.mode == "redis", timeout=10)
+    await wait_until(lambda: storage.mode == "redis")
     check = RedisStorage(connect_redis(endpoint_of(server)))
     try:
         for chat in range(2, 6):
@@ -555,7 +556,7 @@ async def test_call_latencies_reach_the_histogram(make_hybrid: HybridFactory) ->
     for chat_id in range(5):
         assert await storage.get_session(chat_id) is None  # one read each
         await storage.put_record(Session(chat_id=chat_id))  # one write each
-    await wait_until(lambda: count("put") - puts == 5 and count("get") - gets == 5, timeout=3)
+    await wait_until(lambda: count("put") - puts == 5 and count("get") - gets == 5)
     await storage.get_session(1)
     await storage.stop()
     assert count("get") - gets == 6

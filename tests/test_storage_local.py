@@ -20,7 +20,8 @@ from structlog.testing import capture_logs
 
 from tests.conftest import RedisFactory
 from tests.support.redis_server import RedisServer
-from tests.support.storage_helpers import endpoint_of, wait_until
+from tests.support.storage_helpers import endpoint_of
+from tests.support.waiting import wait_until
 from vechnost_bot.redis.events import RedisEndpoint
 from vechnost_bot.storage import HLC, HybridStorage, RedisStorage, Session, connect_redis
 from vechnost_bot.storage.records import dump_value
@@ -111,7 +112,7 @@ async def test_returning_player_keeps_the_game_across_a_restart_without_redis(
     await offline.update_session(1, _draw("c5"))
 
     server.start()  # the same data: the saved game is there
-    await wait_until(lambda: offline.mode == "redis", timeout=10)
+    await wait_until(lambda: offline.mode == "redis")
     stored = await _direct(server, 1)
     assert stored is not None
     assert stored.drawn["deck"] == [f"c{n}" for n in range(6)]
@@ -343,7 +344,7 @@ async def test_a_clock_stepped_back_never_drops_an_acknowledged_write(
     assert offline.mode == "memory"
     await offline.update_session(1, lambda s: s.model_copy(update={"theme": "sex"}))
     server.start()
-    await wait_until(lambda: offline.mode == "redis", timeout=10)
+    await wait_until(lambda: offline.mode == "redis")
     stored = await _direct(server, 1)
     assert stored is not None
     assert stored.theme == "sex"

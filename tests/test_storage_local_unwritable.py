@@ -11,7 +11,7 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from tests.support.storage_helpers import wait_until
+from tests.support.waiting import wait_until
 from vechnost_bot.metrics import LOCAL_STORE_ERRORS
 from vechnost_bot.storage import HybridStorage, Session
 
@@ -79,7 +79,7 @@ async def test_a_directory_that_becomes_usable_is_opened_and_gets_every_write(
         await storage.update_session(8, _draw("before"))  # type: ignore[arg-type]
         assert storage.degraded_reason is not None
         (tmp_path / "data").unlink()
-        await wait_until(lambda: storage.degraded_reason is None, timeout=15)
+        await wait_until(lambda: storage.degraded_reason is None)
         await storage.update_session(8, _draw("after"))  # type: ignore[arg-type]
         assert storage.local.path is not None
         assert storage.local.path.parent == directory
