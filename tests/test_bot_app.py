@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import aiohttp
@@ -11,6 +10,7 @@ import pytest
 from tests.support.decks import write_decks
 from tests.support.fake_bot_api import DEFAULT_TOKEN, FakeBotApi
 from tests.support.redis_server import RedisServer, free_port
+from tests.support.waiting import wait_until
 from vechnost_bot.app import VechnostApp, check_token
 from vechnost_bot.config import Settings
 from vechnost_bot.errors import ConfigError, TelegramTokenError
@@ -82,10 +82,9 @@ async def test_external_redis_gives_status_ok(tmp_path: Path, redis_server: Redi
         app = VechnostApp(_settings(tmp_path, api, redis_url=redis_server.url), library=library)
         try:
             await app.start()
-            for _ in range(100):  # Redis is taken up in the background, after polling starts
-                if app.snapshot()["status"] == "ok":
-                    break
-                await asyncio.sleep(0.05)
+            await wait_until(  # Redis is taken up in the background, after polling starts
+                lambda: app.snapshot()["status"] == "ok", interval=0.05, what="status ok"
+            )
             snapshot = app.snapshot()
             assert snapshot["status"] == "ok"
             assert snapshot["redis"]["source"] == "external"  # type: ignore[index]

@@ -3,7 +3,6 @@ Redis lifecycle works in the background, even with a redis-server that hangs."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 from tests.support.decks import write_decks
 from tests.support.fake_bot_api import DEFAULT_TOKEN, FakeBotApi
 from tests.support.redis_server import RedisServer, free_port
+from tests.support.waiting import wait_until
 from vechnost_bot.app import VechnostApp
 from vechnost_bot.config import Settings
 from vechnost_bot.game.content import load_library
@@ -62,10 +62,7 @@ async def test_a_hanging_redis_server_does_not_delay_the_first_answer(tmp_path: 
             assert elapsed < 2.5, elapsed
             assert app.ready()
             assert app.snapshot()["storage"]["mode"] == "memory"  # type: ignore[index]
-            for _ in range(100):  # the hung server has been spawned by now
-                if pid_file.exists():
-                    break
-                await asyncio.sleep(0.05)
+            await wait_until(pid_file.exists, interval=0.05, what="the hung server spawned")
         finally:
             stopping = time.monotonic()
             await app.stop()
@@ -92,10 +89,9 @@ async def test_the_storage_fails_back_once_redis_answers(
         )
         try:
             await app.start()
-            for _ in range(100):
-                if app.snapshot()["status"] == "ok":
-                    break
-                await asyncio.sleep(0.05)
+            await wait_until(
+                lambda: app.snapshot()["status"] == "ok", interval=0.05, what="status ok"
+            )
             assert app.snapshot()["storage"]["mode"] == "redis"  # type: ignore[index]
         finally:
             await app.stop()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.support.fake_bot_api import DEFAULT_TOKEN, ApiCall, FakeBotApi
+from tests.support.waiting import PATIENCE, wait_until
 from vechnost_bot.app import AnyApplication, build_application, start_polling
 from vechnost_bot.bot.cards import CardSender
 from vechnost_bot.bot.handlers import GameBot
@@ -42,24 +43,24 @@ class Harness:
         await self.api.press(chat_id, data, **kwargs)
         return await self.reply(chat_id, since)
 
-    async def reply(self, chat_id: int, since: int, timeout: float = 10.0) -> ApiCall:
+    async def reply(self, chat_id: int, since: int, timeout: float = PATIENCE) -> ApiCall:
         """The bot's first reply in ``chat_id`` from call ``since``, once the chat's update
         is done (its records are written after the card went out)."""
         call = await self.api.wait_reply(chat_id, since=since, timeout=timeout)
         processor = self.application.update_processor
         if isinstance(processor, ChatOrderedProcessor):
-            for _ in range(int(timeout / 0.005)):
-                if not processor.busy(("chat", chat_id)):
-                    break
-                await asyncio.sleep(0.005)
+            await wait_until(
+                lambda: not processor.busy(("chat", chat_id)),
+                timeout=timeout,
+                what=f"chat {chat_id}'s update done",
+            )
         return call
 
     async def idle(self, update_id: int) -> None:
         """Wait until ``update_id`` was fetched and its handlers had time to finish."""
-        for _ in range(200):
-            if self.api.consumed(update_id):
-                break
-            await asyncio.sleep(0.01)
+        await wait_until(
+            lambda: self.api.consumed(update_id), interval=0.01, what=f"update {update_id} fetched"
+        )
         await asyncio.sleep(0.2)
 
 

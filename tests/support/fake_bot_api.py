@@ -35,6 +35,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.support.waiting import PATIENCE
+
 __all__ = ["DEFAULT_TOKEN", "ApiCall", "FakeBotApi", "Fault", "is_reply", "main"]
 
 DEFAULT_TOKEN = "123456789:AAFakeTokenForTestsOnly_abcdefghijk"
@@ -343,7 +345,7 @@ class FakeBotApi:
         ]
 
     async def wait_for(
-        self, predicate: Callable[[ApiCall], bool], *, since: int = 0, timeout: float = 10.0
+        self, predicate: Callable[[ApiCall], bool], *, since: int = 0, timeout: float = PATIENCE
     ) -> ApiCall:
         """The first call from index ``since`` that satisfies ``predicate``."""
         async with self._changed:
@@ -360,7 +362,13 @@ class FakeBotApi:
                     await asyncio.wait_for(self._changed.wait(), left)
 
     async def act(
-        self, chat_id: int, action: str, value: str, *, language: str = "en", timeout: float = 20.0
+        self,
+        chat_id: int,
+        action: str,
+        value: str,
+        *,
+        language: str = "en",
+        timeout: float = PATIENCE,
     ) -> ApiCall:
         """One player step: ``say`` a message or ``tap`` a button; return the bot's reply."""
         since = len(self.calls)
@@ -370,7 +378,7 @@ class FakeBotApi:
             await self.press(chat_id, value, language=language)
         return await self.wait_reply(chat_id, since=since, timeout=timeout)
 
-    async def wait_reply(self, chat_id: int, *, since: int, timeout: float = 10.0) -> ApiCall:
+    async def wait_reply(self, chat_id: int, *, since: int, timeout: float = PATIENCE) -> ApiCall:
         """The first message, photo or edit in ``chat_id`` from index ``since`` (see
         :func:`is_reply`)."""
         return await self.wait_for(
