@@ -12,6 +12,8 @@ from tests.support.redis_server import RedisServer
 
 RedisFactory = Callable[..., RedisServer]
 
+pytest_plugins = ["tests.support.bot_fixtures"]
+
 
 @pytest.fixture
 def redis_factory(tmp_path: Path) -> Iterator[RedisFactory]:

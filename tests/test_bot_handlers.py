@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from structlog.testing import capture_logs
 from telegram import Bot
 
 from tests.conftest import RedisFactory
 from tests.support.bot_harness import Harness, running_bot
-from tests.support.decks import write_decks
 from tests.support.fake_bot_api import DEFAULT_TOKEN, ApiCall, FakeBotApi
 from vechnost_bot.bot.cards import CardSender
 from vechnost_bot.bot.handlers import set_commands
 from vechnost_bot.bot.texts import t
 from vechnost_bot.game import engine
-from vechnost_bot.game.content import Library, load_library
+from vechnost_bot.game.content import Library
 from vechnost_bot.redis.events import RedisEndpoint
 from vechnost_bot.storage.game_records import Player
 from vechnost_bot.storage.hybrid import HybridStorage
@@ -26,34 +23,6 @@ from vechnost_bot.storage.memory import InMemoryStorage
 from vechnost_bot.storage.records import Session
 
 PER_DECK = 5
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory) -> Library:
-    """Fixture decks with five cards each."""
-    return load_library(write_decks(tmp_path_factory.mktemp("decks"), per_deck=PER_DECK))
-
-
-@pytest.fixture
-async def bot(library: Library) -> AsyncIterator[Harness]:
-    """The bot on an in-memory storage, polling a fresh fake Bot API."""
-    async with running_bot(InMemoryStorage(), library) as harness:
-        yield harness
-
-
-@pytest.fixture
-async def redis_storage(
-    redis_factory: RedisFactory, tmp_path: Path
-) -> AsyncIterator[HybridStorage]:
-    """A HybridStorage in Redis mode on a fresh real redis-server."""
-    server = redis_factory(password="bot-pass")
-    storage = HybridStorage(local_dir=tmp_path / "local")
-    await storage.start(RedisEndpoint("127.0.0.1", server.port, password=server.password))
-    assert storage.mode == "redis"
-    try:
-        yield storage
-    finally:
-        await storage.close()
 
 
 def texts(call_buttons: list[tuple[str, str]]) -> list[str]:

@@ -9,54 +9,20 @@ import asyncio
 import datetime as dt
 import re
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from telegram import Chat, Message, Update
 
-from tests.conftest import RedisFactory
 from tests.support.bot_harness import Harness, running_bot
-from tests.support.decks import write_decks
 from tests.support.fake_bot_api import ApiCall, FakeBotApi
 from vechnost_bot.bot.processor import ChatOrderedProcessor
 from vechnost_bot.bot.texts import t
-from vechnost_bot.game.content import Library, load_library
-from vechnost_bot.redis.events import RedisEndpoint
+from vechnost_bot.game.content import Library
 from vechnost_bot.storage.hybrid import HybridStorage
 from vechnost_bot.storage.memory import InMemoryStorage
 
 PER_DECK = 25
 _PROGRESS = re.compile(r"(\d+)/\d+")
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory) -> Library:
-    """Fixture decks with 25 cards each, enough for a burst of 20."""
-    return load_library(write_decks(tmp_path_factory.mktemp("decks"), per_deck=PER_DECK))
-
-
-@pytest.fixture
-async def bot(library: Library) -> AsyncIterator[Harness]:
-    """The bot on an in-memory storage, polling a fresh fake Bot API."""
-    async with running_bot(InMemoryStorage(), library) as harness:
-        yield harness
-
-
-@pytest.fixture
-async def redis_storage(
-    redis_factory: RedisFactory, tmp_path: Path
-) -> AsyncIterator[HybridStorage]:
-    """A HybridStorage in Redis mode on a fresh real redis-server."""
-    server = redis_factory(password="traffic-pass")
-    storage = HybridStorage(local_dir=tmp_path / "local")
-    await storage.start(RedisEndpoint("127.0.0.1", server.port, password=server.password))
-    assert storage.mode == "redis"
-    try:
-        yield storage
-    finally:
-        await storage.close()
 
 
 def _drawn(call: ApiCall) -> int:

@@ -7,35 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import pytest
 from structlog.testing import capture_logs
 
 from tests.support.bot_harness import Harness, running_bot
-from tests.support.decks import write_decks
 from vechnost_bot.bot.polling import ALLOWED_UPDATES
 from vechnost_bot.bot.texts import t
-from vechnost_bot.game.content import Library, load_library
+from vechnost_bot.game.content import Library
 from vechnost_bot.storage.base import Change
 from vechnost_bot.storage.memory import InMemoryStorage
 from vechnost_bot.storage.records import Record, Session
 
 PER_DECK = 5
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory) -> Library:
-    """Fixture decks with five cards each."""
-    return load_library(write_decks(tmp_path_factory.mktemp("decks"), per_deck=PER_DECK))
-
-
-@pytest.fixture
-async def bot(library: Library) -> AsyncIterator[Harness]:
-    """The bot on an in-memory storage, polling a fresh fake Bot API."""
-    async with running_bot(InMemoryStorage(), library) as harness:
-        yield harness
 
 
 async def test_only_handled_update_types_are_asked_for(bot: Harness) -> None:

@@ -17,23 +17,16 @@ from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, 
 from telegram.request import BaseRequest, HTTPXRequest
 
 from tests.support.bot_harness import Harness, running_bot
-from tests.support.decks import write_decks
 from tests.support.fake_bot_api import DEFAULT_TOKEN, ApiCall, FakeBotApi, Fault
 from tests.support.redis_server import free_port
 from tests.support.waiting import wait_until
 from vechnost_bot.bot.delivery import AiohttpRequest, SendGuard, delivery_failed
 from vechnost_bot.bot.texts import t
-from vechnost_bot.game.content import Library, load_library
+from vechnost_bot.game.content import Library
 from vechnost_bot.storage.game_records import Table
 from vechnost_bot.storage.memory import InMemoryStorage
 
 PER_DECK = 6
-
-
-@pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory) -> Library:
-    """Fixture decks with six cards each."""
-    return load_library(write_decks(tmp_path_factory.mktemp("decks"), per_deck=PER_DECK))
 
 
 @pytest.fixture
