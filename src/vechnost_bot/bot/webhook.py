@@ -59,6 +59,7 @@ from starlette.types import ASGIApp
 from vechnost_bot.errors import ConfigError, VechnostError
 from vechnost_bot.log import redact
 from vechnost_bot.metrics import REGISTRY
+from vechnost_bot.ops.listener import Listener
 from vechnost_bot.service import Service
 
 __all__ = [
@@ -112,7 +113,7 @@ class _Server(uvicorn.Server):
         yield
 
 
-class AsgiServer(Service):
+class AsgiServer(Listener):
     """An ASGI app served by uvicorn on ``host:port`` (0 = an ephemeral port).
 
     The socket is bound in :meth:`start`, so a taken port raises ``OSError`` there.
@@ -121,37 +122,18 @@ class AsgiServer(Service):
     """
 
     def __init__(self, app: ASGIApp, host: str, port: int, *, stop_timeout: float = 5.0) -> None:
+        super().__init__(host, port)
         self._app = app
-        self._host = host
-        self._port = port
         self._stop_timeout = stop_timeout
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
         self._socket: socket.socket | None = None
 
-    @property
-    def port(self) -> int:
-        """The bound port once started (the configured one before)."""
-        return self._port
-
-    @property
-    def url(self) -> str:
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self._port}"
-
     async def start(self) -> None:
         """Bind, then serve; return once uvicorn accepts connections (within 10 s)."""
         if self._task is not None:
             return
-        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self._host, self._port))
-        except BaseException:
-            sock.close()
-            raise
-        self._port = int(sock.getsockname()[1])
+        sock = self._bind()
         config = uvicorn.Config(
             self._app,
             lifespan="off",

@@ -19,8 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vechnost_bot.log import redact
 from vechnost_bot.metrics import REGISTRY
+from vechnost_bot.ops.listener import Listener
 from vechnost_bot.ops.snapshot import section
-from vechnost_bot.service import Service
 
 __all__ = ["HealthServer", "mask_secrets"]
 
@@ -61,7 +61,7 @@ def _json_response(payload: Mapping[str, object], *, status: int = 200) -> web.R
     return web.Response(text=body, status=status, content_type="application/json")
 
 
-class HealthServer(Service):
+class HealthServer(Listener):
     """An aiohttp server for liveness, readiness, Prometheus metrics and status.
 
     ``port`` 0 binds an ephemeral port; :attr:`port` is the bound one after
@@ -69,27 +69,10 @@ class HealthServer(Service):
     """
 
     def __init__(self, host: str, port: int, snapshot: Snapshot, ready: Ready) -> None:
-        self._host = host
-        self._port = port
+        super().__init__(host, port)
         self._snapshot = snapshot
         self._ready = ready
         self._runner: web.AppRunner | None = None
-
-    @property
-    def host(self) -> str:
-        """The address the server binds to."""
-        return self._host
-
-    @property
-    def port(self) -> int:
-        """The bound port once started (the configured one before)."""
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """Base URL of the server, for logs and tests."""
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self._port}"
 
     def _app(self) -> web.Application:
         app = web.Application()
@@ -103,19 +86,16 @@ class HealthServer(Service):
         """Bind and serve; raises ``OSError`` when the port is taken."""
         if self._runner is not None:
             return
+        sock = self._bind()
         runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, self._host, self._port, reuse_address=True)
         try:
-            await site.start()
+            await runner.setup()
+            await web.SockSite(runner, sock).start()
         except BaseException:
             await runner.cleanup()
+            sock.close()
             raise
         self._runner = runner
-        for address in runner.addresses:
-            if isinstance(address, tuple) and len(address) >= 2:
-                self._port = int(address[1])
-                break
         log.info("health_server_started", host=self._host, port=self._port)
 
     async def stop(self) -> None:
