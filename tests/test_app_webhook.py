@@ -7,7 +7,8 @@ lose no draw; setWebhook runs once for both replicas and deleteWebhook never; a 
 secret is refused; a duplicate update_id is processed once; Redis SIGKILLed and
 restarted turns updates into 503 + Retry-After that land later, in order, with no fork;
 SIGTERM stops readiness first and finishes the update in flight; a replica SIGKILLed
-after its draw but before its answer does not make the redelivery deal a second card.
+after sending its card, before or after writing its draw, but before its answer does not
+make the redelivery deal a second card.
 """
 
 from __future__ import annotations
@@ -209,9 +210,9 @@ async def test_replica_killed_after_its_draw_does_not_deal_twice(
     api: WebhookBotApi, redis_aof: RedisServer, tmp_path: Path, replicas: list[BotReplica]
 ) -> None:
     """Replica A draws card k, sends it (the Bot API shows it but holds the answer), and
-    is SIGKILLed before its 200. Telegram redelivers the tap to B once A's lease is gone:
-    B replays A's draw from the memo and shows card k again, not a card k+1; the next
-    tap deals k+1."""
+    is SIGKILLed before its write and its 200. Telegram redelivers the tap to B once A's
+    lease is gone: B's random source, seeded by the update id, chooses card k again, not
+    a card k+1; the next tap deals k+1."""
     extra = {"WEBHOOK_PROCESS_TIMEOUT": "2"}
     a = BotReplica("a", tmp_path, api, redis_aof.url, extra=extra)
     b = BotReplica("b", tmp_path, api, redis_aof.url, extra=extra)
