@@ -1,8 +1,8 @@
 """A tap Telegram sends again after its effect was written (the replica that handled it
 died before its answer; in polling, a process killed before it confirmed the offset) is
 recognised by the game and never applied twice: a draw, an opening card, a swap, a save,
-the both-answer rule, End. Each tap is processed, then processed again with the same
-update_id, through the real handlers against the fake Bot API."""
+the both-answer rule, End, /start (its stats). Each update is processed, then processed
+again with the same update_id, through the real handlers against the fake Bot API."""
 
 from __future__ import annotations
 
@@ -190,3 +190,19 @@ async def test_redelivered_both_answer_and_end_apply_once(bot: Harness) -> None:
     menu, _markup = menu_for(session, bot.game.library, "en", place="private", table=table)
     assert [c.params["text"] for c in sent] == [menu]
     assert sent[0].params["reply_markup"] == summary.params["reply_markup"]
+
+
+async def test_a_redelivered_start_counts_one_game(bot: Harness) -> None:
+    """/start, sent again: welcomed again (the names are asked once), but one game started
+    in the stats."""
+    since = len(bot.api.calls)
+    update_id = await bot.api.send_message(CHAT, "/start", language="en")
+    welcome = await bot.reply(CHAT, since)
+    await bot.idle(update_id)
+    calls = await _again(bot, update_id)
+    sent = [c.params["text"] for c in calls if c.method == "sendMessage"]
+    assert len(sent) == 1
+    assert welcome.params["text"].startswith(sent[0])
+    stats = await bot.storage.get_user_stats(CHAT)
+    assert stats is not None
+    assert stats.games_started == 1

@@ -297,10 +297,12 @@ class GameBot:
             await self._update_player(user.id, lambda p: engine.choose_language(p, language))
         return language
 
-    async def _touch_user(self, user: User | None, *, started: bool = False) -> None:
-        change = self._stats_change(user, started=started)
-        if change is not None:
-            await self.storage.update_records([change])
+    async def _count_start(self, update: Update, here: Here) -> None:
+        """A game started, counted in the player's stats once however often Telegram sends
+        the /start (the count and the noted update id go in one write)."""
+        change = self._stats_change(here.user, started=True)
+        if change is not None and not engine.is_noted(here.session, update.update_id):
+            await self._store(here, [change, self._noted(here.game_id, update.update_id)])
 
     def _stats_change(
         self, user: User | None, *, started: bool = False, drew: bool = False
@@ -407,7 +409,7 @@ class GameBot:
         here = await self._here(update)
         if here is None:
             return
-        await self._touch_user(here.user, started=True)
+        await self._count_start(update, here)
         if here.language is None:
             await self._ask_language(update)
             return
