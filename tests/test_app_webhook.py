@@ -17,6 +17,7 @@ import asyncio
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -214,16 +215,8 @@ async def test_replica_killed_after_its_draw_does_not_deal_twice(
     lease is gone: B's random source, seeded by the update id, chooses card k again, not
     a card k+1; the next tap deals k+1."""
     extra = {"WEBHOOK_PROCESS_TIMEOUT": "2"}
-    a = BotReplica("a", tmp_path, api, redis_aof.url, extra=extra)
-    b = BotReplica("b", tmp_path, api, redis_aof.url, extra=extra)
-    replicas += [await a.start(), await b.start()]
-    await asyncio.gather(a.ready(), b.ready())
-    async with WebhookPusher([a.url, b.url], SECRET) as pusher:  # A first, B on failure
-        api.pusher = pusher
-        player = Player(api, 1001)
-        await player.begin()
-        for _ in range(2):
-            await player.draw()
+    async with _a_then_b(api, redis_aof, tmp_path, replicas, extra) as (a, b, pusher):
+        player = await _at_card_3(api, 1001)
         api.fail("sendPhoto", Fault(deliver=True, delay=30.0), chat_id=1001)
         since = len(api.calls)
         update_id = await api.press(1001, NEXT, language="en")
@@ -247,17 +240,9 @@ async def test_replica_killed_after_its_write_does_not_deal_again(
     before its 200. Telegram redelivers the tap to B once A's lease is gone: B finds the
     tap in the session and shows card 4 again, as A showed it, instead of dealing card 5;
     the next tap deals card 5, and the stats count 5 cards."""
-    a = BotReplica("a", tmp_path, api, redis_aof.url)
-    b = BotReplica("b", tmp_path, api, redis_aof.url)
-    replicas += [await a.start(), await b.start()]
-    await asyncio.gather(a.ready(), b.ready())
     direct = RedisStorage(connect_redis(endpoint_of(redis_aof), socket_timeout=2))
-    async with WebhookPusher([a.url, b.url], SECRET) as pusher:  # A first, B on failure
-        api.pusher = pusher
-        player = Player(api, 1101)
-        await player.begin()
-        for _ in range(2):
-            await player.draw()
+    async with _a_then_b(api, redis_aof, tmp_path, replicas) as (a, b, pusher):
+        player = await _at_card_3(api, 1101)
         api.fail("editMessageReplyMarkup", Fault(deliver=True, delay=30.0), chat_id=1101)
         since = len(api.calls)
         update_id = await api.press(1101, NEXT, language="en")
@@ -280,6 +265,34 @@ async def test_replica_killed_after_its_write_does_not_deal_again(
     assert stats.cards_drawn == 5
     assert any(e.get("event") == "update_redelivered" for e in b.events())
     assert await b.terminate() == 0
+
+
+@asynccontextmanager
+async def _a_then_b(
+    api: WebhookBotApi,
+    redis: RedisServer,
+    tmp_path: Path,
+    replicas: list[BotReplica],
+    extra: dict[str, str] | None = None,
+) -> AsyncIterator[tuple[BotReplica, BotReplica, WebhookPusher]]:
+    """Replicas A and B, ready, behind a pusher that tries A first and B when A does not
+    answer."""
+    a = BotReplica("a", tmp_path, api, redis.url, extra=extra or {})
+    b = BotReplica("b", tmp_path, api, redis.url, extra=extra or {})
+    replicas += [await a.start(), await b.start()]
+    await asyncio.gather(a.ready(), b.ready())
+    async with WebhookPusher([a.url, b.url], SECRET) as pusher:
+        api.pusher = pusher
+        yield a, b, pusher
+
+
+async def _at_card_3(api: WebhookBotApi, chat_id: int) -> Player:
+    """A player in the acquaintance deck who has been dealt three cards."""
+    player = Player(api, chat_id)
+    await player.begin()
+    for _ in range(2):
+        await player.draw()
+    return player
 
 
 async def _cards_drawn(storage: RedisStorage, chat_id: int) -> int:
