@@ -172,6 +172,44 @@ async def test_a_slow_update_is_bounded_and_retried() -> None:
     assert processor.done == [1]
 
 
+async def test_an_update_that_ignores_its_cancellation_still_gets_an_answer() -> None:
+    """Processing that does not end when cancelled at ``process_timeout`` (seen once in a
+    double Sentinel failover: an update never answered, its lease renewed for as long
+    as the test ran) is answered 503 after a short grace and its lease released, so the
+    redelivery is processed; the stuck processing is logged with where it waits."""
+    processor = Processor()
+    stubborn = asyncio.Event()
+
+    async def deaf_to_cancellation(update: dict[str, Any]) -> None:
+        if update["update_id"] == 1 and not stubborn.is_set():
+            stubborn.set()
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                await asyncio.sleep(30)  # swallows the cancellation and goes on waiting
+        await processor(update)
+
+    server = WebhookServer(
+        host="127.0.0.1", port=0, path=PATH, secret=SECRET, process=deaf_to_cancellation,
+        gate=InMemoryStorage(), process_timeout=0.3, lease=0.6, cancel_grace=0.2,
+    )  # fmt: skip
+    await server.start()
+    try:
+        with capture_logs() as logs:
+            async with WebhookPusher([server.url], SECRET) as pusher:
+                pusher.push({**message(3), "update_id": 1})
+                await pusher.wait_idle(timeout=5)
+    finally:
+        await server.stop()
+    attempts = pusher.attempts_for(1)
+    assert [a.status for a in attempts] == [503, 200]
+    assert attempts[0].finished - attempts[0].started < 1.5
+    assert processor.done == [1]
+    (stuck,) = [e for e in logs if e["event"] == "webhook_update_stuck"]
+    assert stuck["update_id"] == 1
+    assert "deaf_to_cancellation" in stuck["waiting_in"]
+
+
 async def test_a_redelivered_update_is_answered_without_processing_again(
     gate_redis: RedisStorage,
 ) -> None:
