@@ -210,6 +210,36 @@ async def test_an_update_that_ignores_its_cancellation_still_gets_an_answer() ->
     assert "deaf_to_cancellation" in stuck["waiting_in"]
 
 
+class SlowReleases(InMemoryStorage):
+    """A gate whose release (an empty value) is applied at once but answered late, as a
+    command that reached Redis before a slow reply."""
+
+    async def cache_set(self, key: str, value: bytes, ttl: float) -> None:
+        await super().cache_set(key, value, ttl)
+        if value == b"":
+            await asyncio.sleep(0.3)
+
+
+async def test_no_lease_renewal_lands_after_the_release() -> None:
+    """A deferred update's lease is released with no renewal still running: one that
+    landed during the release would claim the update again, and its redelivery would
+    be refused as taken for another lease."""
+    gate = SlowReleases()
+    processor = Processor()
+    processor.defer[1] = 1
+    server = await started(processor, gate=gate, lease=0.15)
+    try:
+        body = {**message(3), "update_id": 1}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(server.url, json=body, headers={SECRET_HEADER: SECRET}) as response,
+        ):
+            assert response.status == 503
+        assert await gate.cache_get("webhook:update:1") is None
+    finally:
+        await server.stop()
+
+
 async def test_a_redelivered_update_is_answered_without_processing_again(
     gate_redis: RedisStorage,
 ) -> None:

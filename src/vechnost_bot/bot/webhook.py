@@ -375,13 +375,28 @@ class WebhookServer(Service):
                 return refusal
         renewing = self._renewing(key, update_id)
         try:
+            later = await self._outcome(update_id, update)
+        finally:
+            # Stopped before the lease is released or marked done, so that a late renewal
+            # never overwrites either.
+            if renewing is not None:
+                renewing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewing
+        if later is not None:
+            await self._release(key)
+            return later
+        await self._mark_done(key, update_id)
+        return Response(status_code=200)
+
+    async def _outcome(self, update_id: int, update: dict[str, Any]) -> Response | None:
+        """Process the update: None when it is done, else the 503 to answer."""
+        try:
             await self._run_bounded(update_id, update)
         except UpdateDeferredError as error:
-            await self._release(key)
             log.info("webhook_update_deferred", update_id=update_id, reason=error.reason)
             return self._later(error.retry_after or self._retry_after)
         except TimeoutError:
-            await self._release(key)
             log.warning(
                 "webhook_update_timeout", update_id=update_id, timeout=self._process_timeout
             )
@@ -390,15 +405,7 @@ class WebhookServer(Service):
             # A bug in one update must not hold its chat for the day Telegram keeps
             # retrying: it is logged, marked done and answered 200, as polling would.
             log.exception("webhook_update_failed", update_id=update_id)
-        finally:
-            # Stopped before the lease is released or marked done, so that a late renewal
-            # never overwrites either.
-            if renewing is not None:
-                renewing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await renewing
-        await self._mark_done(key, update_id)
-        return Response(status_code=200)
+        return None
 
     async def _run_bounded(self, update_id: int, update: dict[str, Any]) -> None:
         """``process(update)`` within ``process_timeout``, else ``TimeoutError``: like
