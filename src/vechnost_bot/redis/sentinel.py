@@ -303,14 +303,21 @@ class SentinelWatch(Service):
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
 
+    @property
+    def where(self) -> str | None:
+        """:attr:`master` as ``host:port``, for logs; None until a sentinel has named one."""
+        return None if self.master is None else _where(self.master)
+
     async def start(self) -> None:
-        """Start following; returns at once (the first answer comes within ``interval``)."""
+        """Ask the sentinels once (at most ``timeout``), so that :attr:`master` is known
+        when they answer, then follow them."""
         if self._tasks:
             return
         kwargs = _sentinel_kwargs(self.target, self._timeout)
         self._clients = [
             aioredis.Redis(host=host, port=port, **kwargs) for host, port in self.target.addresses
         ]
+        await self.check()
         self._tasks = [asyncio.create_task(self._poll(), name="sentinel-watch")]
         self._tasks += [
             asyncio.create_task(self._listen(host, port), name=f"sentinel-events-{port}")
