@@ -120,7 +120,7 @@ async def test_master_killed_mid_game_rooms_on_three_replicas_lose_nothing(
     """Three rooms on three replicas, the master SIGKILLed half-way: every update
     answered 2xx in the end and in order per chat, 0 draws lost, 0 cards repeated, the
     same cards on both phones of a room, the game went on on the elected master, and
-    every replica logged the switch with the master's address."""
+    every replica's log names the masters (``master=host:port``, never ``port=0``)."""
     sentinels = ",".join(f"{host}:{port}" for host, port in topology.sentinel_addresses)
     extra = {
         "REDIS_SENTINELS": sentinels,
@@ -175,8 +175,13 @@ async def test_master_killed_mid_game_rooms_on_three_replicas_lose_nothing(
     assert held, "no update waited for the election"
     assert sum(d.at > elected_at for d in pusher.deliveries) >= ROOMS
     for bot in bots:
-        switches = [e for e in bot.events() if e.get("event") == "sentinel_master_switched"]
+        events = bot.events()
+        switches = [e for e in events if e.get("event") == "sentinel_master_switched"]
         assert [e.get("master") for e in switches][-1:] == [f"127.0.0.1:{election.new_port}"]
+        states = [e for e in events if e.get("event") in ("redis_connected", "redis_state_changed")]
+        assert all("port" not in e for e in states), "a Sentinel log line names no master"
+        running = [e.get("master") for e in states if e.get("state") == "running"]
+        assert running[-1:] == [f"127.0.0.1:{election.new_port}"], running
 
 
 async def _play_and_kill_the_master(
