@@ -92,15 +92,6 @@ def _invite(api: WebhookBotApi, chat: int, since: int) -> str:
 
 
 @pytest.fixture
-async def replicas() -> AsyncIterator[list[BotReplica]]:
-    """Replicas a test starts are SIGKILLed by pid afterwards if still running."""
-    started: list[BotReplica] = []
-    yield started
-    for replica in started:
-        await replica.kill()
-
-
-@pytest.fixture
 async def topology(tmp_path: Path) -> AsyncIterator[SentinelTopology]:
     """1 master + 2 replicas (min-replicas-to-write 1) + 3 sentinels, down-after 500 ms."""
     topo = SentinelTopology(
@@ -114,38 +105,47 @@ async def topology(tmp_path: Path) -> AsyncIterator[SentinelTopology]:
     await asyncio.to_thread(topo.stop)
 
 
+@pytest.fixture
+async def bots(
+    topology: SentinelTopology, tmp_path: Path
+) -> AsyncIterator[tuple[WebhookBotApi, list[BotReplica]]]:
+    """The fake Bot API and 3 ready ``vechnost run`` webhook replicas on ``topology``
+    (REDIS_SENTINELS), SIGKILLed by pid afterwards if still running."""
+    sentinels = ",".join(f"{host}:{port}" for host, port in topology.sentinel_addresses)
+    extra = {"REDIS_SENTINELS": sentinels, "REDIS_SENTINEL_MASTER": MASTER_NAME}
+    async with WebhookBotApi() as api:
+        started = [
+            BotReplica(f"r{n}", tmp_path, api, "redis://localhost:6379/0", extra=extra)
+            for n in range(3)
+        ]
+        try:
+            for bot in started:
+                await bot.start()
+            await asyncio.gather(*(bot.ready(timeout=60) for bot in started))
+            yield api, started
+        finally:
+            for bot in started:
+                await bot.kill()
+
+
 async def test_master_killed_mid_game_rooms_on_three_replicas_lose_nothing(
-    topology: SentinelTopology, tmp_path: Path, replicas: list[BotReplica]
+    topology: SentinelTopology, bots: tuple[WebhookBotApi, list[BotReplica]]
 ) -> None:
     """Three rooms on three replicas, the master SIGKILLed half-way: every update
     answered 2xx in the end and in order per chat, 0 draws lost, 0 cards repeated, the
     same cards on both phones of a room, the game went on on the elected master, and
     every replica's log names the masters (``master=host:port``, never ``port=0``)."""
-    sentinels = ",".join(f"{host}:{port}" for host, port in topology.sentinel_addresses)
-    extra = {
-        "REDIS_SENTINELS": sentinels,
-        "REDIS_SENTINEL_MASTER": MASTER_NAME,
-        "LOG_LEVEL": "INFO",
-    }
-    async with WebhookBotApi() as api:
-        bots = [
-            BotReplica(f"r{n}", tmp_path, api, "redis://localhost:6379/0", extra=extra)
-            for n in range(3)
+    api, replicas = bots
+    async with WebhookPusher(
+        [bot.url for bot in replicas], SECRET, balance="round_robin", give_up_after=60
+    ) as pusher:
+        api.pusher = pusher
+        rooms = [
+            Room(Player(api, 20_000 + 2 * n), Player(api, 20_001 + 2 * n)) for n in range(ROOMS)
         ]
-        replicas += bots
-        for bot in bots:
-            await bot.start()
-        await asyncio.gather(*(bot.ready(timeout=60) for bot in bots))
-        async with WebhookPusher(
-            [bot.url for bot in bots], SECRET, balance="round_robin", give_up_after=60
-        ) as pusher:
-            api.pusher = pusher
-            rooms = [
-                Room(Player(api, 20_000 + 2 * n), Player(api, 20_001 + 2 * n)) for n in range(ROOMS)
-            ]
-            await asyncio.gather(*(room.begin() for room in rooms))
-            killed_at, election = await _play_and_kill_the_master(rooms, topology)
-            await pusher.wait_idle(timeout=60)
+        await asyncio.gather(*(room.begin() for room in rooms))
+        killed_at, election = await _play_and_kill_the_master(rooms, topology)
+        await pusher.wait_idle(timeout=60)
 
     phones = [phone for room in rooms for phone in room.phones]
     figures = tally(phones)
@@ -167,14 +167,14 @@ async def test_master_killed_mid_game_rooms_on_three_replicas_lose_nothing(
         assert room.host.dealt()[0] == room.guest.dealt()[0], room.link
         assert len(room.host.dealt()[0]) == DRAWS + 1
         assert len(set(room.turns)) == 2, "the partners did not take turns"
-    assert {delivery.target for delivery in pusher.deliveries} == {bot.url for bot in bots}
+    assert {delivery.target for delivery in pusher.deliveries} == {bot.url for bot in replicas}
     # The kill was felt: updates sent before the election were answered only after it
     # (they waited out the failover), and the games went on on the elected master.
     elected_at = killed_at + election.named_after
     held = [a for a in pusher.attempts if killed_at < a.started < elected_at < a.finished]
     assert held, "no update waited for the election"
     assert sum(d.at > elected_at for d in pusher.deliveries) >= ROOMS
-    for bot in bots:
+    for bot in replicas:
         events = bot.events()
         switches = [e for e in events if e.get("event") == "sentinel_master_switched"]
         assert [e.get("master") for e in switches][-1:] == [f"127.0.0.1:{election.new_port}"]
