@@ -34,6 +34,7 @@ import inspect
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 import redis.asyncio as aioredis
@@ -52,9 +53,17 @@ from redis.exceptions import ReadOnlyError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from vechnost_bot.config import RedisEndpoint, SentinelTarget
+from vechnost_bot.log import redact
 from vechnost_bot.service import Service
 
-__all__ = ["SentinelWatch", "drop_pools", "newest_master", "sentinel_client"]
+__all__ = [
+    "SentinelAnswers",
+    "SentinelWatch",
+    "ask_sentinels",
+    "drop_pools",
+    "newest_master",
+    "sentinel_client",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -111,6 +120,40 @@ async def _ask_all(sentinels: list[aioredis.Redis], master: str) -> list[Any]:
         *(sentinel.sentinel_master(master) for sentinel in sentinels), return_exceptions=True
     )
     return answers
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelAnswers:
+    """What the sentinels said when asked once (``vechnost doctor``)."""
+
+    total: int
+    errors: tuple[str, ...]
+    """One line per sentinel that did not answer: ``host:port: the error``."""
+    master: Address | None
+    """The master the newest answer names (None: none names one that is up)."""
+
+    @property
+    def answered(self) -> int:
+        return self.total - len(self.errors)
+
+
+async def ask_sentinels(target: SentinelTarget, *, wait: float = 1.0) -> SentinelAnswers:
+    """Ask every sentinel of ``target`` once (``wait``: each one's socket timeout), with
+    clients of its own, closed after."""
+    kwargs = _sentinel_kwargs(target, wait)
+    clients = [aioredis.Redis(host=h, port=p, **kwargs) for h, p in target.addresses]
+    try:
+        states = await _ask_all(clients, target.master)
+    finally:
+        for client in clients:
+            with contextlib.suppress(RedisError, OSError, RuntimeError):
+                await client.aclose()
+    errors = tuple(
+        f"{_where(address)}: {redact(str(state)) or type(state).__name__}"
+        for address, state in zip(target.addresses, states, strict=True)
+        if isinstance(state, BaseException)
+    )
+    return SentinelAnswers(total=len(states), errors=errors, master=newest_master(states))
 
 
 class _Sentinels(Sentinel):
