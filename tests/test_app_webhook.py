@@ -7,7 +7,8 @@ lose no draw; setWebhook runs once for both replicas and deleteWebhook never; a 
 secret is refused; a duplicate update_id is processed once; Redis SIGKILLed and
 restarted turns updates into 503 + Retry-After that land later, in order, with no fork;
 SIGTERM stops readiness first and finishes the update in flight; a replica SIGKILLed
-after its draw but before its answer does not make the redelivery deal a second card.
+after sending its card, before or after writing its draw, but before its answer does not
+make the redelivery deal a second card.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -23,8 +25,10 @@ import pytest
 
 from tests.support.fake_bot_api import Fault
 from tests.support.redis_server import RedisServer
+from tests.support.storage_helpers import endpoint_of
 from tests.support.webhook_bot import NEXT, SECRET, BotReplica, Player, WebhookBotApi, progress_of
 from tests.support.webhook_pusher import SECRET_HEADER, WebhookPusher
+from vechnost_bot.storage import RedisStorage, connect_redis
 
 pytestmark = pytest.mark.slow
 
@@ -207,20 +211,12 @@ async def test_replica_killed_after_its_draw_does_not_deal_twice(
     api: WebhookBotApi, redis_aof: RedisServer, tmp_path: Path, replicas: list[BotReplica]
 ) -> None:
     """Replica A draws card k, sends it (the Bot API shows it but holds the answer), and
-    is SIGKILLed before its 200. Telegram redelivers the tap to B once A's lease is gone:
-    B replays A's draw from the memo and shows card k again, not a card k+1; the next
-    tap deals k+1."""
+    is SIGKILLed before its write and its 200. Telegram redelivers the tap to B once A's
+    lease is gone: B's random source, seeded by the update id, chooses card k again, not
+    a card k+1; the next tap deals k+1."""
     extra = {"WEBHOOK_PROCESS_TIMEOUT": "2"}
-    a = BotReplica("a", tmp_path, api, redis_aof.url, extra=extra)
-    b = BotReplica("b", tmp_path, api, redis_aof.url, extra=extra)
-    replicas += [await a.start(), await b.start()]
-    await asyncio.gather(a.ready(), b.ready())
-    async with WebhookPusher([a.url, b.url], SECRET) as pusher:  # A first, B on failure
-        api.pusher = pusher
-        player = Player(api, 1001)
-        await player.begin()
-        for _ in range(2):
-            await player.draw()
+    async with _a_then_b(api, redis_aof, tmp_path, replicas, extra) as (a, b, pusher):
+        player = await _at_card_3(api, 1001)
         api.fail("sendPhoto", Fault(deliver=True, delay=30.0), chat_id=1001)
         since = len(api.calls)
         update_id = await api.press(1001, NEXT, language="en")
@@ -234,6 +230,74 @@ async def test_replica_killed_after_its_draw_does_not_deal_twice(
     assert player.check() == 1  # card 4 shown again by B (A's answer never came)
     assert [number for number, _ in player.dealt()[0]] == [1, 2, 3, 4, 5]
     assert await b.terminate() == 0
+
+
+async def test_replica_killed_after_its_write_does_not_deal_again(
+    api: WebhookBotApi, redis_aof: RedisServer, tmp_path: Path, replicas: list[BotReplica]
+) -> None:
+    """Replica A draws card 4, sends it, writes the draw (session, table and stats in one
+    write) while the Bot API holds its removal of card 3's keyboard, and is SIGKILLed
+    before its 200. Telegram redelivers the tap to B once A's lease is gone: B finds the
+    tap in the session and shows card 4 again, as A showed it, instead of dealing card 5;
+    the next tap deals card 5, and the stats count 5 cards."""
+    direct = RedisStorage(connect_redis(endpoint_of(redis_aof), socket_timeout=2))
+    async with _a_then_b(api, redis_aof, tmp_path, replicas) as (a, b, pusher):
+        player = await _at_card_3(api, 1101)
+        api.fail("editMessageReplyMarkup", Fault(deliver=True, delay=30.0), chat_id=1101)
+        since = len(api.calls)
+        update_id = await api.press(1101, NEXT, language="en")
+        await api.wait_for(lambda c: c.method == "editMessageReplyMarkup", since=since)
+        await _wait_async(lambda: _cards_drawn(direct, 1101), 4, timeout=5)
+        await a.kill()
+        delivery = await pusher.wait_delivered(update_id)
+        player.draws += 1
+        await player.draw()
+        stats = await direct.get_user_stats(1101)
+        await direct.close()
+    shown = [c for c in api.calls[since:] if c.chat_id == 1101 and progress_of(c) is not None]
+    assert [progress_of(c) for c in shown] == [4, 4, 5]
+    assert shown[1].params["caption"] == shown[0].params["caption"]
+    assert shown[1].params["reply_markup"] == shown[0].params["reply_markup"]
+    assert delivery.target == b.url
+    assert player.check() == 1  # card 4 shown again by B, not a card 5 for the same tap
+    assert [number for number, _ in player.dealt()[0]] == [1, 2, 3, 4, 5]
+    assert stats is not None
+    assert stats.cards_drawn == 5
+    assert any(e.get("event") == "update_redelivered" for e in b.events())
+    assert await b.terminate() == 0
+
+
+@asynccontextmanager
+async def _a_then_b(
+    api: WebhookBotApi,
+    redis: RedisServer,
+    tmp_path: Path,
+    replicas: list[BotReplica],
+    extra: dict[str, str] | None = None,
+) -> AsyncIterator[tuple[BotReplica, BotReplica, WebhookPusher]]:
+    """Replicas A and B, ready, behind a pusher that tries A first and B when A does not
+    answer."""
+    a = BotReplica("a", tmp_path, api, redis.url, extra=extra or {})
+    b = BotReplica("b", tmp_path, api, redis.url, extra=extra or {})
+    replicas += [await a.start(), await b.start()]
+    await asyncio.gather(a.ready(), b.ready())
+    async with WebhookPusher([a.url, b.url], SECRET) as pusher:
+        api.pusher = pusher
+        yield a, b, pusher
+
+
+async def _at_card_3(api: WebhookBotApi, chat_id: int) -> Player:
+    """A player in the acquaintance deck who has been dealt three cards."""
+    player = Player(api, chat_id)
+    await player.begin()
+    for _ in range(2):
+        await player.draw()
+    return player
+
+
+async def _cards_drawn(storage: RedisStorage, chat_id: int) -> int:
+    session = await storage.get_session(chat_id)
+    return sum(len(ids) for ids in session.drawn.values()) if session else 0
 
 
 async def _status_or_none(replica: BotReplica, http: aiohttp.ClientSession) -> int | None:

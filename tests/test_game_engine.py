@@ -266,19 +266,50 @@ def test_swap_returns_the_card_to_the_deck(library: Library) -> None:
         engine.swap(session, library, "acq1q01", rng)
 
 
-def test_favourites_toggle_in_save_order() -> None:
+def test_favourites_in_save_order_set_once() -> None:
     """Save, unsave and save again; the list is in save order (the storage dates each add
-    and remove, so a merge keeps the newest of each)."""
+    and remove, so a merge keeps the newest of each); applied twice, a save or an unsave
+    is the same as once (a redelivered tap)."""
     player = Player(user_id=1)
-    player, saved = engine.toggle_favourite(player, "acq1q02")
-    assert saved
-    player, _saved = engine.toggle_favourite(player, "cpl1q01")
-    player, saved = engine.toggle_favourite(player, "acq1q02")
-    assert not saved
+    player = engine.set_favourite(player, "acq1q02", saved=True)
+    player = engine.set_favourite(player, "cpl1q01", saved=True)
+    player = engine.set_favourite(player, "acq1q02", saved=True)
+    assert player.favourites == ["acq1q02", "cpl1q01"]
+    player = engine.set_favourite(player, "acq1q02", saved=False)
+    player = engine.set_favourite(player, "acq1q02", saved=False)
     assert player.favourites == ["cpl1q01"]
-    player, saved = engine.toggle_favourite(player, "acq1q02")
-    assert saved
+    player = engine.set_favourite(player, "acq1q02", saved=True)
     assert player.favourites == ["cpl1q01", "acq1q02"]
+
+
+def test_shown_deal_reads_back_what_record_deal_said(library: Library) -> None:
+    """Roles, the pace offer and the pace count of the card on the table, read from the
+    table record_deal wrote, are what record_deal returned, card after card (so a card
+    shown again looks as it did)."""
+    deck = library.deck("acquaintance", 1, "questions")
+    assert deck is not None
+    table = engine.start_level(engine.set_names(Table(game_id=1), ("Anna", "Tom")))
+    offers = 0
+    for card in deck.cards[:6]:
+        table, info = engine.record_deal(table, card, now=1000.0, pace=3)
+        assert engine.shown_deal(table, pace=3) == info
+        offers += info.offer_deeper
+    assert offers == 1
+
+
+def test_mark_swapped_and_note_update_apply_once(library: Library) -> None:
+    """A swap chosen from an earlier state puts the old card back and the new one in, the
+    same when applied twice; a session remembers the last few update ids, each once."""
+    session = Session(chat_id=1, drawn={"d": ["x", "old"]}, last_card="old")
+    for _ in range(2):
+        session = engine.mark_swapped(session, "d", "old", "new")
+        assert session.drawn == {"d": ["x", "new"]}
+        assert session.last_card == "new"
+    for update_id in [5, 6, 5, *range(10, 20)]:
+        session = engine.note_update(session, update_id)
+    assert session.recent_updates == list(range(12, 20))
+    assert engine.is_noted(session, 19)
+    assert not engine.is_noted(session, 5)
 
 
 def test_end_game_sums_up_and_starts_afresh(library: Library) -> None:

@@ -172,6 +172,74 @@ async def test_a_slow_update_is_bounded_and_retried() -> None:
     assert processor.done == [1]
 
 
+async def test_an_update_that_ignores_its_cancellation_still_gets_an_answer() -> None:
+    """Processing that does not end when cancelled at ``process_timeout`` (seen once in a
+    double Sentinel failover: an update never answered, its lease renewed for as long
+    as the test ran) is answered 503 after a short grace and its lease released, so the
+    redelivery is processed; the stuck processing is logged with where it waits."""
+    processor = Processor()
+    stubborn = asyncio.Event()
+
+    async def deaf_to_cancellation(update: dict[str, Any]) -> None:
+        if update["update_id"] == 1 and not stubborn.is_set():
+            stubborn.set()
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                await asyncio.sleep(30)  # swallows the cancellation and goes on waiting
+        await processor(update)
+
+    server = WebhookServer(
+        host="127.0.0.1", port=0, path=PATH, secret=SECRET, process=deaf_to_cancellation,
+        gate=InMemoryStorage(), process_timeout=0.3, lease=0.6, cancel_grace=0.2,
+    )  # fmt: skip
+    await server.start()
+    try:
+        with capture_logs() as logs:
+            async with WebhookPusher([server.url], SECRET) as pusher:
+                pusher.push({**message(3), "update_id": 1})
+                await pusher.wait_idle(timeout=5)
+    finally:
+        await server.stop()
+    attempts = pusher.attempts_for(1)
+    assert [a.status for a in attempts] == [503, 200]
+    assert attempts[0].finished - attempts[0].started < 1.5
+    assert processor.done == [1]
+    (stuck,) = [e for e in logs if e["event"] == "webhook_update_stuck"]
+    assert stuck["update_id"] == 1
+    assert "deaf_to_cancellation" in stuck["waiting_in"]
+
+
+class SlowReleases(InMemoryStorage):
+    """A gate whose release (an empty value) is applied at once but answered late, as a
+    command that reached Redis before a slow reply."""
+
+    async def cache_set(self, key: str, value: bytes, ttl: float) -> None:
+        await super().cache_set(key, value, ttl)
+        if value == b"":
+            await asyncio.sleep(0.3)
+
+
+async def test_no_lease_renewal_lands_after_the_release() -> None:
+    """A deferred update's lease is released with no renewal still running: one that
+    landed during the release would claim the update again, and its redelivery would
+    be refused as taken for another lease."""
+    gate = SlowReleases()
+    processor = Processor()
+    processor.defer[1] = 1
+    server = await started(processor, gate=gate, lease=0.15)
+    try:
+        body = {**message(3), "update_id": 1}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(server.url, json=body, headers={SECRET_HEADER: SECRET}) as response,
+        ):
+            assert response.status == 503
+        assert await gate.cache_get("webhook:update:1") is None
+    finally:
+        await server.stop()
+
+
 async def test_a_redelivered_update_is_answered_without_processing_again(
     gate_redis: RedisStorage,
 ) -> None:

@@ -4,6 +4,7 @@ and a merge never drops an acknowledged drawn card (property tests with hypothes
 from __future__ import annotations
 
 import copy
+import json
 import pickle
 from typing import Annotated, Any, ClassVar
 
@@ -50,7 +51,18 @@ class _Wall:
 _op = st.tuples(
     st.integers(0, 2),
     st.sampled_from(
-        ["draw", "undraw", "reshuffle", "theme", "adult", "unadult", "reset", "sync", "clock"]
+        [
+            "draw",
+            "undraw",
+            "reshuffle",
+            "theme",
+            "adult",
+            "unadult",
+            "reset",
+            "note",
+            "sync",
+            "clock",
+        ]
     ),
     st.integers(0, 7),
 )
@@ -60,11 +72,14 @@ def _apply(replica: Session, op: str, arg: int, clock: HLC, others: list[Session
     deck = DECKS[arg % 2]
     card = CARDS[arg]
     session = replica.model_copy(deep=True)
-    if op == "draw":
+    if op in {"draw", "note"}:
         cards = session.drawn.get(deck, [])
         if card not in cards:
             session.drawn = {**session.drawn, deck: [*cards, card]}
-    elif op == "undraw":
+        session.last_card = card
+    if op == "note":  # a draw noting its update, as the handlers write it
+        session.recent_updates = [*session.recent_updates, 100 + arg][-3:]
+    if op == "undraw":
         if deck in session.drawn:
             session.drawn = {**session.drawn, deck: [c for c in session.drawn[deck] if c != card]}
     elif op == "reshuffle":
@@ -126,6 +141,38 @@ def test_merge_never_drops_an_acknowledged_draw(ops: list[tuple[int, str, int]])
     everything = merge(merge(replicas[0], replicas[1]), replicas[2])
     merged = {(deck, card) for deck, cards in everything.drawn.items() for card in cards}
     assert merged == drawn
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.sampled_from(["note", "sync", "clock"]),
+                          st.integers(0, 7)), max_size=30))  # fmt: skip
+def test_noted_updates_merge_as_one_value(
+    ops: list[tuple[int, str, int]],
+) -> None:
+    """The update ids a draw notes merge as one value, by the clock of its last writer
+    (as ``last_card`` does): the merge of all replicas holds one replica's whole list,
+    never a mix, and the draws noted are all kept."""
+    replicas = _replicas(ops)
+    everything = merge(merge(replicas[0], replicas[1]), replicas[2])
+    assert everything.recent_updates in [r.recent_updates for r in replicas]
+    drawn = {card for r in replicas for cards in r.drawn.values() for card in cards}
+    assert {card for cards in everything.drawn.values() for card in cards} == drawn
+
+
+def test_a_session_stored_before_noted_updates_loads() -> None:
+    """A session written before ``recent_updates`` existed loads with none noted, and a
+    later note wins the merge with it."""
+    clock = HLC(node="a")
+    stored = stamp(Session(chat_id=1, theme="couples", drawn={"d": ["x"]}, last_card="x"), clock)
+    body = json.loads(dump_body(stored))
+    body.pop("recent_updates")
+    body["meta"].pop("recent_updates", None)
+    old = load_value(Session, "1", b"1:4:0.0:" + json.dumps(body).encode())
+    assert old.recent_updates == []
+    assert old.drawn == {"d": ["x"]}
+    noted = stamp(old.model_copy(update={"recent_updates": [7]}), clock)
+    assert merge(old, noted).recent_updates == [7]
+    assert merge(noted, old).recent_updates == [7]
 
 
 def test_reshuffle_epoch_wins_and_same_epoch_unites() -> None:

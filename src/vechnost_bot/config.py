@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 from platformdirs import user_data_dir
@@ -28,6 +28,7 @@ __all__ = [
     "RedisEndpoint",
     "SentinelTarget",
     "Settings",
+    "TlsOptions",
     "default_data_dir",
     "load_settings",
     "parse_redis_url",
@@ -47,14 +48,47 @@ _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _WEBHOOK_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
+TlsCheck = Literal["required", "optional", "none"]
+_TLS_CHECKS: tuple[TlsCheck, ...] = ("required", "optional", "none")
+_TLS_PATHS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+_TLS_PARAMS = (*_TLS_PATHS, "ssl_cert_reqs", "ssl_check_hostname")
+_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsOptions:
+    """How a ``rediss://`` server is checked: ``REDIS_URL``'s ``ssl_*`` query parameters,
+    named as redis-py names them. ``ca_certs``: the CA file to trust (else the system's);
+    ``certfile`` and ``keyfile``: a client certificate (``tls-auth-clients yes``)."""
+
+    ca_certs: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    cert_reqs: TlsCheck = "required"
+    check_hostname: bool = True
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """redis-py's connection options for a TLS connection with these checks."""
+        return {
+            "ssl": True,
+            "ssl_ca_certs": self.ca_certs,
+            "ssl_certfile": self.certfile,
+            "ssl_keyfile": self.keyfile,
+            "ssl_cert_reqs": self.cert_reqs,
+            "ssl_check_hostname": self.check_hostname and self.cert_reqs != "none",
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class SentinelTarget:
     """Where the sentinels are and which master they watch (``REDIS_SENTINELS``,
-    ``REDIS_SENTINEL_MASTER``); the sentinels' own password never shows in repr."""
+    ``REDIS_SENTINEL_MASTER``); the sentinels' own password never shows in repr.
+    ``tls``: how the sentinels are reached over TLS (None: plain TCP)."""
 
     addresses: tuple[tuple[str, int], ...]
     master: str
     password: str | None = field(default=None, repr=False)
+    tls: TlsOptions | None = None
 
     @property
     def hosts(self) -> str:
@@ -82,9 +116,15 @@ class RedisEndpoint:
     password: str | None = field(default=None, repr=False)
     username: str | None = None
     tls: bool = False
+    tls_options: TlsOptions = TlsOptions()
+    """How a TLS server is checked (used only when ``tls``)."""
     socket_path: str | None = None
     sentinel: SentinelTarget | None = None
     """Set: the master is whichever server these sentinels name (host and port unused)."""
+
+    def tls_kwargs(self) -> dict[str, Any]:
+        """redis-py's TLS connection options for this server; empty without TLS."""
+        return self.tls_options.client_kwargs() if self.tls else {}
 
     @property
     def is_unix(self) -> bool:
@@ -136,7 +176,8 @@ class RedisEndpoint:
 def parse_redis_url(url: str) -> RedisEndpoint:
     """The one parser of ``REDIS_URL``; raises ``ValueError`` saying what is wrong.
 
-    ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` (TLS) and
+    ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` (TLS, with the
+    ``ssl_*`` parameters of :class:`TlsOptions`) and
     ``unix://[[user]:password@]/path/to/socket[?db=N][&password=…]``. A password is
     registered with the log redactor here, so it is masked from the first line on.
     """
@@ -144,6 +185,7 @@ def parse_redis_url(url: str) -> RedisEndpoint:
     if parts.scheme not in _REDIS_SCHEMES:
         raise ValueError("must start with redis://, rediss:// or unix://")
     query = parse_qs(parts.query)
+    tls_options = _tls_options(query, tls=parts.scheme == "rediss")
     password = unquote(parts.password) if parts.password is not None else None
     if password is None and query.get("password"):
         password = query["password"][0]
@@ -176,6 +218,36 @@ def parse_redis_url(url: str) -> RedisEndpoint:
         password=password or None,
         username=username,
         tls=parts.scheme == "rediss",
+        tls_options=tls_options,
+    )
+
+
+def _tls_options(query: dict[str, list[str]], *, tls: bool) -> TlsOptions:
+    """The ``ssl_*`` query parameters as :class:`TlsOptions`; a typo, a bad value or a
+    parameter on a URL without TLS is refused rather than silently ignored."""
+    given = {name: values[-1] for name, values in query.items() if name.startswith("ssl_")}
+    if not given:
+        return TlsOptions()
+    if not tls:
+        raise ValueError(f"has {', '.join(sorted(given))} but no TLS: start it with rediss://")
+    unknown = sorted(set(given) - set(_TLS_PARAMS))
+    if unknown:
+        raise ValueError(
+            f"has {', '.join(unknown)}: the TLS parameters are {', '.join(_TLS_PARAMS)}"
+        )
+    check = given.get("ssl_cert_reqs", "required").lower()
+    if check not in _TLS_CHECKS:
+        raise ValueError(f"has ssl_cert_reqs={check}: it must be required, optional or none")
+    hostname = given.get("ssl_check_hostname", "true").lower()
+    if hostname not in (*_TRUE, *_FALSE):
+        raise ValueError(f"has ssl_check_hostname={hostname}: it must be true or false")
+    paths = {name: given[name] or None for name in _TLS_PATHS if name in given}
+    return TlsOptions(
+        ca_certs=paths.get("ssl_ca_certs"),
+        certfile=paths.get("ssl_certfile"),
+        keyfile=paths.get("ssl_keyfile"),
+        cert_reqs=check,
+        check_hostname=hostname in _TRUE,
     )
 
 
@@ -328,8 +400,9 @@ class Settings(BaseSettings):
             raise _RuleError(
                 "REDIS_URL",
                 f"REDIS_URL names {url.where} while REDIS_SENTINELS is set: with Sentinel the "
-                "master's address comes from the sentinels; remove REDIS_URL (the master's "
-                "password goes in REDIS_PASSWORD or REDIS_PASSWORD_FILE)",
+                "master's address comes from the sentinels; remove REDIS_URL, or keep only "
+                "TLS and the db in it (rediss://localhost:6379/0?ssl_ca_certs=…); the "
+                "master's password goes in REDIS_PASSWORD or REDIS_PASSWORD_FILE",
             )
         if self.redis_auto_start and "redis_auto_start" in self.model_fields_set:
             raise _RuleError(
@@ -494,7 +567,8 @@ class Settings(BaseSettings):
     def redis_target(self) -> RedisEndpoint:
         """``REDIS_URL`` as a typed endpoint (TCP or unix socket), parsed once; with
         ``REDIS_SENTINELS`` the master those sentinels name (credentials and db from
-        REDIS_PASSWORD and REDIS_URL)."""
+        REDIS_PASSWORD and REDIS_URL). A ``rediss://`` REDIS_URL means TLS, with its
+        ``ssl_*`` parameters, to the master and to the sentinels alike."""
         endpoint = parse_redis_url(self.redis_url)
         if self.redis_sentinels is None or self.redis_sentinel_master is None:
             return endpoint
@@ -502,11 +576,14 @@ class Settings(BaseSettings):
             addresses=parse_sentinels(self.redis_sentinels),
             master=self.redis_sentinel_master,
             password=_secret_text(self.redis_sentinel_password) or None,
+            tls=endpoint.tls_options if endpoint.tls else None,
         )
         return RedisEndpoint(
             db=endpoint.db,
             password=endpoint.password,
             username=endpoint.username,
+            tls=endpoint.tls,
+            tls_options=endpoint.tls_options,
             sentinel=sentinel,
         )
 

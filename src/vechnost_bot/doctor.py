@@ -25,6 +25,7 @@ from vechnost_bot.redis.commands import local_facts, probe_facts
 from vechnost_bot.redis.discovery import RedisBinary, discover
 from vechnost_bot.redis.probe import password_rejected_message
 from vechnost_bot.redis.process import is_port_free
+from vechnost_bot.redis.sentinel import SentinelAnswers, ask_sentinels
 
 __all__ = ["Check", "command", "redis_checks", "run_checks"]
 
@@ -78,6 +79,8 @@ async def run_checks(settings: Settings) -> list[Check]:
 
 async def redis_checks(settings: Settings) -> list[Check]:
     """Binary, port, data dir, and what the bot will do for Redis."""
+    if settings.redis_target.sentinel is not None:
+        return await _sentinel_checks(settings)
     binary_check, _binary = await _check_binary(settings)
     # Both probes wait up to 1 s on a hung server: run them side by side.
     external_facts, local = await asyncio.gather(
@@ -92,12 +95,90 @@ async def redis_checks(settings: Settings) -> list[Check]:
     ]
 
 
-def _check_config(settings: Settings) -> Check:
-    detail = (
-        f"REDIS_URL={settings.redis_target.url()} "
-        f"REDIS_AUTO_START={str(settings.redis_auto_start).lower()} "
-        f"REDIS_DATA_DIR={settings.data_dir.root}"
+async def _sentinel_checks(settings: Settings) -> list[Check]:
+    """With REDIS_SENTINELS the master is external and found through the sentinels: no
+    binary or port to check, only the sentinels, the master they name, the data dir."""
+    target = settings.redis_target.sentinel
+    assert target is not None
+    answers, facts = await asyncio.gather(ask_sentinels(target), probe_facts(settings.redis_target))
+    return [
+        _check_sentinels(answers, target.master),
+        _check_data_dir(settings.data_dir.root),
+        _check_master(settings, answers, facts),
+    ]
+
+
+def _check_sentinels(answers: SentinelAnswers, master: str) -> Check:
+    name = "sentinels"
+    heard = f"{answers.answered} of {answers.total} sentinels answer"
+    missing = "; ".join(answers.errors)
+    if answers.master is None:
+        return Check(
+            "FAIL",
+            name,
+            f"{heard}, and none names a master {master!r} that is up"
+            + (f" ({missing})" if missing else ""),
+            "check REDIS_SENTINELS (host:port of each sentinel), REDIS_SENTINEL_MASTER (the "
+            "name in `sentinel monitor`) and REDIS_SENTINEL_PASSWORD",
+        )
+    named = f"{heard}; master {master!r} is at {_address(answers.master)}"
+    if answers.errors:
+        return Check(
+            "WARN",
+            name,
+            f"{named} (not answering: {missing})",
+            "start the sentinels that do not answer: a failover needs a majority of them",
+        )
+    return Check("OK", name, named)
+
+
+def _check_master(settings: Settings, answers: SentinelAnswers, facts: dict[str, Any]) -> Check:
+    name = "redis"
+    if facts.get("answering") and facts.get("passwordless"):
+        return Check(
+            "WARN",
+            name,
+            f"the master answers PING (Redis {facts.get('version')}) without a password: "
+            "the bot will use it, and so can anyone who reaches it",
+            passwordless_warning(settings.redis_target).split("; ", 1)[1],
+        )
+    if facts.get("answering"):
+        return Check(
+            "OK",
+            name,
+            f"the master answers PING (Redis {facts.get('version')}, "
+            f"{facts.get('latency_ms')} ms): the bot will use it",
+        )
+    error = str(facts.get("error") or "not reachable")
+    if facts.get("auth_failed"):
+        fix = "fix REDIS_PASSWORD (or REDIS_PASSWORD_FILE): it is the data servers' password"
+    elif answers.master is None:
+        fix = "fix the sentinels first (above)"
+    else:
+        fix = f"start the master at {_address(answers.master)}, or let the sentinels fail over"
+    return Check(
+        "FAIL",
+        name,
+        f"the master does not answer ({error}): in webhook mode updates get 503 until it "
+        "does, in polling mode the bot runs from memory",
+        fix,
     )
+
+
+def _address(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _check_config(settings: Settings) -> Check:
+    target = settings.redis_target.sentinel
+    redis = (
+        f"REDIS_SENTINELS={target.hosts} REDIS_SENTINEL_MASTER={target.master}"
+        if target is not None
+        else f"REDIS_URL={settings.redis_target.url()} "
+        f"REDIS_AUTO_START={str(settings.redis_auto_start).lower()}"
+    )
+    detail = f"{redis} REDIS_DATA_DIR={settings.data_dir.root}"
     if settings.token is None:
         dotenv = Path.cwd() / ".env"
         where = f"{dotenv} has none" if dotenv.is_file() else f"there is no {dotenv}"

@@ -21,12 +21,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from tests.support.redis_server import RedisServer, free_port, redis_server_binary
+from tests.support.redis_server import (
+    RedisServer,
+    TlsFiles,
+    free_port,
+    redis_server_binary,
+    spawn_answering,
+)
 
 __all__ = [
     "MASTER_NAME",
@@ -44,7 +51,8 @@ MASTER_NAME = "vechnost"
 
 
 class SentinelProcess:
-    """One ``redis-server CONF --sentinel`` child process, watching one master."""
+    """One ``redis-server CONF --sentinel`` child process, watching one master; with
+    ``tls``, its port speaks TLS only and it reaches the data servers over TLS."""
 
     def __init__(
         self,
@@ -54,17 +62,23 @@ class SentinelProcess:
         quorum: int,
         down_after_ms: int,
         failover_timeout_ms: int,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.directory = directory
         self.port = free_port()
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
+        listen = [f"port {self.port}"]
+        if tls is not None:
+            listen = ["port 0", f"tls-port {self.port}"]
+            listen += [f"{name} {value}" for name, value in tls.settings()]
         # Sentinel rewrites its config file as the topology changes: it must be writable.
         self.config = directory / "sentinel.conf"
         self.config.write_text(
             "\n".join(
                 [
-                    f"port {self.port}",
+                    *listen,
                     "bind 127.0.0.1",
                     "daemonize no",
                     f"dir {directory}",
@@ -87,26 +101,20 @@ class SentinelProcess:
         assert self.process is not None
         return self.process.pid
 
+    @property
+    def client_kwargs(self) -> dict[str, Any]:
+        """How a client reaches this sentinel (TLS or not)."""
+        tls = self.tls.client_kwargs() if self.tls is not None else {}
+        return {"host": "127.0.0.1", "port": self.port, **tls}
+
     def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
+        return redis.Redis(socket_timeout=2, **self.client_kwargs)
 
     def start(self, timeout: float = 10.0) -> SentinelProcess:
         args = [redis_server_binary(), str(self.config), "--sentinel"]
-        self.process = subprocess.Popen(args, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                log = (self.directory / "sentinel.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"sentinel exited early: {log}")
-            client = self.client()
-            try:
-                if client.ping():
-                    return self
-            except redis.RedisError:
-                time.sleep(0.02)
-            finally:
-                client.close()
-        raise RuntimeError(f"sentinel on port {self.port} did not answer PING")
+        log = self.directory / "sentinel.log"
+        self.process = spawn_answering(args, self.client, log, timeout)
+        return self
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 5 s; safe twice."""
@@ -135,7 +143,8 @@ class SentinelTopology:
 
     ``with SentinelTopology(tmp_path) as topo:`` starts and stops it; so do
     :meth:`start` and :meth:`stop` (safe twice). ``extra_args`` go to every data
-    server (e.g. ``("--min-replicas-to-write", "1")``).
+    server (e.g. ``("--min-replicas-to-write", "1")``). With ``tls`` every process
+    speaks TLS only, with client certificates (mutual TLS).
     """
 
     def __init__(
@@ -147,6 +156,7 @@ class SentinelTopology:
         down_after_ms: int = 200,
         failover_timeout_ms: int = 5_000,
         extra_args: tuple[str, ...] = (),
+        tls: TlsFiles | None = None,
     ) -> None:
         if replicas < 1 or sentinels < 1:
             raise ValueError("a topology needs at least one replica and one sentinel")
@@ -154,12 +164,13 @@ class SentinelTopology:
         self.down_after_ms = down_after_ms
         # Diskless sync waits 5 s by default for more replicas to join: not here.
         extra_args = ("--repl-diskless-sync-delay", "0", *extra_args)
-        self.servers = [RedisServer(directory / "redis-0", extra_args=extra_args)]
+        self.servers = [RedisServer(directory / "redis-0", extra_args=extra_args, tls=tls)]
         master_port = self.servers[0].port
         self.servers += [
             RedisServer(
                 directory / f"redis-{index}",
                 extra_args=(*extra_args, "--replicaof", "127.0.0.1", str(master_port)),
+                tls=tls,
             )
             for index in range(1, replicas + 1)
         ]
@@ -171,6 +182,7 @@ class SentinelTopology:
                 quorum=self.quorum,
                 down_after_ms=down_after_ms,
                 failover_timeout_ms=failover_timeout_ms,
+                tls=tls,
             )
             for index in range(sentinels)
         ]
@@ -253,10 +265,7 @@ class SentinelTopology:
     async def wait_new_master(self, old_port: int, since: float, timeout: float = 15.0) -> Election:
         """Poll the sentinels every 10 ms until a majority names a master other than
         ``old_port``; ``since`` is the ``time.monotonic()`` of the fault."""
-        clients = [
-            aioredis.Redis(host="127.0.0.1", port=s.port, socket_timeout=0.5)
-            for s in self.sentinels
-        ]
+        clients = [aioredis.Redis(socket_timeout=0.5, **s.client_kwargs) for s in self.sentinels]
         deadline = since + timeout
         try:
             while time.monotonic() < deadline:

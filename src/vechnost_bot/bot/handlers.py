@@ -297,10 +297,12 @@ class GameBot:
             await self._update_player(user.id, lambda p: engine.choose_language(p, language))
         return language
 
-    async def _touch_user(self, user: User | None, *, started: bool = False) -> None:
-        change = self._stats_change(user, started=started)
-        if change is not None:
-            await self.storage.update_records([change])
+    async def _count_start(self, update: Update, here: Here) -> None:
+        """A game started, counted in the player's stats once however often Telegram sends
+        the /start (the count and the noted update id go in one write)."""
+        change = self._stats_change(here.user, started=True)
+        if change is not None and not engine.is_noted(here.session, update.update_id):
+            await self._store(here, [change, self._noted(here.game_id, update.update_id)])
 
     def _stats_change(
         self, user: User | None, *, started: bool = False, drew: bool = False
@@ -407,7 +409,7 @@ class GameBot:
         here = await self._here(update)
         if here is None:
             return
-        await self._touch_user(here.user, started=True)
+        await self._count_start(update, here)
         if here.language is None:
             await self._ask_language(update)
             return
@@ -539,10 +541,58 @@ class GameBot:
             await _answer(query)
             await self._ask_language(update)
             return
+        if engine.is_noted(here.session, update.update_id):
+            await self._answer_again(update, query, here, callback)
+            return
         handled = await self._dispatch(update, query, here, callback)
         if not handled:
             log.info("callback_stale", chat_id=here.chat_id, action=callback.action)
             await self._stale(update, query, here)
+
+    async def _answer_again(
+        self, update: Update, query: CallbackQuery, here: Here, callback: Callback
+    ) -> None:
+        """A tap whose effect the game's records already hold: Telegram sent it again
+        because the replica that handled it died after its write, before its answer. It
+        is answered as it was (the card on the table sent again), never applied twice."""
+        log.info("update_redelivered", chat_id=here.chat_id, action=callback.action)
+        action, language = callback.action, here.lang
+        if action == "save" and callback.card:
+            player = await self._read(Player, str(here.user_id)) if here.user else None
+            saved = player is not None and callback.card in player.favourites
+            await _answer(query, t(language, "saved" if saved else "unsaved"))
+            return
+        if action == "both":
+            await _answer(query, t(language, "both_on" if here.table.both_answer else "both_off"))
+            await self._show_menu(update, here)
+            return
+        await _answer(query)
+        current = here.table.current
+        card = self.library.card(current) if current else None
+        if card is None:  # the game ended: its menu
+            await self._show_menu(update, here, edit=False)
+            return
+        if here.session.recent_updates[-1] == update.update_id:
+            # Not when a partner played since: the card on the table is theirs.
+            await self._show_again(here, card, swapped=action == "swap")
+            await self._drop_menu(query)
+
+    async def _show_again(self, here: Here, card: Card, *, swapped: bool) -> None:
+        """Send the card on the table again, as it was first shown."""
+        if card.content is None:
+            await self._deliver(here, card, kind="opening")
+            return
+        deck = engine.current_deck(here.session, self.library)
+        if deck is None or deck.get(card.id) is None:
+            return
+        progress = engine.progress(here.session, deck)
+        if swapped:
+            roles = engine.roles(here.table, here.table.turn - 1)
+            await self._deliver(here, card, roles=roles, progress=progress,
+                                last=progress[0] >= progress[1])  # fmt: skip
+            return
+        await self._deliver_deck(here, card, engine.shown_deal(here.table, self.pace_cards),
+                                 progress)  # fmt: skip
 
     async def _stale(self, update: Update, query: CallbackQuery, here: Here) -> None:
         await _answer(query)
@@ -608,7 +658,7 @@ class GameBot:
         if action == "swap" and callback.card:
             return await self._on_swap(update, query, here, callback.card)
         if action == "save" and callback.card:
-            return await self._on_save(query, here, callback.card)
+            return await self._on_save(update, query, here, callback.card)
         if action == "previous" and callback.number is not None:
             return await self._on_previous(update, query, here, callback.number)
         if action == "favourite" and callback.number is not None:
@@ -618,7 +668,13 @@ class GameBot:
         if action == "end":
             return await self._on_end(update, query, here)
         if action == "both":
-            here.table = await self._update_table(here.game_id, _toggle_both)
+            both = not here.table.both_answer
+            game_id = here.game_id
+            await self._store(here, [
+                Change(Table, str(game_id), lambda: Table(game_id=game_id),
+                       lambda table: _set_both(table, both=both)),
+                self._noted(game_id, update.update_id),
+            ])  # fmt: skip
             key = "both_on" if here.table.both_answer else "both_off"
             await _answer(query, t(language, key))
             await self._show_menu(update, here)
@@ -890,7 +946,7 @@ class GameBot:
             here.table, self.library, theme
         )  # fmt: skip
         if opening is not None:
-            return await self._deal_opening(query, here, opening)
+            return await self._deal_opening(update, query, here, opening)
         # The card is chosen from the session as read (current: see ``sole_writer``) and
         # written once, after it went out, with the table and the stats (one round trip);
         # a card that certainly did not go out leaves them as they were.
@@ -930,9 +986,7 @@ class GameBot:
             return engine.record_deal(table, card, now=now, pace=self.pace_cards)[0]
 
         game_id = here.game_id
-        changes: list[Change[Any]] = [
-            Change(Session, str(game_id), lambda: Session(chat_id=game_id), dealt_card)
-        ]
+        changes: list[Change[Any]] = [self._noted(game_id, update.update_id, dealt_card)]
         stats = self._stats_change(here.user, drew=True)
         if stats is not None:
             changes.append(stats)
@@ -940,20 +994,10 @@ class GameBot:
         here.table, dealt = engine.record_deal(
             here.table.model_copy(deep=True), card, now=now, pace=self.pace_cards
         )
-        last = result.drawn >= result.total
-        deeper = (
-            engine.deeper_level(here.session, self.library) if dealt.offer_deeper or last else None
-        )
-        pace_line = None
-        if dealt.offer_deeper:
-            key = "pace_offer" if deeper is not None else "pace_offer_last"
-            pace_line = ("pace", key, dealt.paced)
         await _answer(query, t(here.lang, "reshuffled") if reshuffle else None)
         try:
-            await self._deliver(
-                here, card, roles=dealt.roles, progress=(result.drawn, result.total),
-                deeper=deeper, last=last, pace_line=pace_line, record=record, also=changes,
-            )  # fmt: skip
+            await self._deliver_deck(here, card, dealt, (result.drawn, result.total),
+                                     record=record, also=changes)  # fmt: skip
         except (TelegramError, OSError) as error:
             # Never seen, so not drawn (nothing was written); the next "Next card" sends it.
             log.warning("card_send_failed", chat_id=here.chat_id, card=card.id, error=repr(error))
@@ -963,7 +1007,9 @@ class GameBot:
         log.debug("card_drawn", chat_id=here.chat_id, card=card.id, drawn=result.drawn)
         return True
 
-    async def _deal_opening(self, query: CallbackQuery, here: Here, card: Card) -> bool:
+    async def _deal_opening(
+        self, update: Update, query: CallbackQuery, here: Here, card: Card
+    ) -> bool:
         now = self.clock()
 
         def record(table: Table) -> Table:
@@ -971,10 +1017,60 @@ class GameBot:
 
         here.table = record(here.table.model_copy(deep=True))
         await _answer(query)
-        await self._deliver(here, card, kind="opening", record=record)
+        await self._deliver(here, card, kind="opening", record=record,
+                            also=[self._noted(here.game_id, update.update_id)])  # fmt: skip
         await self._drop_menu(query)
         log.info("opening_dealt", chat_id=here.chat_id, card=card.id)
         return True
+
+    def _noted(
+        self, game_id: int, update_id: int, mutate: Callable[[Session], Session] | None = None
+    ) -> Change[Session]:
+        """The game's session (changed by ``mutate``) noting ``update_id``: written with
+        the update's other records, so that a redelivery finds it (:meth:`_answer_again`)."""
+
+        def note(session: Session) -> Session:
+            return engine.note_update(mutate(session) if mutate else session, update_id)
+
+        return Change(Session, str(game_id), lambda: Session(chat_id=game_id), note)
+
+    async def _store(self, here: Here, changes: Sequence[Change[Any]]) -> None:
+        """Write ``changes`` together; the game's table and session as stored become
+        ``here``'s."""
+        self._adopt(here, await self.storage.update_records(changes))
+
+    @staticmethod
+    def _adopt(here: Here, stored: Sequence[object]) -> None:
+        for record in stored:
+            if isinstance(record, Table):
+                here.table = record
+            elif isinstance(record, Session):
+                here.session = record
+
+    async def _deliver_deck(
+        self,
+        here: Here,
+        card: Card,
+        dealt: engine.DealInfo,
+        progress: tuple[int, int],
+        *,
+        record: Callable[[Table], Table] | None = None,
+        also: Sequence[Change[Any]] = (),
+    ) -> None:
+        """:meth:`_deliver` for a deck card: its progress, roles, pace offer and deeper
+        level, from what the deal said of it."""
+        last = progress[0] >= progress[1]
+        deeper = (
+            engine.deeper_level(here.session, self.library) if dealt.offer_deeper or last else None
+        )
+        pace_line = None
+        if dealt.offer_deeper:
+            key = "pace_offer" if deeper is not None else "pace_offer_last"
+            pace_line = ("pace", key, dealt.paced)
+        await self._deliver(
+            here, card, roles=dealt.roles, progress=progress, deeper=deeper, last=last,
+            pace_line=pace_line, record=record, also=also,
+        )  # fmt: skip
 
     async def _deliver(
         self,
@@ -1109,11 +1205,7 @@ class GameBot:
             self.storage.update_records([change, *also]), *drops
         )
         assert isinstance(stored, list)
-        for record_ in stored:
-            if isinstance(record_, Table):
-                here.table = record_
-            elif isinstance(record_, Session):
-                here.session = record_
+        self._adopt(here, stored)
 
     async def _drop_menu(self, query: CallbackQuery) -> None:
         """The menu a card was dealt from has done its job: its buttons go."""
@@ -1147,24 +1239,26 @@ class GameBot:
         if drawer is not None and drawer.user_id != here.user_id:
             await _answer(query, t(here.lang, "swap_not_yours", name=drawer.name))
             return True
-        outcome: list[engine.DrawOutcome] = []
-
-        def swap(current: Session) -> Session:
-            outcome.clear()
-            current, result = engine.swap(current, self.library, card_id, self.rng)
-            outcome.append(result)
-            return current
-
-        here.session = await self.storage.update_session(here.game_id, swap)
-        result = outcome[0]
+        info = self._deck_info(here.session)
+        if info is None:
+            return False
+        # As a draw: chosen from the session as read, written once after it went out.
+        session, result = engine.swap(
+            here.session.model_copy(deep=True), self.library, card_id, self.rng
+        )
         card = result.card
         if card is None or card.id == card_id:
             await _answer(query, t(here.lang, "swap_last"))
             return True
+        key_ = deck_key(*info[:3])
 
         def record(tb: Table) -> Table:
             return engine.record_swap(tb, card_id, card)
 
+        def swapped(current: Session) -> Session:
+            return engine.mark_swapped(current, key_, card_id, card.id)
+
+        here.session = session
         here.table = record(here.table.model_copy(deep=True))
         await _answer(query, t(here.lang, "swapped"))
         # The passed card goes back into the deck, and out of the chat.
@@ -1172,26 +1266,33 @@ class GameBot:
             with contextlib.suppress(TelegramError):
                 await self._bot.delete_message(int(chat), message_id)
         roles = engine.roles(here.table, here.table.turn - 1)
+        noted = self._noted(here.game_id, update.update_id, swapped)
         await self._deliver(here, card, roles=roles, progress=(result.drawn, result.total),
-                            last=result.drawn >= result.total, record=record)  # fmt: skip
+                            last=result.drawn >= result.total, record=record,
+                            also=[noted])  # fmt: skip
         log.info("card_swapped", chat_id=here.chat_id, card=card_id, new=card.id)
         return True
 
-    async def _on_save(self, query: CallbackQuery, here: Here, card_id: str) -> bool:
+    async def _on_save(
+        self, update: Update, query: CallbackQuery, here: Here, card_id: str
+    ) -> bool:
+        """Save the card, or take it out when it was saved (this person's own list)."""
         if here.user is None or self.library.card(card_id) is None:
             return False
-        saved: list[bool] = []
-
-        def toggle(player: Player) -> Player:
-            saved.clear()
-            player, now_saved = engine.toggle_favourite(player, card_id)
-            saved.append(now_saved)
-            return player
-
-        await self._update_player(here.user.id, toggle)
-        if saved[0]:
-            await self._update_table(here.game_id, _count_saved)
-        await _answer(query, t(here.lang, "saved" if saved[0] else "unsaved"))
+        user_id, game_id = here.user.id, here.game_id
+        player = await self._read(Player, str(user_id))
+        saved = player is None or card_id not in player.favourites
+        changes: list[Change[Any]] = [
+            Change(Player, str(user_id), lambda: Player(user_id=user_id),
+                   lambda p: engine.set_favourite(p, card_id, saved=saved)),
+            self._noted(game_id, update.update_id),
+        ]  # fmt: skip
+        if saved:
+            changes.append(
+                Change(Table, str(game_id), lambda: Table(game_id=game_id), _count_saved)
+            )
+        await self._store(here, changes)
+        await _answer(query, t(here.lang, "saved" if saved else "unsaved"))
         return True
 
     async def _on_previous(
@@ -1262,8 +1363,11 @@ class GameBot:
             table.card_messages = {}
             return table
 
-        here.table = await self._update_table(here.game_id, end)
-        here.session = await self.storage.update_session(here.game_id, _to_themes)
+        game_id = here.game_id
+        await self._store(here, [
+            Change(Table, str(game_id), lambda: Table(game_id=game_id), end),
+            self._noted(game_id, update.update_id, _to_themes),
+        ])  # fmt: skip
         result = summary[0]
         log.info("game_ended", chat_id=here.chat_id, cards=result.cards, minutes=result.minutes)
         for viewer in await self._viewers(here, None):
@@ -1447,8 +1551,8 @@ def _mark_names_asked(table: Table) -> Table:
     return table
 
 
-def _toggle_both(table: Table) -> Table:
-    table.both_answer = not table.both_answer
+def _set_both(table: Table, *, both: bool) -> Table:
+    table.both_answer = both
     return table
 
 

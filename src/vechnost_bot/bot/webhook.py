@@ -22,7 +22,11 @@ Per update, in this order:
 * ``process(update)`` runs within ``process_timeout``. It raises
   :class:`UpdateDeferredError` when the storage is unavailable: the lease is released
   and the answer is 503 with ``Retry-After``. On success the update is marked done and
-  answered 200.
+  answered 200. Past ``process_timeout`` it is cancelled; processing that has not ended
+  ``cancel_grace`` later (a cancellation swallowed somewhere below) is left running,
+  logged as ``webhook_update_stuck`` with where it waits, and the update answered 503
+  all the same: its lease is released, never renewed on, so the redelivery can be
+  processed elsewhere instead of the chat waiting for ever.
 
 What the gate cannot know: a replica killed after ``process`` changed the storage but
 before it marked the update done leaves only its lease; when that expires the update is
@@ -201,6 +205,7 @@ class WebhookServer(Service):
         drain_timeout: float = 10.0,
         lease_margin: float = 2.0,
         lease: float | None = None,
+        cancel_grace: float = 1.0,
         done_ttl: float = 3600.0,
         key_prefix: str = "webhook:update",
     ) -> None:
@@ -224,6 +229,8 @@ class WebhookServer(Service):
         # while the update runs, so a replica that dies frees its updates within it.
         self._lease = process_timeout + lease_margin if lease is None else lease
         self._renew = lease is not None
+        self._cancel_grace = cancel_grace
+        self._stuck: set[asyncio.Task[None]] = set()  # kept alive until they end
         self._done_ttl = done_ttl
         self._key_prefix = key_prefix
         self._in_flight = 0
@@ -284,6 +291,8 @@ class WebhookServer(Service):
                 "webhook_drain_timeout", in_flight=self._in_flight, waited=self._drain_timeout
             )
         await self._http.stop()
+        for task in list(self._stuck):  # one more try; they end with the process anyway
+            task.cancel()
         self._started = False
         log.info("webhook_server_stopped", port=self.port)
 
@@ -348,13 +357,28 @@ class WebhookServer(Service):
                 return refusal
         renewing = self._renewing(key, update_id)
         try:
-            await asyncio.wait_for(self._process(update), self._process_timeout)
-        except UpdateDeferredError as error:
+            later = await self._outcome(update_id, update)
+        finally:
+            # Stopped before the lease is released or marked done, so that a late renewal
+            # never overwrites either.
+            if renewing is not None:
+                renewing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewing
+        if later is not None:
             await self._release(key)
+            return later
+        await self._mark_done(key, update_id)
+        return Response(status_code=200)
+
+    async def _outcome(self, update_id: int, update: dict[str, Any]) -> Response | None:
+        """Process the update: None when it is done, else the 503 to answer."""
+        try:
+            await self._run_bounded(update_id, update)
+        except UpdateDeferredError as error:
             log.info("webhook_update_deferred", update_id=update_id, reason=error.reason)
             return self._later(error.retry_after or self._retry_after)
         except TimeoutError:
-            await self._release(key)
             log.warning(
                 "webhook_update_timeout", update_id=update_id, timeout=self._process_timeout
             )
@@ -363,15 +387,44 @@ class WebhookServer(Service):
             # A bug in one update must not hold its chat for the day Telegram keeps
             # retrying: it is logged, marked done and answered 200, as polling would.
             log.exception("webhook_update_failed", update_id=update_id)
-        finally:
-            # Stopped before the lease is released or marked done, so that a late renewal
-            # never overwrites either.
-            if renewing is not None:
-                renewing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await renewing
-        await self._mark_done(key, update_id)
-        return Response(status_code=200)
+        return None
+
+    async def _run_bounded(self, update_id: int, update: dict[str, Any]) -> None:
+        """``process(update)`` within ``process_timeout``, else ``TimeoutError``: like
+        ``asyncio.wait_for``, except that it waits only ``cancel_grace`` for a cancelled
+        processing to end (``wait_for`` waits for ever)."""
+        task = asyncio.ensure_future(self._process(update))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self._process_timeout)
+            if not done:
+                task.cancel()
+                done, _ = await asyncio.wait({task}, timeout=self._cancel_grace)
+        except asyncio.CancelledError:
+            task.cancel()  # the request itself was cancelled: so is its processing
+            raise
+        if not done:
+            self._leave_stuck(update_id, task)
+            raise TimeoutError
+        if task.cancelled():
+            raise TimeoutError
+        task.result()
+
+    def _leave_stuck(self, update_id: int, task: asyncio.Task[None]) -> None:
+        log.error(
+            "webhook_update_stuck",
+            update_id=update_id,
+            grace=self._cancel_grace,
+            waiting_in=_where_it_waits(task),
+        )
+        self._stuck.add(task)
+
+        def ended(finished: asyncio.Task[None]) -> None:
+            self._stuck.discard(finished)
+            log.warning("webhook_stuck_update_ended", update_id=update_id)
+            if not finished.cancelled():
+                finished.exception()  # retrieved: it is not logged as never retrieved
+
+        task.add_done_callback(ended)
 
     def _renewing(self, key: str, update_id: int) -> asyncio.Task[None] | None:
         if self._gate is None or not self._renew:
@@ -430,6 +483,15 @@ class WebhookServer(Service):
 
 def _client(request: Request) -> str | None:
     return None if request.client is None else request.client.host
+
+
+def _where_it_waits(task: asyncio.Task[Any]) -> str:
+    """The coroutine frames ``task`` is suspended in, outermost first: ``fn (file:line)``."""
+    frames = task.get_stack(limit=30)
+    return " > ".join(
+        f"{frame.f_code.co_name} ({frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno})"
+        for frame in frames
+    )
 
 
 def _describe(error: BaseException) -> str:

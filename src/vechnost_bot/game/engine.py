@@ -41,11 +41,14 @@ __all__ = [
     "drawer_of_current",
     "end_game",
     "go_back",
+    "is_noted",
     "join_room",
     "leave_room",
+    "mark_swapped",
     "needs_adult_confirmation",
     "next_drawer",
     "next_opening",
+    "note_update",
     "opening_cards",
     "parse_names",
     "previous_card",
@@ -58,12 +61,13 @@ __all__ = [
     "reshuffle",
     "roles",
     "seat",
+    "set_favourite",
     "set_names",
+    "shown_deal",
     "start_level",
     "step",
     "swap",
     "theme_levels",
-    "toggle_favourite",
     "undo_deal",
     "undraw",
 ]
@@ -73,6 +77,10 @@ DEFAULT_PACE: Final = 12
 
 HISTORY: Final = 30
 """How many dealt cards a table remembers for "previous card"."""
+
+RECENT_UPDATES: Final = 8
+"""How many update ids a session remembers (``Session.recent_updates``): Telegram
+redelivers one within seconds, while at most a partner's few taps came in between."""
 
 
 # -- the library's view of a theme ------------------------------------------------------------
@@ -285,6 +293,30 @@ def mark_drawn(session: Session, deck: str, card_id: str) -> Session:
     return session
 
 
+def mark_swapped(session: Session, deck: str, old: str, new: str) -> Session:
+    """Record that ``old`` (passed on) went back into ``deck`` and ``new`` (chosen by
+    :func:`swap` from an earlier state) was dealt in its place."""
+    drawn = [card_id for card_id in session.drawn.get(deck, []) if card_id != old]
+    if new not in drawn:
+        drawn.append(new)
+    session.drawn = {**session.drawn, deck: drawn}
+    session.last_card = new
+    return session
+
+
+def note_update(session: Session, update_id: int) -> Session:
+    """Remember that the records written with this session hold ``update_id``'s effect."""
+    kept = [seen for seen in session.recent_updates if seen != update_id]
+    session.recent_updates = [*kept, update_id][-RECENT_UPDATES:]
+    return session
+
+
+def is_noted(session: Session, update_id: int) -> bool:
+    """True when ``update_id``'s effect is already in this game's records: Telegram sent
+    it again (a replica died after its write, before its answer)."""
+    return update_id in session.recent_updates
+
+
 def undraw(session: Session, deck: str, card_id: str) -> Session:
     """Put back a card that could not be delivered; the next draw from its deck gives it.
 
@@ -406,6 +438,14 @@ def record_deal(
     return table, DealInfo(who, offer, table.paced)
 
 
+def shown_deal(table: Table, pace: int = DEFAULT_PACE) -> DealInfo:
+    """What :func:`record_deal` said of the card on the table, read back from the table it
+    wrote (to show that card again as it was first shown). Exact while ``pace`` is the
+    pace the card was dealt with."""
+    offer = table.pace_offered and table.paced == pace
+    return DealInfo(roles(table, table.turn - 1), offer, table.paced)
+
+
 def undo_deal(table: Table, card_id: str, info: DealInfo) -> Table:
     """Take back :func:`record_deal` for a card that could not be delivered."""
     if table.history and table.history[-1] == card_id:
@@ -497,13 +537,14 @@ def reset_table(table: Table) -> Table:
     return table
 
 
-def toggle_favourite(player: Player, card_id: str) -> tuple[Player, bool]:
-    """Save ``card_id`` (or remove it when saved); True when it is saved now."""
-    if card_id in player.favourites:
+def set_favourite(player: Player, card_id: str, *, saved: bool) -> Player:
+    """Save ``card_id`` or take it out of the favourites: the same however often it is
+    applied (a redelivered tap does not undo it)."""
+    if not saved:
         player.favourites = [cid for cid in player.favourites if cid != card_id]
-        return player, False
-    player.favourites = [*player.favourites, card_id]
-    return player, True
+    elif card_id not in player.favourites:
+        player.favourites = [*player.favourites, card_id]
+    return player
 
 
 # -- rooms --------------------------------------------------------------------------------------

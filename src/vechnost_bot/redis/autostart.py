@@ -106,7 +106,23 @@ _STOP_LOCK_TIMEOUT = 5.0
 
 
 def passwordless_warning(endpoint: RedisEndpoint) -> str:
-    """The warning (log, status, doctor) for an external Redis that needs no password."""
+    """The warning (log, status, doctor) for an external Redis that needs no password;
+    it names the setting the password goes in (with Sentinel, not REDIS_URL)."""
+    sentinel = endpoint.sentinel
+    if sentinel is not None:
+        sentinels_too = (
+            ", and the sentinels' own `requirepass` in REDIS_SENTINEL_PASSWORD "
+            "(or REDIS_SENTINEL_PASSWORD_FILE)"
+            if sentinel.password is None
+            else ""
+        )
+        return (
+            f"the Redis master that the sentinels {sentinel.where} name answers without a "
+            "password: any local user or program can read and overwrite every player's "
+            "data; set `requirepass` and `masterauth` on every data server and `sentinel "
+            "auth-pass` on the sentinels, put the password in REDIS_PASSWORD (or "
+            f"REDIS_PASSWORD_FILE){sentinels_too}"
+        )
     return (
         f"the Redis at {endpoint.where} answers without a password: any local user or "
         "program can read and overwrite every player's data; set `requirepass` on it and put "
@@ -290,8 +306,8 @@ class RedisAutoStartManager(Service):
                 else "redis_connected",
                 source=self._source,
                 pid=self.status()["pid"],
-                port=self._endpoint.port if self._endpoint else None,
                 version=self._version,
+                **self._server_fields(),
             )
         return ok
 
@@ -770,7 +786,7 @@ class RedisAutoStartManager(Service):
             "state": state,
             "previous": previous,
             "source": self._source,
-            "port": self._endpoint.port if self._endpoint else None,
+            **self._server_fields(),
             "reason": reason,
         }
         if state in {"running", "stopped", "initializing"}:
@@ -786,6 +802,18 @@ class RedisAutoStartManager(Service):
                 reason=reason,
             )
         )
+
+    def _server_fields(self) -> dict[str, object]:
+        """How a log line names the server in use: ``port``; with Sentinel (whose
+        endpoint has no port) ``master``, the ``host:port`` the sentinels name now, or
+        ``sentinels`` (``master@host:port,…``) until one has answered."""
+        endpoint = self._endpoint
+        if endpoint is None or endpoint.sentinel is None:
+            return {"port": endpoint.port if endpoint else None}
+        watch = self._sentinel_watch
+        if watch is not None and watch.where is not None:
+            return {"master": watch.where}
+        return {"sentinels": endpoint.sentinel.where}
 
     async def _notify(self, event: RedisEvent) -> None:
         for observer in list(self._observers):

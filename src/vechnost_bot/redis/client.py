@@ -65,7 +65,7 @@ def make_client(
         db=endpoint.db,
         username=endpoint.username,
         password=endpoint.password,
-        ssl=endpoint.tls,
+        **endpoint.tls_kwargs(),
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),

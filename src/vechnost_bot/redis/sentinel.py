@@ -21,6 +21,9 @@ call for (docs/scaling.md):
   replicas ``min-replicas-to-write 1`` does not stop it, the other replica still
   follows the old master). The watch also asks every sentinel for the master every
   ``interval`` (0.1 s), in case an event was missed.
+
+A ``rediss://`` REDIS_URL means TLS to the master and to the sentinels, both with its
+``ssl_*`` parameters (:class:`~vechnost_bot.config.TlsOptions`).
 """
 
 from __future__ import annotations
@@ -31,11 +34,12 @@ import inspect
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 import redis.asyncio as aioredis
 import structlog
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import Connection, SSLConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import (
     MasterNotFoundError,
@@ -49,9 +53,17 @@ from redis.exceptions import ReadOnlyError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from vechnost_bot.config import RedisEndpoint, SentinelTarget
+from vechnost_bot.log import redact
 from vechnost_bot.service import Service
 
-__all__ = ["SentinelWatch", "drop_pools", "newest_master", "sentinel_client"]
+__all__ = [
+    "SentinelAnswers",
+    "SentinelWatch",
+    "ask_sentinels",
+    "drop_pools",
+    "newest_master",
+    "sentinel_client",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -108,6 +120,40 @@ async def _ask_all(sentinels: list[aioredis.Redis], master: str) -> list[Any]:
         *(sentinel.sentinel_master(master) for sentinel in sentinels), return_exceptions=True
     )
     return answers
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelAnswers:
+    """What the sentinels said when asked once (``vechnost doctor``)."""
+
+    total: int
+    errors: tuple[str, ...]
+    """One line per sentinel that did not answer: ``host:port: the error``."""
+    master: Address | None
+    """The master the newest answer names (None: none names one that is up)."""
+
+    @property
+    def answered(self) -> int:
+        return self.total - len(self.errors)
+
+
+async def ask_sentinels(target: SentinelTarget, *, wait: float = 1.0) -> SentinelAnswers:
+    """Ask every sentinel of ``target`` once (``wait``: each one's socket timeout), with
+    clients of its own, closed after."""
+    kwargs = _sentinel_kwargs(target, wait)
+    clients = [aioredis.Redis(host=h, port=p, **kwargs) for h, p in target.addresses]
+    try:
+        states = await _ask_all(clients, target.master)
+    finally:
+        for client in clients:
+            with contextlib.suppress(RedisError, OSError, RuntimeError):
+                await client.aclose()
+    errors = tuple(
+        f"{_where(address)}: {redact(str(state)) or type(state).__name__}"
+        for address, state in zip(target.addresses, states, strict=True)
+        if isinstance(state, BaseException)
+    )
+    return SentinelAnswers(total=len(states), errors=errors, master=newest_master(states))
 
 
 class _Sentinels(Sentinel):
@@ -211,6 +257,10 @@ class _FollowingConnection(SentinelManagedConnection):
             raise
 
 
+class _FollowingSSLConnection(_FollowingConnection, SSLConnection):
+    """:class:`_FollowingConnection` over TLS (``rediss://`` in REDIS_URL)."""
+
+
 def _pools_of(target: SentinelTarget) -> list[_FollowingPool]:
     return [pool for pool in list(_POOLS) if pool.target == target]
 
@@ -230,6 +280,7 @@ def _sentinel_kwargs(target: SentinelTarget, timeout: float) -> dict[str, Any]:
         "socket_connect_timeout": timeout,
         "password": target.password,
         "retry": Retry(NoBackoff(), 0),
+        **(target.tls.client_kwargs() if target.tls is not None else {}),
     }
 
 
@@ -252,10 +303,14 @@ def sentinel_client(
     sentinels = _Sentinels(  # type: ignore[no-untyped-call]
         list(target.addresses), sentinel_kwargs=_sentinel_kwargs(target, timeout)
     )
+    # The pool picks no connection class of its own from ssl=True: this one is ours.
+    tls = endpoint.tls_kwargs()
+    connection_class = _FollowingSSLConnection if tls.pop("ssl", False) else _FollowingConnection
     client: aioredis.Redis = sentinels.master_for(
         target.master,
         connection_pool_class=_FollowingPool,
-        connection_class=_FollowingConnection,
+        connection_class=connection_class,
+        **tls,
         target=target,
         fence_timeout=fence_timeout,
         db=endpoint.db,
@@ -303,14 +358,21 @@ class SentinelWatch(Service):
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
 
+    @property
+    def where(self) -> str | None:
+        """:attr:`master` as ``host:port``, for logs; None until a sentinel has named one."""
+        return None if self.master is None else _where(self.master)
+
     async def start(self) -> None:
-        """Start following; returns at once (the first answer comes within ``interval``)."""
+        """Ask the sentinels once (at most ``timeout``), so that :attr:`master` is known
+        when they answer, then follow them."""
         if self._tasks:
             return
         kwargs = _sentinel_kwargs(self.target, self._timeout)
         self._clients = [
             aioredis.Redis(host=host, port=port, **kwargs) for host, port in self.target.addresses
         ]
+        await self.check()
         self._tasks = [asyncio.create_task(self._poll(), name="sentinel-watch")]
         self._tasks += [
             asyncio.create_task(self._listen(host, port), name=f"sentinel-events-{port}")

@@ -891,6 +891,10 @@ class Session(Record):
     drawn: Annotated[dict[str, list[str]], PerKey(EpochSet())] = Field(default_factory=dict)
     adult_confirmed: Annotated[bool, DatedFlag()] = False
     last_card: Annotated[str | None, LWW()] = None
+    # Telegram update ids whose effect this game's records hold, newest last: a
+    # redelivered update (a replica died before its answer) is recognised, not applied
+    # again. Written with the effect, in the same write.
+    recent_updates: Annotated[list[int], LWW()] = Field(default_factory=list)
 
 
 class UserStats(Record):
