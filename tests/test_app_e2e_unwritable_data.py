@@ -9,17 +9,11 @@ a disk; never a traceback.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import signal
-import sys
-import time
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
 
+from tests.support.bot_harness import bot_process
 from tests.support.env import bot_env, log_events
 from tests.support.fake_bot_api import DEFAULT_TOKEN, FakeBotApi
 from tests.support.redis_server import free_port
@@ -27,25 +21,6 @@ from tests.support.redis_server import free_port
 pytestmark = pytest.mark.slow
 
 CHAT = 4343
-
-
-async def _get(port: int, path: str) -> tuple[int, dict[str, Any]]:
-    url = f"http://127.0.0.1:{port}{path}"
-    async with aiohttp.ClientSession() as http, http.get(url) as response:
-        body: dict[str, Any] = await response.json(content_type=None)
-        return response.status, body
-
-
-async def _wait_status(port: int, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    last: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        with contextlib.suppress(aiohttp.ClientError, ValueError):
-            _, last = await _get(port, "/status")
-            if last["bot"]["polling"]:
-                return last
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"the bot never polled within {timeout}s: {last}")
 
 
 async def test_run_with_an_unusable_data_dir_serves_from_memory(tmp_path: Path) -> None:
@@ -67,32 +42,17 @@ async def test_run_with_an_unusable_data_dir_serves_from_memory(tmp_path: Path) 
             LOG_FORMAT="json",
             LOG_LEVEL="INFO",
         )
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "vechnost_bot", "run",
-            cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        assert process.stderr is not None
-        stderr = asyncio.create_task(process.stderr.read())
-        try:
-            status = await _wait_status(health_port, timeout=30)
+        async with bot_process(tmp_path, env, health_port) as bot:
+            status = await bot.wait_status(lambda s: bool(s["bot"]["polling"]))
             assert status["storage"]["mode"] == "memory"
 
             await api.act(CHAT, "say", "/start")
             await api.act(CHAT, "tap", "T:a")
             await api.act(CHAT, "tap", "V:a:1")
             await api.act(CHAT, "tap", "N:a:1:q")
-            code_ready, ready = await _get(health_port, "/readyz")
-            _, status = await _get(health_port, "/status")
-            process.send_signal(signal.SIGTERM)
-            code = await asyncio.wait_for(process.wait(), 60)
-            text = (await asyncio.wait_for(stderr, 10)).decode("utf-8", "replace")
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-            if not stderr.done():
-                stderr.cancel()
+            code_ready, ready = await bot.get("/readyz")
+            _, status = await bot.get("/status")
+            code, text = await bot.stop()
     events = log_events(text)
     assert "Traceback" not in text, text[-3000:]
     assert str(data_dir) in ready["degraded_reason"], ready

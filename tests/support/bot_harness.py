@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from tests.support.fake_bot_api import DEFAULT_TOKEN, ApiCall, FakeBotApi
 from tests.support.waiting import PATIENCE, wait_until
@@ -19,7 +24,7 @@ from vechnost_bot.bot.processor import ChatOrderedProcessor
 from vechnost_bot.game.content import Library
 from vechnost_bot.storage.base import Storage
 
-__all__ = ["Harness", "running_bot"]
+__all__ = ["BotProcess", "Harness", "bot_process", "running_bot"]
 
 
 @dataclass
@@ -111,3 +116,71 @@ async def running_bot(
         await application.shutdown()
         if own_api:
             await fake.stop()
+
+
+@dataclass
+class BotProcess:
+    """``vechnost run`` as a child process: its /status and /readyz on ``health_port``,
+    its stderr (the JSON log) collected, stopped by SIGTERM."""
+
+    process: asyncio.subprocess.Process
+    health_port: int
+    _stderr: asyncio.Task[bytes]
+
+    async def get(self, path: str) -> tuple[int, dict[str, Any]]:
+        """HTTP status and JSON body of ``path`` on the health port."""
+        url = f"http://127.0.0.1:{self.health_port}{path}"
+        async with aiohttp.ClientSession() as http, http.get(url) as response:
+            body: dict[str, Any] = await response.json(content_type=None)
+            return response.status, body
+
+    async def wait_status(self, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """The first /status that satisfies ``predicate`` (the port answers once the bot
+        is up)."""
+        last: dict[str, Any] = {}
+
+        async def matches() -> bool:
+            nonlocal last
+            try:
+                _, last = await self.get("/status")
+            except (aiohttp.ClientError, ValueError):
+                return False
+            return predicate(last)
+
+        await wait_until(matches, interval=0.2, what="the bot's /status")
+        return last
+
+    async def stop(self) -> tuple[int, str]:
+        """SIGTERM; the exit code and everything the bot wrote to stderr."""
+        self.process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(self.process.wait(), 60)
+        text = (await asyncio.wait_for(self._stderr, 10)).decode("utf-8", "replace")
+        return code, text
+
+
+@asynccontextmanager
+async def bot_process(
+    cwd: Path,
+    env: dict[str, str],
+    health_port: int,
+    *,
+    preexec_fn: Callable[[], object] | None = None,
+) -> AsyncIterator[BotProcess]:
+    """Start ``python -m vechnost_bot run`` with ``env``; killed by pid if still running
+    after. stderr is a pipe (a file-size cap on the child must not stop its log)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "vechnost_bot", "run",
+        cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=preexec_fn,
+    )  # fmt: skip
+    assert process.stderr is not None
+    stderr = asyncio.create_task(process.stderr.read())
+    try:
+        yield BotProcess(process, health_port, stderr)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        if not stderr.done():
+            stderr.cancel()
