@@ -372,7 +372,7 @@ class RedisStorage(Storage):
 
     async def _cas_many(self, writes: Sequence[tuple[Record, int]]) -> list[Cas[Any]]:
         call, stored = self.cas_many_call(writes)
-        return await self.cas_many_result(writes, stored, await call.run(self.client))
+        return await self.cas_many_result(writes, stored, await self.run_call(call))
 
     def cas_many_call(
         self, writes: Sequence[tuple[Record, int]]
@@ -391,6 +391,22 @@ class RedisStorage(Storage):
             await self.cas_result(record, copy, reply[3 * i : 3 * i + 3])
             for i, ((record, _), copy) in enumerate(zip(writes, stored, strict=True))
         ]
+
+    async def run_call(self, call: ScriptCall) -> Any:
+        """Run one prepared call by itself, on the record calls' connection where there is
+        one (EVALSHA, then EVAL when the server does not know the script)."""
+        wire = self._wire
+        if wire is None:
+            return await call.run(self.client)
+        keys, args = call.keys, call.args
+        try:
+            return await wire.execute(
+                pack_command("EVALSHA", call.script.sha, len(keys), *keys, *args)
+            )
+        except NoScriptError:
+            return await wire.execute(
+                pack_command("EVAL", call.script.source, len(keys), *keys, *args)
+            )
 
     async def load_scripts(self) -> None:
         """SCRIPT LOAD every script (a restarted server has none)."""
@@ -436,7 +452,7 @@ class RedisStorage(Storage):
 
         The marker lives ``ttl`` seconds; a replay after that would count again.
         """
-        return int(await self.incr_once_call(name, amount, token, ttl=ttl).run(self.client))
+        return int(await self.run_call(self.incr_once_call(name, amount, token, ttl=ttl)))
 
     def incr_once_call(
         self, name: str, amount: int, token: str, *, ttl: float = _MARKER_TTL
@@ -472,8 +488,10 @@ class RedisStorage(Storage):
         """Atomic sliding window (a sorted set of hits, trimmed by a Lua script on the
         server's clock); ``hit`` already in the window is allowed and not counted again."""
         member = f"h:{hit}" if hit is not None else f"{self._instance}:{next(self._member)}"
-        allowed = await _RATE(
-            self.client, f"{self._prefix}:rate:{key}", repr(window * 1000.0), limit, member
+        allowed = await self.run_call(
+            ScriptCall(
+                _RATE, (f"{self._prefix}:rate:{key}",), (repr(window * 1000.0), limit, member)
+            )
         )
         return bool(allowed)
 
