@@ -136,7 +136,6 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "turn_both": "{first} answers first, then {second}",
         "next_drawer": "{name} draws the next card.",
         "not_your_turn": "It’s {name}’s turn to draw the next card.",
-        "not_a_player": "Two players are already at the table: {first} and {second}.",
         "opening_caption": "{deck} · how we play",
         "closing_caption": "{deck} · the last card",
         "previous_caption": "An earlier card",
@@ -319,7 +318,6 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "turn_both": "Сначала отвечает {first}, потом {second}",
         "next_drawer": "Следующую карту тянет {name}.",
         "not_your_turn": "Следующую карту тянет {name}.",
-        "not_a_player": "За столом уже двое: {first} и {second}.",
         "opening_caption": "{deck} · как играем",
         "closing_caption": "{deck} · последняя карта",
         "previous_caption": "Одна из прошлых карт",
@@ -412,15 +410,14 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
     },
     "cs": {
         "welcome": (
-            "Ahoj, {name}! Vítejte ve hře Vechnost 🌙\n\n"
+            "Ahoj! Vítejte ve hře Vechnost 🌙\n\n"
             "Je to karetní hra pro rozhovory, na kterých záleží: s kamarádem, na rande "
             "nebo s někým, koho milujete. Vyberte si téma, vytáhněte kartu a odpovídejte "
             "střídavě a upřímně. Špatné odpovědi tu nejsou, jen zvědavost.\n\n"
             "Čím začneme?"
         ),
         "welcome_back": (
-            "Vítejte zpátky, {name}! Budeme pokračovat tam, kde jsme skončili, "
-            "nebo si vybereme nové téma?"
+            "Vítejte zpátky! Budeme pokračovat tam, kde jsme skončili, nebo si vybereme nové téma?"
         ),
         "help": (
             "Jak hrát Vechnost:\n\n"
@@ -506,7 +503,6 @@ TEXTS: Final[dict[Language, dict[str, str]]] = {
         "turn_both": "Nejdřív odpovídá {first}, pak {second}",
         "next_drawer": "Další kartu táhne {name}.",
         "not_your_turn": "Další kartu táhne {name}.",
-        "not_a_player": "U stolu už sedí dva: {first} a {second}.",
         "opening_caption": "{deck} · jak hrajeme",
         "closing_caption": "{deck} · poslední karta",
         "previous_caption": "Jedna z dřívějších karet",
