@@ -406,7 +406,7 @@ class HybridStorage(Storage):
             if redis is not None:
                 try:
                     call, stored = redis.cas_many_call(writes)
-                    reply = await call.run(redis.client)
+                    reply = await redis.run_call(call)
                     results = await redis.cas_many_result(writes, stored, reply)
                 except _TROUBLE as error:
                     self._failover(error)
