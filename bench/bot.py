@@ -211,19 +211,32 @@ class _Child:
             if name.removeprefix("cmdstat_").split("|")[0] not in _NOT_TRAFFIC
         )
 
-    async def stop(self) -> dict[str, Any]:
-        status = await _status(self.health) if self.kind != "bare" else {}
+    async def _end_processes(self) -> None:
         process = self.process
-        if process is not None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 60)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-        await self.api.stop()
-        if self.redis is not None:
-            self.redis.stop()
+        try:
+            if process is not None and process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(process.wait(), 60)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+            await self.api.stop()
+        finally:
+            if self.redis is not None:
+                self.redis.stop()
+
+    async def stop(self) -> dict[str, Any]:
+        """Stop the bot, its fake Bot API and its redis-server, also after a failed run
+        (a bot that no longer answers its status is stopped all the same)."""
+        status: dict[str, Any] = {}
+        try:
+            if self.kind != "bare":
+                status = await _status(self.health)
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as error:
+            print(f"{self.kind}: no status at stop ({error!r})", file=sys.stderr)
+        finally:
+            await self._end_processes()
         photos = [c for c in self.api.calls if c.method == "sendPhoto"]
         reused = sum(
             1 for c in photos if not str(c.params.get("photo", "")).startswith("attach://")
@@ -241,7 +254,7 @@ class _Child:
             "file_id_reuse_share": round(reused / len(photos), 3) if photos else 0.0,
             "api_calls_per_update": round(sum(self.methods.values()) / self.updates, 3),
             "api_calls": dict(sorted(self.methods.items())),
-            "exit_code": process.returncode if process else None,
+            "exit_code": self.process.returncode if self.process else None,
         }
 
 
