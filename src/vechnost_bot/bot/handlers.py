@@ -49,7 +49,7 @@ from telegram.ext import (
 from vechnost_bot.bot import keyboards
 from vechnost_bot.bot.callbacks import Callback, parse
 from vechnost_bot.bot.cards import CardSender, caption_text
-from vechnost_bot.bot.delivery import delivery_failed
+from vechnost_bot.bot.delivery import SendGuard, delivery_failed
 from vechnost_bot.bot.keyboards import CardButtons, Place
 from vechnost_bot.bot.ratelimit import KeyedBuckets, SharedLimit
 from vechnost_bot.bot.texts import (
@@ -99,6 +99,10 @@ R = TypeVar("R", bound=Record)
 UNLINKED_CHATS = 100_000
 """Private chats known to play no room, kept in the process (a sole writer's negative
 hint), so that their update reads no absent ChatLink."""
+
+# The longest the apology after a failed update waits for a chat's 429 window to end;
+# past it, the player's next tap brings the menu back anyway.
+_APOLOGY_MAX_WAIT = 30.0
 
 
 async def set_commands(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
@@ -1509,6 +1513,8 @@ class GameBot:
         except TelegramError:
             log.debug("error_answer_failed")
         try:
+            if not await self._wait_out_send_window(chat.id):
+                return
             here = await self._here(update)
             if here is None:
                 return
@@ -1516,6 +1522,18 @@ class GameBot:
             await chat.send_message(f"{t(here.lang, 'error')}\n\n{text}", reply_markup=markup)
         except Exception as error:  # noqa: BLE001 - the error handler must never raise
             log.warning("error_reply_failed", error=repr(error))
+
+    async def _wait_out_send_window(self, chat_id: int) -> bool:
+        """Wait until Telegram lets this chat be sent to again (a 429's window: a send
+        inside it would be refused); False, with nothing sent, when that is too long."""
+        guard = self._bot.rate_limiter
+        window = guard.blocked_for(chat_id) if isinstance(guard, SendGuard) else 0.0
+        if window > _APOLOGY_MAX_WAIT:
+            log.warning("error_reply_skipped", chat_id=chat_id, window_s=round(window, 1))
+            return False
+        if window > 0:
+            await asyncio.sleep(window)
+        return True
 
 
 async def _answer(query: CallbackQuery, text: str | None = None) -> None:
