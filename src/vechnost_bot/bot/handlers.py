@@ -1526,7 +1526,7 @@ class GameBot:
     async def _wait_out_send_window(self, chat_id: int) -> bool:
         """Wait until Telegram lets this chat be sent to again (a 429's window: a send
         inside it would be refused); False, with nothing sent, when that is too long."""
-        guard = self._bot.rate_limiter
+        guard = getattr(self._bot, "rate_limiter", None)  # an ExtBot has one
         window = guard.blocked_for(chat_id) if isinstance(guard, SendGuard) else 0.0
         if window > _APOLOGY_MAX_WAIT:
             log.warning("error_reply_skipped", chat_id=chat_id, window_s=round(window, 1))
