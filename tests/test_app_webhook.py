@@ -252,6 +252,8 @@ async def test_replica_killed_after_its_write_does_not_deal_again(
         delivery = await pusher.wait_delivered(update_id)
         player.draws += 1
         await player.draw()
+        # The draw's records are written after its card is sent (the reply awaited).
+        await _wait_async(lambda: _stats_drawn(direct, 1101), 5, timeout=5)
         stats = await direct.get_user_stats(1101)
         await direct.close()
     shown = [c for c in api.calls[since:] if c.chat_id == 1101 and progress_of(c) is not None]
@@ -298,6 +300,11 @@ async def _at_card_3(api: WebhookBotApi, chat_id: int) -> Player:
 async def _cards_drawn(storage: RedisStorage, chat_id: int) -> int:
     session = await storage.get_session(chat_id)
     return sum(len(ids) for ids in session.drawn.values()) if session else 0
+
+
+async def _stats_drawn(storage: RedisStorage, user_id: int) -> int | None:
+    stats = await storage.get_user_stats(user_id)
+    return None if stats is None else stats.cards_drawn
 
 
 async def _status_or_none(replica: BotReplica, http: aiohttp.ClientSession) -> int | None:
